@@ -1,0 +1,121 @@
+//! Object keys: a bucket name plus arbitrary key bytes, and their storage layout.
+//!
+//! Buckets are short printable names; keys are any bytes up to the configured
+//! limit. On disk a key is stored under its ring position first
+//! (`position: u64 big-endian ++ bucket length: u8 ++ bucket ++ key`), so the
+//! data keyspace is ordered by ring position: a key range of the ring is one
+//! contiguous scan, which is what per-range Merkle trees and range streaming
+//! need.
+
+use crate::limits::MAX_BUCKET_BYTES;
+use crate::ring::key_position;
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+/// A bucket (namespace) and a key within it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ObjectKey {
+    pub bucket: String,
+    pub key: Bytes,
+}
+
+/// Why a bucket or key was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KeyError {
+    #[error("bucket name must be 1 to {MAX_BUCKET_BYTES} bytes of ASCII letters, digits, '-', '_' or '.'")]
+    BadBucket,
+    #[error("key is empty")]
+    EmptyKey,
+    #[error("key is {len} bytes; the limit is {limit}")]
+    KeyTooLarge { len: usize, limit: usize },
+    #[error("stored key is malformed")]
+    BadStorageKey,
+}
+
+impl ObjectKey {
+    /// Validates a bucket and key against the limits.
+    pub fn new(bucket: &str, key: Bytes, max_key_bytes: usize) -> Result<Self, KeyError> {
+        check_bucket(bucket)?;
+        if key.is_empty() {
+            return Err(KeyError::EmptyKey);
+        }
+        if key.len() > max_key_bytes {
+            return Err(KeyError::KeyTooLarge { len: key.len(), limit: max_key_bytes });
+        }
+        Ok(ObjectKey { bucket: bucket.to_string(), key })
+    }
+
+    /// Where this key sits on the ring.
+    pub fn position(&self) -> u64 {
+        key_position(&self.bucket, &self.key)
+    }
+
+    /// The bytes this key is stored under (ordered by ring position).
+    pub fn storage_key(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(9 + self.bucket.len() + self.key.len());
+        out.extend_from_slice(&self.position().to_be_bytes());
+        out.push(self.bucket.len() as u8);
+        out.extend_from_slice(self.bucket.as_bytes());
+        out.extend_from_slice(&self.key);
+        out
+    }
+
+    /// Inverse of [`ObjectKey::storage_key`]; checks the stored position.
+    pub fn from_storage_key(raw: &[u8]) -> Result<Self, KeyError> {
+        let (pos, rest) = raw.split_at_checked(8).ok_or(KeyError::BadStorageKey)?;
+        let (&len, rest) = rest.split_first().ok_or(KeyError::BadStorageKey)?;
+        let (bucket, key) = rest.split_at_checked(len as usize).ok_or(KeyError::BadStorageKey)?;
+        let bucket = std::str::from_utf8(bucket).map_err(|_| KeyError::BadStorageKey)?;
+        check_bucket(bucket).map_err(|_| KeyError::BadStorageKey)?;
+        let key = ObjectKey { bucket: bucket.to_string(), key: Bytes::copy_from_slice(key) };
+        if key.position().to_be_bytes() != pos {
+            return Err(KeyError::BadStorageKey);
+        }
+        Ok(key)
+    }
+}
+
+/// Checks a bucket name.
+pub fn check_bucket(bucket: &str) -> Result<(), KeyError> {
+    let ok = !bucket.is_empty()
+        && bucket.len() <= MAX_BUCKET_BYTES
+        && bucket.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(KeyError::BadBucket)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn validation_table() {
+        let k = |b: &str, key: &[u8]| ObjectKey::new(b, Bytes::copy_from_slice(key), 8);
+        assert!(k("carts", b"\x00\xff/x").is_ok());
+        assert_eq!(k("", b"x"), Err(KeyError::BadBucket));
+        assert_eq!(k("a/b", b"x"), Err(KeyError::BadBucket));
+        assert_eq!(k(&"b".repeat(65), b"x"), Err(KeyError::BadBucket));
+        assert_eq!(k("b", b""), Err(KeyError::EmptyKey));
+        assert_eq!(k("b", b"123456789"), Err(KeyError::KeyTooLarge { len: 9, limit: 8 }));
+    }
+
+    #[test]
+    fn storage_keys_round_trip_and_sort_by_ring_position() {
+        let keys: Vec<ObjectKey> = (0..50u32)
+            .map(|i| ObjectKey::new("b", Bytes::from(i.to_string()), 64).unwrap())
+            .collect();
+        for k in &keys {
+            assert_eq!(ObjectKey::from_storage_key(&k.storage_key()).as_ref(), Ok(k));
+        }
+        let mut by_bytes = keys.clone();
+        by_bytes.sort_by_key(|k| k.storage_key());
+        assert!(by_bytes.windows(2).all(|w| w[0].position() <= w[1].position()));
+        assert_eq!(ObjectKey::from_storage_key(b"short"), Err(KeyError::BadStorageKey));
+        let mut tampered = keys[0].storage_key();
+        tampered[0] ^= 1;
+        assert_eq!(ObjectKey::from_storage_key(&tampered), Err(KeyError::BadStorageKey));
+    }
+}

@@ -1,0 +1,37 @@
+//! # ringkv-core: the pure heart of ringkv
+//!
+//! Everything here is deterministic: no sockets, no files, no clock reads, no
+//! tokio. Time, randomness and incoming messages arrive as arguments; decisions
+//! and messages leave as return values. That is what lets a whole cluster run
+//! in one thread under a seeded simulation (see `crates/node/tests/`), and a
+//! CI check (`cargo tree -p ringkv-core -i tokio` must find nothing) keeps it so.
+//!
+//! How the types fit together, following one write:
+//!
+//! - A client names a [`key::ObjectKey`] (bucket + key bytes). [`ring::key_position`]
+//!   hashes it onto the ring, and [`ring::Ring::preference_list`] picks the N
+//!   distinct physical nodes that store it (P1–P3).
+//! - The value lives as a [`siblings::Siblings`]: every concurrent version
+//!   with its [`version_vector::Dot`], plus a [`version_vector::VersionVector`]
+//!   summarising everything seen. A put carries a [`context::CausalContext`]
+//!   (what the writer read); [`siblings::Siblings::update`] supersedes exactly
+//!   those versions and [`siblings::Siblings::merge`] reconciles replicas (V1–V4).
+//! - The coordinator counts replica answers in a [`quorum::QuorumTally`] and
+//!   answers the client once R or W of them agree (F1), with
+//!   [`replication::Replication`] saying what N, R and W are (A5).
+//! - Nodes speak the [`protocol`] messages, encoded with [`codec`].
+//! - Every size limit has a name in [`limits`].
+
+pub mod codec;
+pub mod context;
+pub mod key;
+pub mod limits;
+pub mod node_id;
+pub mod protocol;
+pub mod quorum;
+pub mod replication;
+pub mod ring;
+pub mod siblings;
+pub mod version_vector;
+
+pub use node_id::NodeId;

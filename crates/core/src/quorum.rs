@@ -1,0 +1,144 @@
+//! Quorum tallies: counting replica answers until R or W agree (F1).
+//!
+//! The coordinator asks several replicas at once and feeds each answer into a
+//! [`QuorumTally`]. The tally says when the quorum is met, or when it can no
+//! longer be met (too many replicas failed), so the coordinator answers the
+//! client as soon as the outcome is known — a refused connection fails at once
+//! instead of waiting for a timeout. A failed quorum is a [`QuorumError`] that
+//! says how many answers were needed, how many came and why the rest did not.
+//! Pure bookkeeping: no clock, no IO; time-outs are reported by the caller.
+
+use crate::NodeId;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// Where a tally stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Progress {
+    /// Not decided yet: more answers are due.
+    Pending,
+    /// Enough replicas acknowledged.
+    Met,
+    /// Too many replicas failed for the quorum to be met.
+    Failed,
+}
+
+/// Counts acknowledgements and failures from `asked` replicas, `needed` of
+/// which must acknowledge.
+#[derive(Debug, Clone)]
+pub struct QuorumTally {
+    needed: usize,
+    asked: usize,
+    acks: Vec<NodeId>,
+    failures: Vec<(NodeId, String)>,
+}
+
+/// A quorum that was not met.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub struct QuorumError {
+    pub needed: usize,
+    pub asked: usize,
+    pub acks: usize,
+    /// Each replica that did not acknowledge, and why.
+    pub failures: Vec<(NodeId, String)>,
+}
+
+impl fmt::Display for QuorumError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "quorum not met: needed {} of {} replicas, {} acknowledged",
+            self.needed, self.asked, self.acks
+        )?;
+        for (node, why) in &self.failures {
+            write!(f, "; {node}: {why}")?;
+        }
+        Ok(())
+    }
+}
+
+impl QuorumTally {
+    /// A tally that needs `needed` acknowledgements out of `asked` replicas.
+    pub fn new(needed: usize, asked: usize) -> Self {
+        QuorumTally { needed, asked, acks: Vec::new(), failures: Vec::new() }
+    }
+
+    /// Records an acknowledgement (a duplicate from the same node is ignored).
+    pub fn ack(&mut self, node: &NodeId) -> Progress {
+        if !self.acks.contains(node) && !self.failures.iter().any(|(n, _)| n == node) {
+            self.acks.push(node.clone());
+        }
+        self.progress()
+    }
+
+    /// Records a failure from `node`, with the reason.
+    pub fn fail(&mut self, node: &NodeId, reason: impl Into<String>) -> Progress {
+        if !self.acks.contains(node) && !self.failures.iter().any(|(n, _)| n == node) {
+            self.failures.push((node.clone(), reason.into()));
+        }
+        self.progress()
+    }
+
+    /// Where the tally stands now.
+    pub fn progress(&self) -> Progress {
+        if self.acks.len() >= self.needed {
+            Progress::Met
+        } else if self.asked - self.failures.len().min(self.asked) < self.needed {
+            Progress::Failed
+        } else {
+            Progress::Pending
+        }
+    }
+
+    /// The nodes that acknowledged, in order.
+    pub fn acked(&self) -> &[NodeId] {
+        &self.acks
+    }
+
+    /// The error describing this tally; `waiting` names replicas that had not
+    /// answered when the caller gave up (reported as timed out).
+    pub fn error(&self, waiting: &[NodeId], timeout_ms: u64) -> QuorumError {
+        let mut failures = self.failures.clone();
+        for node in waiting {
+            if !self.acks.contains(node) && !failures.iter().any(|(n, _)| n == node) {
+                failures.push((node.clone(), format!("no answer within {timeout_ms} ms")));
+            }
+        }
+        QuorumError { needed: self.needed, asked: self.asked, acks: self.acks.len(), failures }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn n(s: &str) -> NodeId {
+        NodeId::new(s).unwrap()
+    }
+
+    #[test]
+    fn meets_after_w_acks_and_fails_once_unreachable() {
+        let mut t = QuorumTally::new(2, 3);
+        assert_eq!(t.ack(&n("a")), Progress::Pending);
+        assert_eq!(t.ack(&n("a")), Progress::Pending, "duplicate ack must not count");
+        assert_eq!(t.fail(&n("b"), "refused"), Progress::Pending);
+        assert_eq!(t.ack(&n("c")), Progress::Met);
+
+        let mut t = QuorumTally::new(2, 3);
+        t.fail(&n("a"), "connection refused");
+        assert_eq!(t.fail(&n("b"), "connection refused"), Progress::Failed);
+        let err = t.error(&[n("c")], 2000);
+        assert_eq!((err.needed, err.asked, err.acks), (2, 3, 0));
+        assert_eq!(err.failures.len(), 3);
+        let text = err.to_string();
+        assert!(text.contains("needed 2 of 3 replicas, 0 acknowledged"), "{text}");
+        assert!(text.contains("c: no answer within 2000 ms"), "{text}");
+    }
+
+    #[test]
+    fn r_equals_one_is_met_by_the_first_answer() {
+        let mut t = QuorumTally::new(1, 3);
+        assert_eq!(t.ack(&n("x")), Progress::Met);
+        assert_eq!(t.acked(), &[n("x")]);
+    }
+}

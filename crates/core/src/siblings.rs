@@ -1,0 +1,243 @@
+//! `Siblings`: every concurrent version of one key, and how they reconcile (V1–V3).
+//!
+//! An object is a set of versions, each stamped with a unique [`Dot`], plus a
+//! [`VersionVector`] (`clock`) covering every dot this replica has seen —
+//! including dots of versions it has since discarded as superseded. This is
+//! the "dotted version vector set" shape of Riak 2.0:
+//!
+//! - **update** (on the coordinator, for a client put or delete): the versions
+//!   whose dots the client's context covers are superseded and removed; the new
+//!   version gets the dot `(coordinator, clock[coordinator] + 1)`; versions the
+//!   client had not seen stay as siblings. A blind write (empty context)
+//!   supersedes nothing.
+//! - **merge** (wherever two replicas' objects meet: replica writes, read
+//!   merges, later repair and anti-entropy): a version survives if the other
+//!   side also holds it, or the other side has never seen its dot. A version
+//!   the other side has seen but no longer holds was superseded there.
+//!   Merge is commutative, associative and idempotent (property-tested in
+//!   `tests/siblings_props.rs`), so replicas converge in any delivery order.
+//!
+//! Why siblings cannot explode: each sibling is a write no other surviving
+//! write has seen, so their number is at most the number of concurrent
+//! writers; a write-back with the read context collapses them to one.
+//! A delete is a version whose value is `None` (a tombstone), so it is ordered
+//! and merged like any write and a stale replica cannot resurrect the value.
+//!
+//! Invariant: every version's dot is covered by `clock`, and versions are
+//! sorted by dot, so equal histories have equal representations.
+
+use crate::version_vector::{Dot, VersionVector};
+use crate::NodeId;
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+/// One version of a value: `None` is a tombstone (a delete).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Version {
+    pub dot: Dot,
+    pub value: Option<Bytes>,
+    /// The coordinator's wall clock when it made this version (ms since the
+    /// Unix epoch), passed in by the caller; kept for tombstone GC and TTL.
+    pub timestamp_ms: u64,
+}
+
+/// All concurrent versions of a key plus the clock of everything seen.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "RawSiblings")]
+pub struct Siblings {
+    clock: VersionVector,
+    versions: Vec<Version>,
+}
+
+/// The wire shape of [`Siblings`], validated by `from_parts` on decode.
+#[derive(Deserialize)]
+struct RawSiblings {
+    clock: VersionVector,
+    versions: Vec<Version>,
+}
+
+impl TryFrom<RawSiblings> for Siblings {
+    type Error = String;
+    fn try_from(raw: RawSiblings) -> Result<Self, String> {
+        Siblings::from_parts(raw.clock, raw.versions)
+    }
+}
+
+impl Siblings {
+    /// An object with no history.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Rebuilds an object from parts, checking the invariant (for decoders).
+    pub fn from_parts(clock: VersionVector, mut versions: Vec<Version>) -> Result<Self, String> {
+        versions.sort_by(|a, b| a.dot.cmp(&b.dot));
+        if versions.windows(2).any(|w| w[0].dot == w[1].dot) {
+            return Err("two versions share a dot".into());
+        }
+        if let Some(v) = versions.iter().find(|v| !clock.covers(&v.dot)) {
+            return Err(format!("version {:?} is not covered by the clock", v.dot));
+        }
+        Ok(Siblings { clock, versions })
+    }
+
+    /// Everything this object has seen: the causal context handed to clients.
+    pub fn clock(&self) -> &VersionVector {
+        &self.clock
+    }
+
+    /// The surviving versions, sorted by dot (tombstones included).
+    pub fn versions(&self) -> &[Version] {
+        &self.versions
+    }
+
+    /// The live values (tombstones left out), in dot order.
+    pub fn values(&self) -> impl Iterator<Item = &Bytes> {
+        self.versions.iter().filter_map(|v| v.value.as_ref())
+    }
+
+    /// True when no live value remains (never written, or deleted).
+    pub fn is_deleted(&self) -> bool {
+        self.values().next().is_none()
+    }
+
+    /// Number of surviving versions, tombstones included.
+    pub fn len(&self) -> usize {
+        self.versions.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.versions.is_empty()
+    }
+
+    /// Applies a client write coordinated by `node`: supersedes the versions
+    /// `context` covers and adds `value` (None = delete) with a fresh dot,
+    /// which it returns. `context` is what the client read; empty = blind.
+    pub fn update(
+        &mut self,
+        context: &VersionVector,
+        node: &NodeId,
+        value: Option<Bytes>,
+        timestamp_ms: u64,
+    ) -> Dot {
+        let counter = self.clock.get(node).max(context.get(node)) + 1;
+        let dot = Dot { node: node.clone(), counter };
+        self.versions.retain(|v| !context.covers(&v.dot));
+        self.clock.join(context);
+        self.clock.add(&dot);
+        // The new dot is the highest of its node, so it sorts after the others.
+        let at = self.versions.partition_point(|v| v.dot < dot);
+        self.versions.insert(at, Version { dot: dot.clone(), value, timestamp_ms });
+        dot
+    }
+
+    /// Reconciles with another replica's object (syntactic reconciliation):
+    /// keeps versions neither side has superseded, joins the clocks.
+    pub fn merge(&mut self, other: &Siblings) {
+        let mut merged = Vec::with_capacity(self.versions.len().max(other.versions.len()));
+        let (mut i, mut j) = (0, 0);
+        let (ours, theirs) = (&self.versions, &other.versions);
+        while i < ours.len() || j < theirs.len() {
+            let order = match (ours.get(i), theirs.get(j)) {
+                (Some(a), Some(b)) => a.dot.cmp(&b.dot),
+                (Some(_), None) => std::cmp::Ordering::Less,
+                _ => std::cmp::Ordering::Greater,
+            };
+            match order {
+                std::cmp::Ordering::Equal => {
+                    merged.push(ours[i].clone());
+                    i += 1;
+                    j += 1;
+                }
+                std::cmp::Ordering::Less => {
+                    if !other.clock.covers(&ours[i].dot) {
+                        merged.push(ours[i].clone());
+                    }
+                    i += 1;
+                }
+                std::cmp::Ordering::Greater => {
+                    if !self.clock.covers(&theirs[j].dot) {
+                        merged.push(theirs[j].clone());
+                    }
+                    j += 1;
+                }
+            }
+        }
+        self.versions = merged;
+        self.clock.join(&other.clock);
+    }
+
+    /// The merge of two objects, leaving both untouched.
+    pub fn merged(&self, other: &Siblings) -> Siblings {
+        let mut out = self.clone();
+        out.merge(other);
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn n(s: &str) -> NodeId {
+        NodeId::new(s).unwrap()
+    }
+
+    fn live(s: &Siblings) -> Vec<&[u8]> {
+        s.values().map(|b| b.as_ref()).collect()
+    }
+
+    #[test]
+    fn put_with_read_context_replaces_and_blind_put_adds_a_sibling() {
+        let mut obj = Siblings::new();
+        obj.update(&VersionVector::new(), &n("a"), Some(Bytes::from("v1")), 1);
+        let ctx = obj.clock().clone();
+        obj.update(&ctx, &n("a"), Some(Bytes::from("v2")), 2);
+        assert_eq!(live(&obj), vec![b"v2".as_ref()]);
+        obj.update(&VersionVector::new(), &n("b"), Some(Bytes::from("v3")), 3);
+        assert_eq!(live(&obj), vec![b"v2".as_ref(), b"v3".as_ref()]);
+        let ctx = obj.clock().clone();
+        obj.update(&ctx, &n("a"), Some(Bytes::from("merged")), 4);
+        assert_eq!(live(&obj), vec![b"merged".as_ref()]);
+        assert_eq!(obj.len(), 1);
+    }
+
+    #[test]
+    fn concurrent_writes_on_two_replicas_become_siblings_and_collapse_on_write_back() {
+        let mut base = Siblings::new();
+        base.update(&VersionVector::new(), &n("a"), Some(Bytes::from("v0")), 1);
+        let ctx = base.clock().clone();
+        let (mut left, mut right) = (base.clone(), base.clone());
+        left.update(&ctx, &n("a"), Some(Bytes::from("left")), 2);
+        right.update(&ctx, &n("b"), Some(Bytes::from("right")), 2);
+        let merged = left.merged(&right);
+        assert_eq!(merged, right.merged(&left));
+        assert_eq!(live(&merged), vec![b"left".as_ref(), b"right".as_ref()]);
+        let mut resolved = merged.clone();
+        resolved.update(merged.clock(), &n("c"), Some(Bytes::from("both")), 3);
+        // An older replica merging the resolution loses both siblings.
+        assert_eq!(live(&left.merged(&resolved)), vec![b"both".as_ref()]);
+    }
+
+    #[test]
+    fn a_tombstone_wins_over_the_stale_value_it_saw() {
+        let mut obj = Siblings::new();
+        obj.update(&VersionVector::new(), &n("a"), Some(Bytes::from("v")), 1);
+        let stale = obj.clone();
+        obj.update(&stale.clock().clone(), &n("a"), None, 2);
+        assert!(obj.is_deleted());
+        assert!(stale.merged(&obj).is_deleted());
+        assert!(obj.merged(&stale).is_deleted());
+    }
+
+    #[test]
+    fn from_parts_rejects_uncovered_or_duplicate_dots() {
+        let dot = Dot { node: n("a"), counter: 1 };
+        let v = Version { dot: dot.clone(), value: None, timestamp_ms: 0 };
+        assert!(Siblings::from_parts(VersionVector::new(), vec![v.clone()]).is_err());
+        let mut clock = VersionVector::new();
+        clock.add(&dot);
+        assert!(Siblings::from_parts(clock.clone(), vec![v.clone(), v.clone()]).is_err());
+        assert!(Siblings::from_parts(clock, vec![v]).is_ok());
+    }
+}

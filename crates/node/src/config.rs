@@ -1,0 +1,189 @@
+//! Node configuration: who this node is, who its peers are, and every knob.
+//!
+//! The same settings come from command-line flags or a TOML file
+//! (`--config FILE`); [`NodeConfig::validate`] checks them together and
+//! [`NodeConfig::members`] turns them into the ring's member list.
+//! Membership is static for now: every node must be started with the same
+//! peers, capacities and zones, because each node computes the ring itself.
+
+use crate::commit::FsyncPolicy;
+use ringkv_core::limits::Limits;
+use ringkv_core::replication::{BucketProps, Replication};
+use ringkv_core::ring::Member;
+use ringkv_core::NodeId;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// Another node of the cluster.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeerConfig {
+    pub id: NodeId,
+    /// Its RPC address, `host:port`.
+    pub rpc: String,
+    #[serde(default = "default_capacity")]
+    pub capacity: u32,
+    #[serde(default)]
+    pub zone: Option<String>,
+}
+
+/// Everything a node needs to run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    pub id: NodeId,
+    /// Nodes refuse peers that name another cluster.
+    #[serde(default = "default_cluster")]
+    pub cluster: String,
+    /// Client HTTP address.
+    pub http: SocketAddr,
+    /// Node-to-node RPC address, `host:port`.
+    pub rpc: String,
+    pub data_dir: PathBuf,
+    /// Relative weight: a node of capacity 2 holds about twice the data (P2).
+    #[serde(default = "default_capacity")]
+    pub capacity: u32,
+    #[serde(default)]
+    pub zone: Option<String>,
+    #[serde(default)]
+    pub peers: Vec<PeerConfig>,
+    /// Cluster-wide N, R, W defaults.
+    #[serde(default)]
+    pub replication: Replication,
+    /// Per-bucket overrides of N, R, W.
+    #[serde(default)]
+    pub buckets: BTreeMap<String, BucketProps>,
+    #[serde(default)]
+    pub limits: Limits,
+    /// `always` (default) or `periodic:<ms>`.
+    #[serde(default)]
+    pub fsync: FsyncPolicy,
+    /// How long a coordinator waits for a quorum before answering 503.
+    #[serde(default = "default_request_timeout_ms")]
+    pub request_timeout_ms: u64,
+    /// How long opening a connection to a peer may take.
+    #[serde(default = "default_connect_timeout_ms")]
+    pub connect_timeout_ms: u64,
+}
+
+fn default_capacity() -> u32 {
+    1
+}
+fn default_cluster() -> String {
+    "ringkv".into()
+}
+fn default_request_timeout_ms() -> u64 {
+    3000
+}
+fn default_connect_timeout_ms() -> u64 {
+    1000
+}
+
+impl NodeConfig {
+    /// A config with defaults for everything but identity and addresses.
+    pub fn new(id: NodeId, http: SocketAddr, rpc: String, data_dir: PathBuf) -> Self {
+        NodeConfig {
+            id,
+            cluster: default_cluster(),
+            http,
+            rpc,
+            data_dir,
+            capacity: default_capacity(),
+            zone: None,
+            peers: Vec::new(),
+            replication: Replication::default(),
+            buckets: BTreeMap::new(),
+            limits: Limits::default(),
+            fsync: FsyncPolicy::default(),
+            request_timeout_ms: default_request_timeout_ms(),
+            connect_timeout_ms: default_connect_timeout_ms(),
+        }
+    }
+
+    /// Parses a TOML config file's text.
+    pub fn from_toml(text: &str) -> Result<Self, String> {
+        toml::from_str(text).map_err(|e| e.to_string())
+    }
+
+    /// The ring members: this node and its peers.
+    pub fn members(&self) -> Vec<Member> {
+        let me = Member { id: self.id.clone(), capacity: self.capacity, zone: self.zone.clone() };
+        std::iter::once(me)
+            .chain(self.peers.iter().map(|p| Member {
+                id: p.id.clone(),
+                capacity: p.capacity,
+                zone: p.zone.clone(),
+            }))
+            .collect()
+    }
+
+    /// Checks the settings make sense together.
+    pub fn validate(&self) -> Result<(), String> {
+        self.limits.validate()?;
+        let nodes = 1 + self.peers.len();
+        // N may not exceed the node count; R and W are checked per request too.
+        self.replication.validate(nodes).map_err(|e| format!("replication: {e}"))?;
+        for (bucket, props) in &self.buckets {
+            ringkv_core::key::check_bucket(bucket).map_err(|e| format!("bucket {bucket:?}: {e}"))?;
+            self.replication
+                .resolve(props, &Default::default(), nodes)
+                .map_err(|e| format!("bucket {bucket:?}: {e}"))?;
+        }
+        if self.request_timeout_ms == 0 || self.connect_timeout_ms == 0 {
+            return Err("request_timeout_ms and connect_timeout_ms must be positive".into());
+        }
+        ringkv_core::ring::Ring::new(self.members()).map_err(|e| e.to_string())?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn toml_config_parses_with_defaults_and_validates() {
+        let cfg = NodeConfig::from_toml(
+            r#"
+            id = "n1"
+            http = "127.0.0.1:8001"
+            rpc = "127.0.0.1:9001"
+            data_dir = "/tmp/x"
+            fsync = "periodic:10"
+            [[peers]]
+            id = "n2"
+            rpc = "127.0.0.1:9002"
+            [[peers]]
+            id = "n3"
+            rpc = "127.0.0.1:9003"
+            zone = "b"
+            [buckets.carts]
+            n = 2
+            w = 1
+            "#,
+        )
+        .unwrap();
+        assert_eq!(cfg.fsync, FsyncPolicy::Periodic { interval_ms: 10 });
+        assert_eq!(cfg.replication, Replication::default());
+        assert_eq!(cfg.members().len(), 3);
+        cfg.validate().unwrap();
+    }
+
+    #[test]
+    fn bad_settings_are_refused() {
+        let mut cfg = NodeConfig::new(
+            NodeId::new("n1").unwrap(),
+            "127.0.0.1:8001".parse().unwrap(),
+            "127.0.0.1:9001".into(),
+            "/tmp/x".into(),
+        );
+        assert!(cfg.validate().unwrap_err().contains("exceeds"), "N=3 on one node");
+        cfg.replication = Replication { n: 1, r: 1, w: 1 };
+        cfg.validate().unwrap();
+        cfg.buckets.insert("b".into(), BucketProps { n: Some(2), ..Default::default() });
+        assert!(cfg.validate().is_err());
+        assert!(NodeConfig::from_toml("id = 'n1'\nbogus = 1").is_err());
+    }
+}

@@ -1,0 +1,215 @@
+//! `GET`, `PUT` and `DELETE /v1/kv/{bucket}/{key}`: the key-value API.
+//!
+//! - GET: one live version → 200 with the raw value; siblings → 300
+//!   `multipart/mixed`, one part per value; `Accept: application/json` →
+//!   `{"context": "...", "values": ["<base64>", ...]}`; absent → 404, with the
+//!   context header when a tombstone is stored. Always `X-Ringkv-Context`.
+//! - PUT: raw body, optional `X-Ringkv-Context` (none = blind write) → 204
+//!   with the new context.
+//! - DELETE: with the context → 204. Without one, like Riak, the node first
+//!   reads the key and deletes what that read saw.
+//!
+//! Each request holds a permit of the node's in-flight limit, or gets 503.
+
+use super::error::ApiError;
+use super::path::{parse_key, parse_quorum};
+use super::CONTEXT_HEADER;
+use crate::node::NodeState;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::State;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use ringkv_core::context::{decode_context, encode_context};
+use ringkv_core::key::ObjectKey;
+use ringkv_core::protocol::{ClientRequest, ClientResponse, OpError};
+use ringkv_core::replication::RequestQuorum;
+use ringkv_core::siblings::Siblings;
+use ringkv_core::version_vector::VersionVector;
+use std::sync::Arc;
+use tokio::sync::OwnedSemaphorePermit;
+
+type Shared = State<Arc<NodeState>>;
+
+pub async fn get(State(state): Shared, uri: Uri, headers: HeaderMap) -> Response {
+    timed(&state, "get", async {
+        let key = parse_key(uri.path(), state.config.limits.max_key_bytes)?;
+        let quorum = parse_quorum(uri.query())?;
+        let _permit = admit(&state)?;
+        let object = read(&state, key, quorum).await?;
+        let wants_json = headers
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.contains("application/json"));
+        Ok(render(object, wants_json))
+    })
+    .await
+}
+
+pub async fn put(State(state): Shared, uri: Uri, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Response {
+    timed(&state, "put", async {
+        let limits = state.config.limits;
+        let key = parse_key(uri.path(), limits.max_key_bytes)?;
+        let quorum = parse_quorum(uri.query())?;
+        let body = body.map_err(|e| match e.status() {
+            StatusCode::PAYLOAD_TOO_LARGE => value_too_large(limits.max_value_bytes),
+            status => ApiError::new(status, "bad_body", e.body_text()),
+        })?;
+        if body.len() > limits.max_value_bytes {
+            return Err(value_too_large(limits.max_value_bytes));
+        }
+        let context = context_of(&headers, limits.max_context_bytes)?.unwrap_or_default();
+        let _permit = admit(&state)?;
+        let clock = write(&state, key, context, Some(body), quorum).await?;
+        Ok(with_context(StatusCode::NO_CONTENT, &clock))
+    })
+    .await
+}
+
+pub async fn delete(State(state): Shared, uri: Uri, headers: HeaderMap) -> Response {
+    timed(&state, "delete", async {
+        let limits = state.config.limits;
+        let key = parse_key(uri.path(), limits.max_key_bytes)?;
+        let quorum = parse_quorum(uri.query())?;
+        let given = context_of(&headers, limits.max_context_bytes)?;
+        let _permit = admit(&state)?;
+        let context = match given {
+            Some(context) => context,
+            None => read(&state, key.clone(), quorum).await?.map(|o| o.clock().clone()).unwrap_or_default(),
+        };
+        let clock = write(&state, key, context, None, quorum).await?;
+        Ok(with_context(StatusCode::NO_CONTENT, &clock))
+    })
+    .await
+}
+
+/// Runs a handler body, recording its status and latency.
+async fn timed(state: &NodeState, op: &str, body: impl std::future::Future<Output = Result<Response, ApiError>>) -> Response {
+    let started = tokio::time::Instant::now();
+    let response = body.await.unwrap_or_else(|e| e.into_response());
+    state.metrics.observe_request(op, response.status().as_u16(), started.elapsed());
+    if response.status() == StatusCode::SERVICE_UNAVAILABLE {
+        state.metrics.quorum_failed(op);
+    }
+    response
+}
+
+fn admit(state: &NodeState) -> Result<OwnedSemaphorePermit, ApiError> {
+    state.in_flight.clone().try_acquire_owned().map_err(|_| {
+        OpError::Overloaded { limit: state.config.limits.max_in_flight_requests }.into()
+    })
+}
+
+fn value_too_large(limit: usize) -> ApiError {
+    ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "value_too_large", format!("value is larger than the limit of {limit} bytes"))
+}
+
+fn context_of(headers: &HeaderMap, max_len: usize) -> Result<Option<VersionVector>, ApiError> {
+    match headers.get(CONTEXT_HEADER) {
+        None => Ok(None),
+        Some(v) => {
+            let text = v.to_str().map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, "bad_context", "context header is not text"))?;
+            Ok(Some(decode_context(text, max_len)?))
+        }
+    }
+}
+
+async fn read(state: &NodeState, key: ObjectKey, quorum: RequestQuorum) -> Result<Option<Siblings>, ApiError> {
+    match state.coordinator.execute(ClientRequest::Get { key, quorum }, false).await {
+        ClientResponse::Get(result) => Ok(result?),
+        other => Err(OpError::Internal(format!("get answered {other:?}")).into()),
+    }
+}
+
+async fn write(
+    state: &NodeState,
+    key: ObjectKey,
+    context: VersionVector,
+    value: Option<Bytes>,
+    quorum: RequestQuorum,
+) -> Result<VersionVector, ApiError> {
+    match state.coordinator.execute(ClientRequest::Put { key, context, value, quorum }, false).await {
+        ClientResponse::Put(result) => Ok(result?),
+        other => Err(OpError::Internal(format!("put answered {other:?}")).into()),
+    }
+}
+
+fn context_value(clock: &VersionVector) -> HeaderValue {
+    // base64url text is always a valid header value.
+    HeaderValue::from_str(&encode_context(clock)).unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+fn with_context(status: StatusCode, clock: &VersionVector) -> Response {
+    (status, [(CONTEXT_HEADER, context_value(clock))]).into_response()
+}
+
+/// Turns a merged object into the GET response.
+fn render(object: Option<Siblings>, wants_json: bool) -> Response {
+    let Some(object) = object else {
+        return ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such key").into_response();
+    };
+    let context = context_value(object.clock());
+    let values: Vec<&Bytes> = object.values().collect();
+    if values.is_empty() {
+        let mut response = ApiError::new(StatusCode::NOT_FOUND, "not_found", "key was deleted").into_response();
+        response.headers_mut().insert(CONTEXT_HEADER, context);
+        return response;
+    }
+    if wants_json {
+        let body = serde_json::json!({
+            "context": encode_context(object.clock()),
+            "values": values.iter().map(|v| STANDARD.encode(v)).collect::<Vec<_>>(),
+        });
+        let mut response = axum::Json(body).into_response();
+        response.headers_mut().insert(CONTEXT_HEADER, context);
+        return response;
+    }
+    if let [only] = values.as_slice() {
+        let headers = [(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream")), (header::HeaderName::from_static(CONTEXT_HEADER), context)];
+        return (StatusCode::OK, headers, (*only).clone()).into_response();
+    }
+    let (boundary, body) = multipart(&values);
+    let content_type = HeaderValue::from_str(&format!("multipart/mixed; boundary={boundary}"))
+        .unwrap_or_else(|_| HeaderValue::from_static("multipart/mixed"));
+    let headers = [(header::CONTENT_TYPE, content_type), (header::HeaderName::from_static(CONTEXT_HEADER), context)];
+    (StatusCode::MULTIPLE_CHOICES, headers, body).into_response()
+}
+
+/// Encodes siblings as a multipart/mixed body with a boundary no value contains.
+fn multipart(values: &[&Bytes]) -> (String, Vec<u8>) {
+    let contains = |hay: &[u8], needle: &[u8]| hay.windows(needle.len()).any(|w| w == needle);
+    let mut n = 0u32;
+    let boundary = loop {
+        let candidate = format!("ringkv-siblings-{n}");
+        if !values.iter().any(|v| contains(v, candidate.as_bytes())) {
+            break candidate;
+        }
+        n += 1;
+    };
+    let mut body = Vec::new();
+    for v in values {
+        body.extend_from_slice(format!("--{boundary}\r\nContent-Type: application/octet-stream\r\n\r\n").as_bytes());
+        body.extend_from_slice(v);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    (boundary, body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn multipart_boundary_avoids_value_bytes() {
+        let a = Bytes::from_static(b"contains ringkv-siblings-0 inside");
+        let b = Bytes::from_static(b"\x00\xff");
+        let (boundary, body) = multipart(&[&a, &b]);
+        assert_eq!(boundary, "ringkv-siblings-1");
+        let text = String::from_utf8_lossy(&body);
+        assert_eq!(text.matches("--ringkv-siblings-1\r\n").count(), 2);
+        assert!(text.ends_with("--ringkv-siblings-1--\r\n"));
+    }
+}

@@ -1,0 +1,50 @@
+//! The client HTTP API (A1–A3): the contract clients and later checks rely on.
+//!
+//! - `PUT|GET|DELETE /v1/kv/{bucket}/{key}` — [`kv`]; keys are any bytes,
+//!   percent-encoded in the path ([`path`]).
+//! - `GET /v1/health`, `GET /v1/cluster`, `GET /metrics` — [`admin`].
+//!
+//! This is the only layer that knows HTTP status codes: [`error`] maps the
+//! core's typed errors onto them, always as
+//! `{"error": {"code": "...", "message": "..."}}`.
+
+pub mod admin;
+pub mod error;
+pub mod kv;
+pub mod path;
+
+use crate::node::NodeState;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::get;
+use axum::serve::ListenerExt;
+use axum::Router;
+use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
+
+/// The header carrying the opaque causal context.
+pub const CONTEXT_HEADER: &str = "x-ringkv-context";
+
+/// Builds the router for a node.
+pub fn router(state: Arc<NodeState>) -> Router {
+    // One byte over the limit still reaches the handler, which then answers 413 in JSON.
+    let body_limit = state.config.limits.max_value_bytes + 1;
+    Router::new()
+        .route("/v1/kv/{*rest}", get(kv::get).put(kv::put).delete(kv::delete))
+        .route("/v1/health", get(admin::health))
+        .route("/v1/cluster", get(admin::cluster))
+        .route("/metrics", get(admin::metrics))
+        .fallback(admin::not_found)
+        .layer(DefaultBodyLimit::max(body_limit))
+        .with_state(state)
+}
+
+/// Serves HTTP until `shutdown` is cancelled, then lets in-flight requests finish.
+pub async fn serve(listener: tokio::net::TcpListener, state: Arc<NodeState>, shutdown: CancellationToken) {
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
+    let app = router(state);
+    if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned()).await {
+        tracing::error!(error = %e, "http server failed");
+    }
+}

@@ -1,0 +1,28 @@
+//! # ringkv-node: the IO shell around the pure core
+//!
+//! A node is a [`coordinator::Coordinator`] and a [`replica::LocalReplica`]
+//! reachable two ways: clients speak HTTP ([`http`]), nodes speak framed,
+//! multiplexed RPC ([`rpc`]). Writes reach disk through group commit
+//! ([`commit`]), which is what makes fsync-per-acknowledged-write affordable.
+//! [`node::run`] assembles all of it from a [`config::NodeConfig`] and three
+//! edges — network, storage and wall clock — so tests swap in turmoil's
+//! simulated network and the in-memory engine and run a whole cluster on
+//! virtual time in one thread.
+//!
+//! Decisions (placement, versioning, quorum tallies) are made by
+//! `ringkv-core`; this crate only moves bytes, waits and keeps time. Time is
+//! read only through tokio's clock and the injected wall clock, never
+//! `std::time::Instant`, so simulated time stays in charge.
+
+pub mod commit;
+pub mod config;
+pub mod coordinator;
+pub mod http;
+pub mod metrics;
+pub mod net;
+pub mod node;
+pub mod replica;
+pub mod rpc;
+
+pub use config::{NodeConfig, PeerConfig};
+pub use node::{run, system_clock, Edges, StartError};

@@ -1,0 +1,160 @@
+//! A running node: wires storage, group commit, replica, coordinator, RPC and
+//! HTTP together, and takes them down again in order.
+//!
+//! [`run`] is the whole life of a node. It is generic over its edges — the
+//! [`Network`] it speaks through, the [`Storage`] engine and the wall clock —
+//! so the same code runs as a real process and inside the deterministic
+//! simulation. Shutdown (SIGTERM / Ctrl-C in the binary, a token in tests):
+//! stop accepting HTTP and let in-flight requests finish, stop RPC, then sync
+//! storage so everything written is durable before the process exits.
+
+use crate::commit::Committer;
+use crate::config::NodeConfig;
+use crate::coordinator::{Coordinator, WallClock};
+use crate::metrics::Metrics;
+use crate::net::Network;
+use crate::replica::LocalReplica;
+use crate::rpc::server::{self, Identity};
+use crate::rpc::{PeerClient, RpcHandler};
+use ringkv_core::protocol::{Hello, Request, Response, PROTOCOL_VERSION};
+use ringkv_core::ring::Ring;
+use ringkv_core::NodeId;
+use ringkv_storage::Storage;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+/// Why a node could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    #[error("cannot listen for RPC on {addr}: {source}")]
+    RpcBind { addr: String, source: std::io::Error },
+    #[error("cannot listen for HTTP on {addr}: {source}")]
+    HttpBind { addr: String, source: std::io::Error },
+}
+
+/// The state shared by every request a node serves.
+pub struct NodeState {
+    pub config: NodeConfig,
+    pub coordinator: Coordinator,
+    pub metrics: Arc<Metrics>,
+    /// Bounds the client requests coordinated at once.
+    pub in_flight: Arc<Semaphore>,
+}
+
+impl RpcHandler for NodeState {
+    fn handle(self: Arc<Self>, _from: Option<NodeId>, request: Request) -> Pin<Box<dyn Future<Output = Response> + Send>> {
+        Box::pin(async move {
+            let replica = &self.coordinator.replica;
+            match request {
+                Request::Ping => Response::Pong,
+                Request::ReplicaRead { key } => Response::ReplicaRead(replica.read(&key)),
+                Request::ReplicaWrite { key, object } => Response::ReplicaWrite(replica.merge(&key, &object).await),
+                Request::Coordinate { request, forwarded } => {
+                    Response::Coordinate(self.coordinator.execute(request, forwarded).await)
+                }
+            }
+        })
+    }
+}
+
+/// The edges a node runs on.
+pub struct Edges {
+    pub network: Arc<dyn Network>,
+    pub storage: Arc<dyn Storage>,
+    pub wall_clock: WallClock,
+    /// Serve the HTTP API (the simulation talks RPC only).
+    pub serve_http: bool,
+}
+
+/// The wall clock of a real process.
+pub fn system_clock() -> WallClock {
+    Arc::new(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0)
+    })
+}
+
+/// Runs a node until `shutdown` is cancelled, then stops it cleanly.
+/// `ready` (if given) is cancelled once both listeners are bound.
+pub async fn run(
+    config: NodeConfig,
+    edges: Edges,
+    shutdown: CancellationToken,
+    ready: Option<CancellationToken>,
+) -> Result<(), StartError> {
+    config.validate().map_err(StartError::Config)?;
+    let ring = Ring::new(config.members()).map_err(|e| StartError::Config(e.to_string()))?;
+    let metrics = Arc::new(Metrics::new());
+    let storage_stop = CancellationToken::new();
+    let (committer, commit_task) = Committer::start(edges.storage, config.fsync, metrics.clone(), storage_stop.clone());
+    let hello = Hello { protocol_version: PROTOCOL_VERSION, cluster: config.cluster.clone(), from: Some(config.id.clone()) };
+    let connect_timeout = Duration::from_millis(config.connect_timeout_ms);
+    let peers = config
+        .peers
+        .iter()
+        .map(|p| {
+            let client = PeerClient::new(p.id.clone(), p.rpc.clone(), hello.clone(), edges.network.clone(), connect_timeout);
+            (p.id.clone(), Arc::new(client))
+        })
+        .collect();
+    let coordinator = Coordinator {
+        id: config.id.clone(),
+        ring,
+        peers,
+        replica: Arc::new(LocalReplica::new(config.id.clone(), committer.clone())),
+        replication: config.replication,
+        buckets: config.buckets.clone(),
+        limits: config.limits,
+        request_timeout: Duration::from_millis(config.request_timeout_ms),
+        wall_clock: edges.wall_clock,
+    };
+    let state = Arc::new(NodeState {
+        in_flight: Arc::new(Semaphore::new(config.limits.max_in_flight_requests)),
+        config: config.clone(),
+        coordinator,
+        metrics,
+    });
+
+    let listener = edges
+        .network
+        .bind(&config.rpc)
+        .await
+        .map_err(|source| StartError::RpcBind { addr: config.rpc.clone(), source })?;
+    let http = if edges.serve_http {
+        Some(
+            tokio::net::TcpListener::bind(config.http)
+                .await
+                .map_err(|source| StartError::HttpBind { addr: config.http.to_string(), source })?,
+        )
+    } else {
+        None
+    };
+    let identity = Identity { node: config.id.clone(), cluster: config.cluster.clone() };
+    let rpc_stop = CancellationToken::new();
+    let rpc_task = tokio::spawn(server::serve(listener, state.clone(), identity, rpc_stop.clone()));
+    if let Some(ready) = ready {
+        ready.cancel();
+    }
+    tracing::info!(node = %config.id, http = %config.http, rpc = %config.rpc, fsync = %config.fsync, "node started");
+
+    match http {
+        Some(listener) => crate::http::serve(listener, state.clone(), shutdown.clone()).await,
+        None => shutdown.cancelled().await,
+    }
+    tracing::info!(node = %config.id, "shutting down: HTTP drained, stopping RPC and syncing storage");
+    rpc_stop.cancel();
+    let _ = rpc_task.await;
+    committer.flush().await;
+    storage_stop.cancel();
+    let _ = commit_task.await;
+    tracing::info!(node = %config.id, "stopped");
+    Ok(())
+}

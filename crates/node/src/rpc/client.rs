@@ -1,0 +1,177 @@
+//! The calling side: one persistent, multiplexed connection per peer.
+//!
+//! A [`PeerClient`] opens its connection on first use (handshake included)
+//! and reopens it after it breaks. Each call gets a fresh request id and a
+//! oneshot channel; a reader task routes responses to their callers, a writer
+//! task batches outgoing frames. A call never waits past its deadline, and a
+//! refused connection fails at once. Locks: a `std` mutex guards only map and
+//! slot updates; opening a connection is serialised by a tokio mutex so a burst
+//! of calls to a down peer makes one attempt, not hundreds.
+
+use super::frame::{self, FrameReader, RpcError};
+use crate::net::Network;
+use bytes::Bytes;
+use ringkv_core::protocol::{Hello, HelloReply, Message, Request, Response};
+use ringkv_core::NodeId;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::{timeout_at, Instant};
+use tokio_util::sync::CancellationToken;
+
+/// Frames queued for one connection before callers wait (backpressure).
+const SEND_QUEUE: usize = 4096;
+
+type Pending = Mutex<HashMap<u64, oneshot::Sender<Response>>>;
+
+/// One open connection.
+struct Connection {
+    queue: mpsc::Sender<Bytes>,
+    pending: Arc<Pending>,
+    next_id: AtomicU64,
+    closed: CancellationToken,
+}
+
+/// A client for one peer node.
+pub struct PeerClient {
+    peer: NodeId,
+    addr: String,
+    hello: Hello,
+    network: Arc<dyn Network>,
+    connect_timeout: Duration,
+    live: Mutex<Option<Arc<Connection>>>,
+    connecting: tokio::sync::Mutex<()>,
+}
+
+impl PeerClient {
+    /// A client for `peer` at `addr`; `hello` is what this node says first.
+    pub fn new(peer: NodeId, addr: String, hello: Hello, network: Arc<dyn Network>, connect_timeout: Duration) -> Self {
+        PeerClient {
+            peer,
+            addr,
+            hello,
+            network,
+            connect_timeout,
+            live: Mutex::new(None),
+            connecting: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    pub fn peer(&self) -> &NodeId {
+        &self.peer
+    }
+
+    /// Sends `request` and waits for its response until `timeout` elapses.
+    pub async fn call(&self, request: Request, timeout: Duration) -> Result<Response, RpcError> {
+        let deadline = Instant::now() + timeout;
+        let ms = timeout.as_millis() as u64;
+        let conn = self.connection(deadline, ms).await?;
+        let id = conn.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        conn.pending.lock().unwrap_or_else(|p| p.into_inner()).insert(id, tx);
+        let forget = || {
+            conn.pending.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+        };
+        if conn.closed.is_cancelled() {
+            forget();
+            return Err(RpcError::Closed);
+        }
+        let frame = frame::encode(&Message::Request { id, body: request })?;
+        match timeout_at(deadline, conn.queue.send(frame)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => {
+                forget();
+                return Err(RpcError::Closed);
+            }
+            Err(_) => {
+                forget();
+                return Err(RpcError::Timeout { ms });
+            }
+        }
+        match timeout_at(deadline, rx).await {
+            Ok(Ok(response)) => Ok(response),
+            Ok(Err(_)) => Err(RpcError::Closed),
+            Err(_) => {
+                forget();
+                Err(RpcError::Timeout { ms })
+            }
+        }
+    }
+
+    fn current(&self) -> Option<Arc<Connection>> {
+        let slot = self.live.lock().unwrap_or_else(|p| p.into_inner());
+        slot.as_ref().filter(|c| !c.closed.is_cancelled()).cloned()
+    }
+
+    async fn connection(&self, deadline: Instant, ms: u64) -> Result<Arc<Connection>, RpcError> {
+        if let Some(conn) = self.current() {
+            return Ok(conn);
+        }
+        let _one_at_a_time = timeout_at(deadline, self.connecting.lock()).await.map_err(|_| RpcError::Timeout { ms })?;
+        if let Some(conn) = self.current() {
+            return Ok(conn);
+        }
+        let connect_deadline = deadline.min(Instant::now() + self.connect_timeout);
+        let conn = timeout_at(connect_deadline, self.open())
+            .await
+            .map_err(|_| RpcError::Connect(format!("{} did not answer within the connect timeout", self.addr)))??;
+        *self.live.lock().unwrap_or_else(|p| p.into_inner()) = Some(conn.clone());
+        Ok(conn)
+    }
+
+    async fn open(&self) -> Result<Arc<Connection>, RpcError> {
+        let stream = self.network.connect(&self.addr).await.map_err(|e| RpcError::Connect(format!("{}: {e}", self.addr)))?;
+        let (mut reader, mut writer) = frame::split(stream);
+        frame::send(&mut writer, &Message::Hello(self.hello.clone())).await?;
+        match frame::recv(&mut reader).await? {
+            Some(Message::HelloReply(HelloReply::Welcome { node })) if node == self.peer => {}
+            Some(Message::HelloReply(HelloReply::Welcome { node })) => {
+                return Err(RpcError::Handshake(format!("expected node {} at {}, found {node}", self.peer, self.addr)))
+            }
+            Some(Message::HelloReply(HelloReply::Refused { reason })) => return Err(RpcError::Handshake(reason)),
+            other => return Err(RpcError::Handshake(format!("unexpected answer {other:?}"))),
+        }
+        let (queue, rx) = mpsc::channel(SEND_QUEUE);
+        let conn = Arc::new(Connection {
+            queue,
+            pending: Arc::new(Mutex::new(HashMap::new())),
+            next_id: AtomicU64::new(1),
+            closed: CancellationToken::new(),
+        });
+        tokio::spawn(frame::write_loop(writer, rx, conn.closed.clone()));
+        tokio::spawn(read_loop(reader, conn.pending.clone(), conn.closed.clone()));
+        Ok(conn)
+    }
+}
+
+/// Routes responses to their callers until the connection ends, then fails
+/// every call still waiting (by dropping its sender).
+async fn read_loop(mut reader: FrameReader, pending: Arc<Pending>, closed: CancellationToken) {
+    loop {
+        let next = tokio::select! {
+            next = frame::recv(&mut reader) => next,
+            _ = closed.cancelled() => break,
+        };
+        match next {
+            Ok(Some(Message::Response { id, body })) => {
+                let waiter = pending.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+                if let Some(waiter) = waiter {
+                    let _ = waiter.send(body);
+                }
+            }
+            Ok(Some(other)) => {
+                tracing::warn!(message = ?other, "peer sent a non-response; closing connection");
+                break;
+            }
+            Ok(None) => break,
+            Err(e) => {
+                tracing::debug!(error = %e, "peer connection failed");
+                break;
+            }
+        }
+    }
+    closed.cancel();
+    pending.lock().unwrap_or_else(|p| p.into_inner()).clear();
+}

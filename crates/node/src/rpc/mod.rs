@@ -1,0 +1,20 @@
+//! Node-to-node RPC over one multiplexed, framed connection per peer.
+//!
+//! - [`frame`]: length-delimited frames (bounded by `MAX_FRAME_BYTES`),
+//!   the writer loop that batches frames into few syscalls, and [`RpcError`].
+//! - [`client`]: [`client::PeerClient`], one persistent connection per peer,
+//!   opened lazily with a versioned handshake; calls carry request ids, so
+//!   many are in flight at once, and every call has a deadline.
+//! - [`server`]: accepts connections, checks the handshake, and hands each
+//!   request to an [`server::RpcHandler`] concurrently (bounded per connection).
+//!
+//! Messages themselves ([`ringkv_core::protocol`]) and their encoding
+//! ([`ringkv_core::codec`]) are pure and live in the core.
+
+pub mod client;
+pub mod frame;
+pub mod server;
+
+pub use client::PeerClient;
+pub use frame::RpcError;
+pub use server::RpcHandler;

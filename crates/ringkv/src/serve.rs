@@ -1,0 +1,191 @@
+//! `ringkv serve`: one node, from flags and/or a TOML file, until SIGTERM.
+//!
+//! Flags override the file. On SIGTERM or Ctrl-C the node stops accepting,
+//! finishes in-flight requests, syncs storage and exits 0.
+
+use anyhow::{anyhow, bail, Context, Result};
+use clap::Args;
+use ringkv_core::replication::Replication;
+use ringkv_core::NodeId;
+use ringkv_node::commit::FsyncPolicy;
+use ringkv_node::net::TcpNetwork;
+use ringkv_node::{Edges, NodeConfig, PeerConfig};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use ringkv_storage::{FjallStorage, Storage};
+use tokio_util::sync::CancellationToken;
+
+#[derive(Args, Debug, Default)]
+pub struct ServeArgs {
+    /// TOML file with the same settings (flags win).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// This node's id (e.g. n1).
+    #[arg(long)]
+    pub id: Option<NodeId>,
+    /// Client HTTP address.
+    #[arg(long)]
+    pub http: Option<SocketAddr>,
+    /// Node-to-node RPC address (host:port).
+    #[arg(long)]
+    pub rpc: Option<String>,
+    /// Where this node keeps its data.
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Another node: ID=HOST:PORT[,capacity=C][,zone=Z]; repeat for each peer.
+    #[arg(long = "peer")]
+    pub peers: Vec<String>,
+    /// Relative capacity weight of this node (default 1).
+    #[arg(long)]
+    pub capacity: Option<u32>,
+    /// Zone (rack / data centre) of this node.
+    #[arg(long)]
+    pub zone: Option<String>,
+    /// Cluster name; nodes refuse peers of another cluster.
+    #[arg(long)]
+    pub cluster: Option<String>,
+    /// `always` (default: acknowledge after fsync) or `periodic:<ms>`.
+    #[arg(long)]
+    pub fsync: Option<FsyncPolicy>,
+    /// Cluster default replication factor N (default 3).
+    #[arg(long)]
+    pub n: Option<usize>,
+    /// Cluster default read quorum R (default 2).
+    #[arg(long)]
+    pub r: Option<usize>,
+    /// Cluster default write quorum W (default 2).
+    #[arg(long)]
+    pub w: Option<usize>,
+    /// How long a quorum may take before the request fails with 503.
+    #[arg(long)]
+    pub request_timeout_ms: Option<u64>,
+    /// Largest value accepted, in bytes (default 1 MiB).
+    #[arg(long)]
+    pub max_value_bytes: Option<usize>,
+    /// Largest key accepted, in bytes (default 1 KiB).
+    #[arg(long)]
+    pub max_key_bytes: Option<usize>,
+}
+
+/// Parses `ID=HOST:PORT[,capacity=C][,zone=Z]`.
+pub fn parse_peer(spec: &str) -> Result<PeerConfig> {
+    let mut parts = spec.split(',');
+    let head = parts.next().unwrap_or_default();
+    let (id, rpc) = head.split_once('=').ok_or_else(|| anyhow!("peer {spec:?}: expected ID=HOST:PORT"))?;
+    let mut peer = PeerConfig { id: id.parse().with_context(|| format!("peer {spec:?}"))?, rpc: rpc.to_string(), capacity: 1, zone: None };
+    for part in parts {
+        match part.split_once('=') {
+            Some(("capacity", c)) => peer.capacity = c.parse().with_context(|| format!("peer {spec:?}: capacity"))?,
+            Some(("zone", z)) => peer.zone = Some(z.to_string()),
+            _ => bail!("peer {spec:?}: unknown option {part:?} (expected capacity= or zone=)"),
+        }
+    }
+    Ok(peer)
+}
+
+/// Builds the node config from the file (if any) and the flags.
+pub fn build_config(args: ServeArgs) -> Result<NodeConfig> {
+    let mut config = match &args.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+            NodeConfig::from_toml(&text).map_err(|e| anyhow!("{}: {e}", path.display()))?
+        }
+        None => {
+            let missing = |what: &str| anyhow!("--{what} is required (or give --config FILE)");
+            NodeConfig::new(
+                args.id.clone().ok_or_else(|| missing("id"))?,
+                args.http.ok_or_else(|| missing("http"))?,
+                args.rpc.clone().ok_or_else(|| missing("rpc"))?,
+                args.data_dir.clone().ok_or_else(|| missing("data-dir"))?,
+            )
+        }
+    };
+    if let Some(id) = args.id { config.id = id; }
+    if let Some(http) = args.http { config.http = http; }
+    if let Some(rpc) = args.rpc { config.rpc = rpc; }
+    if let Some(dir) = args.data_dir { config.data_dir = dir; }
+    if !args.peers.is_empty() {
+        config.peers = args.peers.iter().map(|p| parse_peer(p)).collect::<Result<_>>()?;
+    }
+    if let Some(c) = args.capacity { config.capacity = c; }
+    if args.zone.is_some() { config.zone = args.zone; }
+    if let Some(c) = args.cluster { config.cluster = c; }
+    if let Some(f) = args.fsync { config.fsync = f; }
+    let Replication { n, r, w } = config.replication;
+    config.replication = Replication { n: args.n.unwrap_or(n), r: args.r.unwrap_or(r), w: args.w.unwrap_or(w) };
+    if let Some(t) = args.request_timeout_ms { config.request_timeout_ms = t; }
+    if let Some(v) = args.max_value_bytes { config.limits.max_value_bytes = v; }
+    if let Some(k) = args.max_key_bytes { config.limits.max_key_bytes = k; }
+    config.validate().map_err(|e| anyhow!("invalid configuration: {e}"))?;
+    Ok(config)
+}
+
+/// Waits for SIGTERM or Ctrl-C.
+pub async fn terminated() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = ctrl_c => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = ctrl_c.await;
+        }
+    }
+}
+
+pub async fn run(args: ServeArgs) -> Result<()> {
+    let config = build_config(args)?;
+    std::fs::create_dir_all(&config.data_dir).with_context(|| format!("creating {}", config.data_dir.display()))?;
+    let dir = config.data_dir.clone();
+    let storage = tokio::task::spawn_blocking(move || ringkv_storage_open(&dir)).await??;
+    let edges = Edges { network: Arc::new(TcpNetwork), storage, wall_clock: ringkv_node::system_clock(), serve_http: true };
+    let shutdown = CancellationToken::new();
+    let trigger = shutdown.clone();
+    tokio::spawn(async move {
+        terminated().await;
+        trigger.cancel();
+    });
+    ringkv_node::run(config, edges, shutdown, None).await?;
+    Ok(())
+}
+
+fn ringkv_storage_open(dir: &std::path::Path) -> Result<Arc<dyn Storage>> {
+    let engine = FjallStorage::open(dir).with_context(|| format!("opening storage in {}", dir.display()))?;
+    Ok(Arc::new(engine))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn peer_specs() {
+        let p = parse_peer("n2=127.0.0.1:9002,capacity=2,zone=b").unwrap();
+        assert_eq!((p.id.as_str(), p.rpc.as_str(), p.capacity, p.zone.as_deref()), ("n2", "127.0.0.1:9002", 2, Some("b")));
+        assert!(parse_peer("n2").is_err());
+        assert!(parse_peer("bad id=x:1").is_err());
+        assert!(parse_peer("n2=x:1,color=red").is_err());
+    }
+
+    #[test]
+    fn flags_build_a_valid_config_and_missing_ones_are_named() {
+        let args = ServeArgs {
+            id: Some("n1".parse().unwrap()),
+            http: Some("127.0.0.1:8001".parse().unwrap()),
+            rpc: Some("127.0.0.1:9001".into()),
+            data_dir: Some("/tmp/d".into()),
+            peers: vec!["n2=127.0.0.1:9002".into(), "n3=127.0.0.1:9003".into()],
+            fsync: Some("periodic:10".parse().unwrap()),
+            ..Default::default()
+        };
+        let cfg = build_config(args).unwrap();
+        assert_eq!(cfg.peers.len(), 2);
+        assert_eq!(cfg.fsync, FsyncPolicy::Periodic { interval_ms: 10 });
+        let err = build_config(ServeArgs::default()).unwrap_err().to_string();
+        assert!(err.contains("--id is required"), "{err}");
+    }
+}

@@ -1,0 +1,95 @@
+//! The [`Storage`] trait: the small contract every engine implements.
+//!
+//! The trait states the semantics (atomic batches, durability only after
+//! `sync`, checksummed reads, byte-ordered scans) and the conformance suite
+//! in `tests/conformance.rs` checks them against every engine. This module
+//! must never name a concrete engine.
+
+use crate::batch::WriteBatch;
+use crate::error::StorageError;
+use crate::keyspace::Keyspace;
+
+/// The small trait every engine implements.
+///
+/// Implementations are internally synchronized (`&self` methods) and cheap
+/// to share via `Arc`. The trait is object safe, so `Arc<dyn Storage>` works.
+pub trait Storage: Send + Sync + 'static {
+    /// Reads one value, verifying its checksum. Corruption is
+    /// `Err(Corrupt)`, never a wrong value. A key over the storage limit is
+    /// `Err(KeyTooLarge)` (it can never have been written).
+    fn get(&self, ks: Keyspace, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError>;
+
+    /// Applies a batch atomically (all or nothing, visible to reads at
+    /// once). NOT durable until a later `sync` returns. A batch with any
+    /// oversized key or value is rejected whole, before anything is applied.
+    fn write(&self, batch: WriteBatch) -> Result<(), StorageError>;
+
+    /// Makes every write that returned before this call durable (fsync).
+    /// May block on the disk.
+    fn sync(&self) -> Result<(), StorageError>;
+
+    /// True when `sync` blocks on a real disk (callers run it on a blocking
+    /// thread); false for the in-memory engine.
+    fn sync_blocks(&self) -> bool;
+
+    /// Ordered scan of keys in `[start, end)` (`end` None = to the end of
+    /// the keyspace), at most `limit` pairs, checksums verified.
+    ///
+    /// Ordered by key bytes (used for per-range Merkle trees and range
+    /// streaming). An empty range (`end <= start`) or `limit == 0` returns
+    /// no pairs. If any record in the returned window is corrupt, the whole
+    /// scan is `Err(Corrupt)`. The caller bounds memory through `limit`.
+    #[allow(
+        clippy::type_complexity,
+        reason = "the plain pair type is the agreed public signature"
+    )]
+    fn scan(
+        &self,
+        ks: Keyspace,
+        start: &[u8],
+        end: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StorageError>;
+
+    /// Approximate number of keys in a keyspace (for metrics / summaries).
+    /// Exact for the in-memory engine; fjall may over-count after deletes.
+    fn approximate_len(&self, ks: Keyspace) -> Result<u64, StorageError>;
+}
+
+/// True when a scan of `[start, end)` with `limit` can return nothing, so
+/// engines can answer without touching their state (and without handing an
+/// inverted range to a `BTreeMap`, which would panic).
+pub(crate) fn scan_is_empty(start: &[u8], end: Option<&[u8]>, limit: usize) -> bool {
+    limit == 0 || end.is_some_and(|end| end <= start)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scan_is_empty_table() {
+        type Case<'a> = (&'a [u8], Option<&'a [u8]>, usize, bool);
+        let cases: [Case; 6] = [
+            (b"a", None, 1, false),
+            (b"a", Some(b"b"), 1, false),
+            (b"a", Some(b"a"), 1, true),
+            (b"b", Some(b"a"), 1, true),
+            (b"", Some(b""), 5, true),
+            (b"a", None, 0, true),
+        ];
+        for (start, end, limit, want) in cases {
+            assert_eq!(
+                scan_is_empty(start, end, limit),
+                want,
+                "{start:?} {end:?} {limit}"
+            );
+        }
+    }
+
+    #[test]
+    fn trait_is_object_safe() {
+        fn takes(_: Option<&dyn Storage>) {}
+        takes(None);
+    }
+}
