@@ -44,7 +44,10 @@ fn decode<T: DeserializeOwned>(format: u8, bytes: &[u8]) -> Result<T, CodecError
     let (value, rest) =
         postcard::take_from_bytes(body).map_err(|e| CodecError::Malformed(e.to_string()))?;
     if !rest.is_empty() {
-        return Err(CodecError::Malformed(format!("{} trailing bytes", rest.len())));
+        return Err(CodecError::Malformed(format!(
+            "{} trailing bytes",
+            rest.len()
+        )));
     }
     Ok(value)
 }
@@ -81,7 +84,12 @@ mod tests {
 
     fn sample() -> Message {
         let mut obj = Siblings::new();
-        obj.update(&VersionVector::new(), &NodeId::new("n1").unwrap(), Some(Bytes::from("v")), 7);
+        obj.update(
+            &VersionVector::new(),
+            &NodeId::new("n1").unwrap(),
+            Some(Bytes::from("v")),
+            7,
+        );
         Message::Request {
             id: 42,
             body: Request::Coordinate {
@@ -89,7 +97,10 @@ mod tests {
                     key: ObjectKey::new("b", Bytes::from("k"), 16).unwrap(),
                     context: obj.clock().clone(),
                     value: Some(Bytes::from(vec![0u8, 255])),
-                    quorum: RequestQuorum { r: None, w: Some(2) },
+                    quorum: RequestQuorum {
+                        r: None,
+                        w: Some(2),
+                    },
                 },
                 forwarded: false,
             },
@@ -109,13 +120,19 @@ mod tests {
     fn every_truncation_and_bad_format_is_an_error_not_a_panic() {
         let bytes = encode_message(&sample()).unwrap();
         for cut in 0..bytes.len() {
-            assert!(decode_message(&bytes[..cut]).is_err(), "prefix of {cut} bytes decoded");
+            assert!(
+                decode_message(&bytes[..cut]).is_err(),
+                "prefix of {cut} bytes decoded"
+            );
         }
         let mut wrong = bytes.clone();
         wrong[0] = 200;
         assert_eq!(decode_message(&wrong), Err(CodecError::UnknownFormat(200)));
         let mut extra = bytes;
         extra.push(0);
-        assert!(matches!(decode_message(&extra), Err(CodecError::Malformed(_))));
+        assert!(matches!(
+            decode_message(&extra),
+            Err(CodecError::Malformed(_))
+        ));
     }
 }

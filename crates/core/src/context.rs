@@ -41,9 +41,14 @@ pub fn encode_context(clock: &VersionVector) -> String {
 pub fn decode_context(token: &str, max_len: usize) -> Result<VersionVector, ContextError> {
     let token = token.trim();
     if token.len() > max_len {
-        return Err(ContextError::TooLong { len: token.len(), limit: max_len });
+        return Err(ContextError::TooLong {
+            len: token.len(),
+            limit: max_len,
+        });
     }
-    let bytes = URL_SAFE_NO_PAD.decode(token).map_err(|_| ContextError::NotBase64)?;
+    let bytes = URL_SAFE_NO_PAD
+        .decode(token)
+        .map_err(|_| ContextError::NotBase64)?;
     let (&format, body) = bytes.split_first().ok_or(ContextError::Empty)?;
     if format != CONTEXT_FORMAT_V1 {
         return Err(ContextError::UnknownFormat(format));
@@ -51,7 +56,10 @@ pub fn decode_context(token: &str, max_len: usize) -> Result<VersionVector, Cont
     let (clock, rest): (VersionVector, &[u8]) =
         postcard::take_from_bytes(body).map_err(|e| ContextError::Malformed(e.to_string()))?;
     if !rest.is_empty() {
-        return Err(ContextError::Malformed(format!("{} trailing bytes", rest.len())));
+        return Err(ContextError::Malformed(format!(
+            "{} trailing bytes",
+            rest.len()
+        )));
     }
     Ok(clock)
 }
@@ -65,7 +73,10 @@ mod tests {
     fn clock() -> VersionVector {
         let mut vv = VersionVector::new();
         for (node, counter) in [("n1", 3), ("n2", 70000), ("n3", 1)] {
-            vv.add(&Dot { node: NodeId::new(node).unwrap(), counter });
+            vv.add(&Dot {
+                node: NodeId::new(node).unwrap(),
+                counter,
+            });
         }
         vv
     }
@@ -75,7 +86,10 @@ mod tests {
         let token = encode_context(&clock());
         assert!(token.len() < 40, "{token}");
         assert_eq!(decode_context(&token, 8192), Ok(clock()));
-        assert_eq!(decode_context(&encode_context(&VersionVector::new()), 8192), Ok(VersionVector::new()));
+        assert_eq!(
+            decode_context(&encode_context(&VersionVector::new()), 8192),
+            Ok(VersionVector::new())
+        );
     }
 
     #[test]
@@ -99,11 +113,17 @@ mod tests {
         let cases: Vec<(String, fn(&ContextError) -> bool)> = vec![
             ("!!not base64!!".into(), |e| *e == ContextError::NotBase64),
             ("".into(), |e| *e == ContextError::Empty),
-            (truncated.into(), |e| matches!(e, ContextError::Malformed(_) | ContextError::NotBase64)),
-            (URL_SAFE_NO_PAD.encode(&wrong_format), |e| *e == ContextError::UnknownFormat(9)),
+            (truncated.into(), |e| {
+                matches!(e, ContextError::Malformed(_) | ContextError::NotBase64)
+            }),
+            (URL_SAFE_NO_PAD.encode(&wrong_format), |e| {
+                *e == ContextError::UnknownFormat(9)
+            }),
             (trailing, |e| matches!(e, ContextError::Malformed(_))),
             (dup, |e| matches!(e, ContextError::Malformed(_))),
-            ("A".repeat(9000), |e| matches!(e, ContextError::TooLong { len: 9000, .. })),
+            ("A".repeat(9000), |e| {
+                matches!(e, ContextError::TooLong { len: 9000, .. })
+            }),
         ];
         for (token, check) in cases {
             let err = decode_context(&token, 8192).expect_err(&token);

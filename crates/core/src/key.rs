@@ -40,9 +40,15 @@ impl ObjectKey {
             return Err(KeyError::EmptyKey);
         }
         if key.len() > max_key_bytes {
-            return Err(KeyError::KeyTooLarge { len: key.len(), limit: max_key_bytes });
+            return Err(KeyError::KeyTooLarge {
+                len: key.len(),
+                limit: max_key_bytes,
+            });
         }
-        Ok(ObjectKey { bucket: bucket.to_string(), key })
+        Ok(ObjectKey {
+            bucket: bucket.to_string(),
+            key,
+        })
     }
 
     /// Where this key sits on the ring.
@@ -64,10 +70,15 @@ impl ObjectKey {
     pub fn from_storage_key(raw: &[u8]) -> Result<Self, KeyError> {
         let (pos, rest) = raw.split_at_checked(8).ok_or(KeyError::BadStorageKey)?;
         let (&len, rest) = rest.split_first().ok_or(KeyError::BadStorageKey)?;
-        let (bucket, key) = rest.split_at_checked(len as usize).ok_or(KeyError::BadStorageKey)?;
+        let (bucket, key) = rest
+            .split_at_checked(len as usize)
+            .ok_or(KeyError::BadStorageKey)?;
         let bucket = std::str::from_utf8(bucket).map_err(|_| KeyError::BadStorageKey)?;
         check_bucket(bucket).map_err(|_| KeyError::BadStorageKey)?;
-        let key = ObjectKey { bucket: bucket.to_string(), key: Bytes::copy_from_slice(key) };
+        let key = ObjectKey {
+            bucket: bucket.to_string(),
+            key: Bytes::copy_from_slice(key),
+        };
         if key.position().to_be_bytes() != pos {
             return Err(KeyError::BadStorageKey);
         }
@@ -79,7 +90,9 @@ impl ObjectKey {
 pub fn check_bucket(bucket: &str) -> Result<(), KeyError> {
     let ok = !bucket.is_empty()
         && bucket.len() <= MAX_BUCKET_BYTES
-        && bucket.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+        && bucket
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
     if ok {
         Ok(())
     } else {
@@ -99,7 +112,10 @@ mod tests {
         assert_eq!(k("a/b", b"x"), Err(KeyError::BadBucket));
         assert_eq!(k(&"b".repeat(65), b"x"), Err(KeyError::BadBucket));
         assert_eq!(k("b", b""), Err(KeyError::EmptyKey));
-        assert_eq!(k("b", b"123456789"), Err(KeyError::KeyTooLarge { len: 9, limit: 8 }));
+        assert_eq!(
+            k("b", b"123456789"),
+            Err(KeyError::KeyTooLarge { len: 9, limit: 8 })
+        );
     }
 
     #[test]
@@ -108,14 +124,25 @@ mod tests {
             .map(|i| ObjectKey::new("b", Bytes::from(i.to_string()), 64).unwrap())
             .collect();
         for k in &keys {
-            assert_eq!(ObjectKey::from_storage_key(&k.storage_key()).as_ref(), Ok(k));
+            assert_eq!(
+                ObjectKey::from_storage_key(&k.storage_key()).as_ref(),
+                Ok(k)
+            );
         }
         let mut by_bytes = keys.clone();
         by_bytes.sort_by_key(|k| k.storage_key());
-        assert!(by_bytes.windows(2).all(|w| w[0].position() <= w[1].position()));
-        assert_eq!(ObjectKey::from_storage_key(b"short"), Err(KeyError::BadStorageKey));
+        assert!(by_bytes
+            .windows(2)
+            .all(|w| w[0].position() <= w[1].position()));
+        assert_eq!(
+            ObjectKey::from_storage_key(b"short"),
+            Err(KeyError::BadStorageKey)
+        );
         let mut tampered = keys[0].storage_key();
         tampered[0] ^= 1;
-        assert_eq!(ObjectKey::from_storage_key(&tampered), Err(KeyError::BadStorageKey));
+        assert_eq!(
+            ObjectKey::from_storage_key(&tampered),
+            Err(KeyError::BadStorageKey)
+        );
     }
 }

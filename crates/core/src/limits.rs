@@ -52,7 +52,9 @@ impl Limits {
     /// Checks the limits are usable together.
     pub fn validate(&self) -> Result<(), String> {
         if self.max_key_bytes == 0 || self.max_value_bytes == 0 || self.max_siblings == 0 {
-            return Err("max_key_bytes, max_value_bytes and max_siblings must be at least 1".into());
+            return Err(
+                "max_key_bytes, max_value_bytes and max_siblings must be at least 1".into(),
+            );
         }
         if self.max_in_flight_requests == 0 {
             return Err("max_in_flight_requests must be at least 1".into());
@@ -85,9 +87,16 @@ mod tests {
 
     #[test]
     fn objects_that_cannot_fit_a_frame_are_rejected() {
-        let l = Limits { max_siblings: 1000, max_value_bytes: 1 << 20, ..Limits::default() };
+        let l = Limits {
+            max_siblings: 1000,
+            max_value_bytes: 1 << 20,
+            ..Limits::default()
+        };
         assert!(l.validate().unwrap_err().contains("frame limit"));
-        let zero = Limits { max_siblings: 0, ..Limits::default() };
+        let zero = Limits {
+            max_siblings: 0,
+            ..Limits::default()
+        };
         assert!(zero.validate().is_err());
     }
 }

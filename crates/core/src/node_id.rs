@@ -92,7 +92,10 @@ mod tests {
         assert!(NodeId::new("n1").is_ok());
         assert!(NodeId::new("db-03.eu_west").is_ok());
         assert_eq!(NodeId::new(""), Err(NodeIdError::Empty));
-        assert!(matches!(NodeId::new("a b"), Err(NodeIdError::BadCharacter(_))));
+        assert!(matches!(
+            NodeId::new("a b"),
+            Err(NodeIdError::BadCharacter(_))
+        ));
         assert!(matches!(
             NodeId::new(&"x".repeat(65)),
             Err(NodeIdError::TooLong { len: 65 })

@@ -53,11 +53,19 @@ pub enum Message {
 pub enum Request {
     Ping,
     /// Read the replica's local object for a key.
-    ReplicaRead { key: ObjectKey },
+    ReplicaRead {
+        key: ObjectKey,
+    },
     /// Merge `object` into the replica's local copy; acknowledged once durable.
-    ReplicaWrite { key: ObjectKey, object: Siblings },
+    ReplicaWrite {
+        key: ObjectKey,
+        object: Siblings,
+    },
     /// Coordinate a client request. `forwarded` requests are never forwarded again.
-    Coordinate { request: ClientRequest, forwarded: bool },
+    Coordinate {
+        request: ClientRequest,
+        forwarded: bool,
+    },
 }
 
 /// The answer to a [`Request`].
@@ -68,7 +76,9 @@ pub enum Response {
     ReplicaWrite(Result<(), ReplicaError>),
     Coordinate(ClientResponse),
     /// The request could not be handled at all (e.g. the node is shutting down).
-    Refused { reason: String },
+    Refused {
+        reason: String,
+    },
 }
 
 /// A replica could not serve a read or write (storage error, corruption).
@@ -80,9 +90,17 @@ pub struct ReplicaError {
 /// A client operation, as coordinated by a node.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ClientRequest {
-    Get { key: ObjectKey, quorum: RequestQuorum },
+    Get {
+        key: ObjectKey,
+        quorum: RequestQuorum,
+    },
     /// A put (`value` Some) or delete (`value` None) with the client's context.
-    Put { key: ObjectKey, context: VersionVector, value: Option<Bytes>, quorum: RequestQuorum },
+    Put {
+        key: ObjectKey,
+        context: VersionVector,
+        value: Option<Bytes>,
+        quorum: RequestQuorum,
+    },
 }
 
 /// The outcome of a [`ClientRequest`].

@@ -60,7 +60,12 @@ impl fmt::Display for QuorumError {
 impl QuorumTally {
     /// A tally that needs `needed` acknowledgements out of `asked` replicas.
     pub fn new(needed: usize, asked: usize) -> Self {
-        QuorumTally { needed, asked, acks: Vec::new(), failures: Vec::new() }
+        QuorumTally {
+            needed,
+            asked,
+            acks: Vec::new(),
+            failures: Vec::new(),
+        }
     }
 
     /// Records an acknowledgement (a duplicate from the same node is ignored).
@@ -104,7 +109,12 @@ impl QuorumTally {
                 failures.push((node.clone(), format!("no answer within {timeout_ms} ms")));
             }
         }
-        QuorumError { needed: self.needed, asked: self.asked, acks: self.acks.len(), failures }
+        QuorumError {
+            needed: self.needed,
+            asked: self.asked,
+            acks: self.acks.len(),
+            failures,
+        }
     }
 }
 
@@ -120,7 +130,11 @@ mod tests {
     fn meets_after_w_acks_and_fails_once_unreachable() {
         let mut t = QuorumTally::new(2, 3);
         assert_eq!(t.ack(&n("a")), Progress::Pending);
-        assert_eq!(t.ack(&n("a")), Progress::Pending, "duplicate ack must not count");
+        assert_eq!(
+            t.ack(&n("a")),
+            Progress::Pending,
+            "duplicate ack must not count"
+        );
         assert_eq!(t.fail(&n("b"), "refused"), Progress::Pending);
         assert_eq!(t.ack(&n("c")), Progress::Met);
 
@@ -131,7 +145,10 @@ mod tests {
         assert_eq!((err.needed, err.asked, err.acks), (2, 3, 0));
         assert_eq!(err.failures.len(), 3);
         let text = err.to_string();
-        assert!(text.contains("needed 2 of 3 replicas, 0 acknowledged"), "{text}");
+        assert!(
+            text.contains("needed 2 of 3 replicas, 0 acknowledged"),
+            "{text}"
+        );
         assert!(text.contains("c: no answer within 2000 ms"), "{text}");
     }
 

@@ -39,7 +39,11 @@ pub enum ReplicationError {
     #[error("n = {n} exceeds the {nodes} nodes of the cluster")]
     NExceedsNodes { n: usize, nodes: usize },
     #[error("{which} = {value} must be between 1 and n = {n}")]
-    QuorumOutOfRange { which: &'static str, value: usize, n: usize },
+    QuorumOutOfRange {
+        which: &'static str,
+        value: usize,
+        n: usize,
+    },
 }
 
 impl Default for Replication {
@@ -77,7 +81,11 @@ impl Replication {
         }
         for (which, value) in [("r", self.r), ("w", self.w)] {
             if value == 0 || value > self.n {
-                return Err(ReplicationError::QuorumOutOfRange { which, value, n: self.n });
+                return Err(ReplicationError::QuorumOutOfRange {
+                    which,
+                    value,
+                    n: self.n,
+                });
             }
         }
         Ok(())
@@ -91,27 +99,58 @@ mod tests {
     #[test]
     fn resolve_layers_request_over_bucket_over_cluster() {
         let cluster = Replication::default();
-        let bucket = BucketProps { n: Some(2), r: Some(1), w: None };
-        let got = cluster.resolve(&bucket, &RequestQuorum { r: None, w: Some(1) }, 3).unwrap();
+        let bucket = BucketProps {
+            n: Some(2),
+            r: Some(1),
+            w: None,
+        };
+        let got = cluster
+            .resolve(
+                &bucket,
+                &RequestQuorum {
+                    r: None,
+                    w: Some(1),
+                },
+                3,
+            )
+            .unwrap();
         assert_eq!(got, Replication { n: 2, r: 1, w: 1 });
-        let got = cluster.resolve(&BucketProps::default(), &RequestQuorum::default(), 3).unwrap();
+        let got = cluster
+            .resolve(&BucketProps::default(), &RequestQuorum::default(), 3)
+            .unwrap();
         assert_eq!(got, cluster);
     }
 
     #[test]
     fn validation_table() {
         let cases = [
-            (Replication { n: 0, r: 1, w: 1 }, 3, Some(ReplicationError::ZeroN)),
-            (Replication { n: 4, r: 1, w: 1 }, 3, Some(ReplicationError::NExceedsNodes { n: 4, nodes: 3 })),
+            (
+                Replication { n: 0, r: 1, w: 1 },
+                3,
+                Some(ReplicationError::ZeroN),
+            ),
+            (
+                Replication { n: 4, r: 1, w: 1 },
+                3,
+                Some(ReplicationError::NExceedsNodes { n: 4, nodes: 3 }),
+            ),
             (
                 Replication { n: 3, r: 0, w: 1 },
                 3,
-                Some(ReplicationError::QuorumOutOfRange { which: "r", value: 0, n: 3 }),
+                Some(ReplicationError::QuorumOutOfRange {
+                    which: "r",
+                    value: 0,
+                    n: 3,
+                }),
             ),
             (
                 Replication { n: 3, r: 1, w: 4 },
                 5,
-                Some(ReplicationError::QuorumOutOfRange { which: "w", value: 4, n: 3 }),
+                Some(ReplicationError::QuorumOutOfRange {
+                    which: "w",
+                    value: 4,
+                    n: 3,
+                }),
             ),
             (Replication { n: 3, r: 3, w: 1 }, 3, None),
         ];

@@ -121,13 +121,23 @@ impl Siblings {
         timestamp_ms: u64,
     ) -> Dot {
         let counter = self.clock.get(node).max(context.get(node)) + 1;
-        let dot = Dot { node: node.clone(), counter };
+        let dot = Dot {
+            node: node.clone(),
+            counter,
+        };
         self.versions.retain(|v| !context.covers(&v.dot));
         self.clock.join(context);
         self.clock.add(&dot);
         // The new dot is the highest of its node, so it sorts after the others.
         let at = self.versions.partition_point(|v| v.dot < dot);
-        self.versions.insert(at, Version { dot: dot.clone(), value, timestamp_ms });
+        self.versions.insert(
+            at,
+            Version {
+                dot: dot.clone(),
+                value,
+                timestamp_ms,
+            },
+        );
         dot
     }
 
@@ -232,8 +242,15 @@ mod tests {
 
     #[test]
     fn from_parts_rejects_uncovered_or_duplicate_dots() {
-        let dot = Dot { node: n("a"), counter: 1 };
-        let v = Version { dot: dot.clone(), value: None, timestamp_ms: 0 };
+        let dot = Dot {
+            node: n("a"),
+            counter: 1,
+        };
+        let v = Version {
+            dot: dot.clone(),
+            value: None,
+            timestamp_ms: 0,
+        };
         assert!(Siblings::from_parts(VersionVector::new(), vec![v.clone()]).is_err());
         let mut clock = VersionVector::new();
         clock.add(&dot);

@@ -49,7 +49,9 @@ pub enum Causality {
 impl VersionVector {
     /// The empty clock: has seen nothing. A put with it is a blind write.
     pub fn new() -> Self {
-        VersionVector { entries: Vec::new() }
+        VersionVector {
+            entries: Vec::new(),
+        }
     }
 
     /// Builds a vector from entries, validating them (used by decoders).
@@ -111,7 +113,10 @@ impl VersionVector {
     /// Least upper bound: everything either side has seen.
     pub fn join(&mut self, other: &VersionVector) {
         for (node, counter) in &other.entries {
-            self.add(&Dot { node: node.clone(), counter: *counter });
+            self.add(&Dot {
+                node: node.clone(),
+                counter: *counter,
+            });
         }
     }
 
@@ -174,9 +179,17 @@ mod tests {
             (vv(&[]), vv(&[]), Causality::Equal),
             (vv(&[("a", 1)]), vv(&[]), Causality::Descends),
             (vv(&[]), vv(&[("a", 1)]), Causality::Precedes),
-            (vv(&[("a", 2), ("b", 1)]), vv(&[("a", 1), ("b", 1)]), Causality::Descends),
+            (
+                vv(&[("a", 2), ("b", 1)]),
+                vv(&[("a", 1), ("b", 1)]),
+                Causality::Descends,
+            ),
             (vv(&[("a", 2)]), vv(&[("b", 1)]), Causality::Concurrent),
-            (vv(&[("a", 2), ("b", 1)]), vv(&[("a", 1), ("b", 2)]), Causality::Concurrent),
+            (
+                vv(&[("a", 2), ("b", 1)]),
+                vv(&[("a", 1), ("b", 2)]),
+                Causality::Concurrent,
+            ),
         ];
         for (left, right, want) in cases {
             assert_eq!(left.causality(&right), want, "{left:?} vs {right:?}");
@@ -188,9 +201,18 @@ mod tests {
         let mut a = vv(&[("a", 2), ("b", 1)]);
         a.join(&vv(&[("b", 3), ("c", 1)]));
         assert_eq!(a, vv(&[("a", 2), ("b", 3), ("c", 1)]));
-        assert!(a.covers(&Dot { node: n("b"), counter: 3 }));
-        assert!(!a.covers(&Dot { node: n("b"), counter: 4 }));
-        assert!(!a.covers(&Dot { node: n("z"), counter: 1 }));
+        assert!(a.covers(&Dot {
+            node: n("b"),
+            counter: 3
+        }));
+        assert!(!a.covers(&Dot {
+            node: n("b"),
+            counter: 4
+        }));
+        assert!(!a.covers(&Dot {
+            node: n("z"),
+            counter: 1
+        }));
     }
 
     #[test]

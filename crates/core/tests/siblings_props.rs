@@ -18,15 +18,27 @@ const REPLICAS: usize = 3;
 enum Step {
     /// Replica `at` coordinates a write whose context is what replica
     /// `read_from` held (or blind).
-    Write { at: usize, read_from: Option<usize>, delete: bool },
+    Write {
+        at: usize,
+        read_from: Option<usize>,
+        delete: bool,
+    },
     /// Replica `into` merges replica `from`'s object.
     Merge { into: usize, from: usize },
 }
 
 fn step() -> impl Strategy<Value = Step> {
     prop_oneof![
-        (0..REPLICAS, proptest::option::of(0..REPLICAS), proptest::bool::weighted(0.1))
-            .prop_map(|(at, read_from, delete)| Step::Write { at, read_from, delete }),
+        (
+            0..REPLICAS,
+            proptest::option::of(0..REPLICAS),
+            proptest::bool::weighted(0.1)
+        )
+            .prop_map(|(at, read_from, delete)| Step::Write {
+                at,
+                read_from,
+                delete
+            }),
         (0..REPLICAS, 0..REPLICAS).prop_map(|(into, from)| Step::Merge { into, from }),
     ]
 }
@@ -42,8 +54,14 @@ fn run(steps: &[Step]) -> (Vec<Siblings>, Vec<(Dot, VersionVector)>) {
     let mut writes = Vec::new();
     for (t, s) in steps.iter().enumerate() {
         match *s {
-            Step::Write { at, read_from, delete } => {
-                let ctx = read_from.map(|r| replicas[r].clock().clone()).unwrap_or_default();
+            Step::Write {
+                at,
+                read_from,
+                delete,
+            } => {
+                let ctx = read_from
+                    .map(|r| replicas[r].clock().clone())
+                    .unwrap_or_default();
                 let value = (!delete).then(|| Bytes::from(format!("w{t}")));
                 let dot = replicas[at].update(&ctx, &node(at), value, t as u64);
                 writes.push((dot, ctx));
@@ -58,7 +76,9 @@ fn run(steps: &[Step]) -> (Vec<Siblings>, Vec<(Dot, VersionVector)>) {
 }
 
 fn full_merge(replicas: &[Siblings]) -> Siblings {
-    replicas.iter().fold(Siblings::new(), |acc, r| acc.merged(r))
+    replicas
+        .iter()
+        .fold(Siblings::new(), |acc, r| acc.merged(r))
 }
 
 proptest! {

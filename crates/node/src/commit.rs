@@ -43,9 +43,13 @@ impl FromStr for FsyncPolicy {
             None if s == "always" => Ok(FsyncPolicy::Always),
             Some(("periodic", ms)) => match ms.parse::<u64>() {
                 Ok(interval_ms) if interval_ms > 0 => Ok(FsyncPolicy::Periodic { interval_ms }),
-                _ => Err(format!("bad fsync interval {ms:?}: expected milliseconds > 0")),
+                _ => Err(format!(
+                    "bad fsync interval {ms:?}: expected milliseconds > 0"
+                )),
             },
-            _ => Err(format!("bad fsync policy {s:?}: expected 'always' or 'periodic:<ms>'")),
+            _ => Err(format!(
+                "bad fsync policy {s:?}: expected 'always' or 'periodic:<ms>'"
+            )),
         }
     }
 }
@@ -183,7 +187,8 @@ impl Committer {
         } else {
             self.storage.sync()
         };
-        self.metrics.observe_sync(target - synced, started.elapsed());
+        self.metrics
+            .observe_sync(target - synced, started.elapsed());
         self.state.send_modify(|s| match result {
             Ok(()) => s.synced = target,
             Err(e) => {
@@ -207,11 +212,17 @@ mod tests {
     #[test]
     fn policy_parses_and_prints() {
         assert_eq!("always".parse(), Ok(FsyncPolicy::Always));
-        assert_eq!("periodic:10".parse(), Ok(FsyncPolicy::Periodic { interval_ms: 10 }));
+        assert_eq!(
+            "periodic:10".parse(),
+            Ok(FsyncPolicy::Periodic { interval_ms: 10 })
+        );
         for bad in ["", "sometimes", "periodic:", "periodic:0", "periodic:x"] {
             assert!(bad.parse::<FsyncPolicy>().is_err(), "{bad}");
         }
-        assert_eq!(FsyncPolicy::Periodic { interval_ms: 5 }.to_string(), "periodic:5");
+        assert_eq!(
+            FsyncPolicy::Periodic { interval_ms: 5 }.to_string(),
+            "periodic:5"
+        );
     }
 
     #[tokio::test]
@@ -219,8 +230,12 @@ mod tests {
         let mem = MemStorage::new();
         let metrics = Arc::new(Metrics::new());
         let shutdown = CancellationToken::new();
-        let (c, task) =
-            Committer::start(Arc::new(mem.clone()), FsyncPolicy::Always, metrics, shutdown.clone());
+        let (c, task) = Committer::start(
+            Arc::new(mem.clone()),
+            FsyncPolicy::Always,
+            metrics,
+            shutdown.clone(),
+        );
         let mut tickets = Vec::new();
         for i in 0..10u8 {
             let mut b = WriteBatch::new();

@@ -109,7 +109,11 @@ impl NodeConfig {
 
     /// The ring members: this node and its peers.
     pub fn members(&self) -> Vec<Member> {
-        let me = Member { id: self.id.clone(), capacity: self.capacity, zone: self.zone.clone() };
+        let me = Member {
+            id: self.id.clone(),
+            capacity: self.capacity,
+            zone: self.zone.clone(),
+        };
         std::iter::once(me)
             .chain(self.peers.iter().map(|p| Member {
                 id: p.id.clone(),
@@ -124,9 +128,12 @@ impl NodeConfig {
         self.limits.validate()?;
         let nodes = 1 + self.peers.len();
         // N may not exceed the node count; R and W are checked per request too.
-        self.replication.validate(nodes).map_err(|e| format!("replication: {e}"))?;
+        self.replication
+            .validate(nodes)
+            .map_err(|e| format!("replication: {e}"))?;
         for (bucket, props) in &self.buckets {
-            ringkv_core::key::check_bucket(bucket).map_err(|e| format!("bucket {bucket:?}: {e}"))?;
+            ringkv_core::key::check_bucket(bucket)
+                .map_err(|e| format!("bucket {bucket:?}: {e}"))?;
             self.replication
                 .resolve(props, &Default::default(), nodes)
                 .map_err(|e| format!("bucket {bucket:?}: {e}"))?;
@@ -179,10 +186,19 @@ mod tests {
             "127.0.0.1:9001".into(),
             "/tmp/x".into(),
         );
-        assert!(cfg.validate().unwrap_err().contains("exceeds"), "N=3 on one node");
+        assert!(
+            cfg.validate().unwrap_err().contains("exceeds"),
+            "N=3 on one node"
+        );
         cfg.replication = Replication { n: 1, r: 1, w: 1 };
         cfg.validate().unwrap();
-        cfg.buckets.insert("b".into(), BucketProps { n: Some(2), ..Default::default() });
+        cfg.buckets.insert(
+            "b".into(),
+            BucketProps {
+                n: Some(2),
+                ..Default::default()
+            },
+        );
         assert!(cfg.validate().is_err());
         assert!(NodeConfig::from_toml("id = 'n1'\nbogus = 1").is_err());
     }

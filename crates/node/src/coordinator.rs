@@ -51,23 +51,38 @@ impl Coordinator {
     pub async fn execute(&self, request: ClientRequest, forwarded: bool) -> ClientResponse {
         match request {
             ClientRequest::Get { key, quorum } => {
-                let request = ClientRequest::Get { key: key.clone(), quorum };
+                let request = ClientRequest::Get {
+                    key: key.clone(),
+                    quorum,
+                };
                 ClientResponse::Get(self.get(request, &key, quorum, forwarded).await)
             }
-            ClientRequest::Put { key, context, value, quorum } => {
+            ClientRequest::Put {
+                key,
+                context,
+                value,
+                quorum,
+            } => {
                 let forward = ClientRequest::Put {
                     key: key.clone(),
                     context: context.clone(),
                     value: value.clone(),
                     quorum,
                 };
-                ClientResponse::Put(self.put(forward, &key, &context, value, quorum, forwarded).await)
+                ClientResponse::Put(
+                    self.put(forward, &key, &context, value, quorum, forwarded)
+                        .await,
+                )
             }
         }
     }
 
     /// N, R, W for this key and its preference list.
-    fn plan(&self, key: &ObjectKey, quorum: RequestQuorum) -> Result<(Replication, Vec<NodeId>), OpError> {
+    fn plan(
+        &self,
+        key: &ObjectKey,
+        quorum: RequestQuorum,
+    ) -> Result<(Replication, Vec<NodeId>), OpError> {
         let props = self.buckets.get(&key.bucket).copied().unwrap_or_default();
         let rep = self
             .replication
@@ -87,7 +102,9 @@ impl Coordinator {
         if !prefs.contains(&self.id) {
             return match self.forward(request, &prefs, forwarded).await? {
                 ClientResponse::Get(result) => result,
-                other => Err(OpError::Internal(format!("forwarded get answered {other:?}"))),
+                other => Err(OpError::Internal(format!(
+                    "forwarded get answered {other:?}"
+                ))),
             };
         }
         let deadline = Instant::now() + self.request_timeout;
@@ -108,7 +125,9 @@ impl Coordinator {
             Err(e) => tally.fail(&self.id, e.message),
         };
         while progress == Progress::Pending {
-            let Ok(Some((node, answer))) = timeout_at(deadline, answers.recv()).await else { break };
+            let Ok(Some((node, answer))) = timeout_at(deadline, answers.recv()).await else {
+                break;
+            };
             progress = match answer {
                 Ok(Response::ReplicaRead(Ok(found))) => absorb(&mut tally, &node, found),
                 Ok(Response::ReplicaRead(Err(e))) => tally.fail(&node, e.message),
@@ -118,7 +137,9 @@ impl Coordinator {
         }
         match progress {
             Progress::Met => Ok(merged),
-            _ => Err(OpError::Quorum(tally.error(&prefs, self.request_timeout.as_millis() as u64))),
+            _ => Err(OpError::Quorum(
+                tally.error(&prefs, self.request_timeout.as_millis() as u64),
+            )),
         }
     }
 
@@ -144,19 +165,32 @@ impl Coordinator {
         if !prefs.contains(&self.id) {
             return match self.forward(request, &prefs, forwarded).await? {
                 ClientResponse::Put(result) => result,
-                other => Err(OpError::Internal(format!("forwarded put answered {other:?}"))),
+                other => Err(OpError::Internal(format!(
+                    "forwarded put answered {other:?}"
+                ))),
             };
         }
         let deadline = Instant::now() + self.request_timeout;
         let now_ms = (self.wall_clock)();
-        let object = self.replica.update(key, context, value, now_ms, self.limits.max_siblings).await?;
+        let object = self
+            .replica
+            .update(key, context, value, now_ms, self.limits.max_siblings)
+            .await?;
         let clock = object.clock().clone();
         let mut tally = QuorumTally::new(rep.w, prefs.len());
         let mut progress = tally.ack(&self.id);
         let others: Vec<NodeId> = prefs.iter().filter(|n| **n != self.id).cloned().collect();
-        let mut answers = self.ask(&others, Request::ReplicaWrite { key: key.clone(), object });
+        let mut answers = self.ask(
+            &others,
+            Request::ReplicaWrite {
+                key: key.clone(),
+                object,
+            },
+        );
         while progress == Progress::Pending {
-            let Ok(Some((node, answer))) = timeout_at(deadline, answers.recv()).await else { break };
+            let Ok(Some((node, answer))) = timeout_at(deadline, answers.recv()).await else {
+                break;
+            };
             progress = match answer {
                 Ok(Response::ReplicaWrite(Ok(()))) => tally.ack(&node),
                 Ok(Response::ReplicaWrite(Err(e))) => tally.fail(&node, e.message),
@@ -166,7 +200,9 @@ impl Coordinator {
         }
         match progress {
             Progress::Met => Ok(clock),
-            _ => Err(OpError::Quorum(tally.error(&prefs, self.request_timeout.as_millis() as u64))),
+            _ => Err(OpError::Quorum(
+                tally.error(&prefs, self.request_timeout.as_millis() as u64),
+            )),
         }
     }
 
@@ -189,7 +225,12 @@ impl Coordinator {
     }
 
     /// Hands a request to the first node of `prefs` that takes it.
-    async fn forward(&self, request: ClientRequest, prefs: &[NodeId], forwarded: bool) -> Result<ClientResponse, OpError> {
+    async fn forward(
+        &self,
+        request: ClientRequest,
+        prefs: &[NodeId],
+        forwarded: bool,
+    ) -> Result<ClientResponse, OpError> {
         if forwarded {
             return Err(OpError::Unavailable(format!(
                 "{} was forwarded a request for a key it holds no replica of; do the nodes agree on membership?",
@@ -199,17 +240,31 @@ impl Coordinator {
         let deadline = Instant::now() + self.request_timeout;
         let mut reasons = Vec::new();
         for node in prefs {
-            let Some(peer) = self.peers.get(node) else { continue };
+            let Some(peer) = self.peers.get(node) else {
+                continue;
+            };
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 break;
             }
-            match peer.call(Request::Coordinate { request: request.clone(), forwarded: true }, left).await {
+            match peer
+                .call(
+                    Request::Coordinate {
+                        request: request.clone(),
+                        forwarded: true,
+                    },
+                    left,
+                )
+                .await
+            {
                 Ok(Response::Coordinate(response)) => return Ok(response),
                 Ok(other) => reasons.push(format!("{node}: unexpected answer {other:?}")),
                 Err(e) => reasons.push(format!("{node}: {e}")),
             }
         }
-        Err(OpError::Unavailable(format!("no replica could coordinate the request: {}", reasons.join("; "))))
+        Err(OpError::Unavailable(format!(
+            "no replica could coordinate the request: {}",
+            reasons.join("; ")
+        )))
     }
 }

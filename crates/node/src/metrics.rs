@@ -54,7 +54,11 @@ impl Metrics {
         let quorum_failures = Family::<OpLabels, Counter>::default();
         let sync_batch = Histogram::new(exponential_buckets(1.0, 2.0, 12));
         let sync_seconds = Histogram::new(exponential_buckets(0.000_05, 2.0, 16));
-        registry.register("requests", "Client requests by operation and HTTP status", requests.clone());
+        registry.register(
+            "requests",
+            "Client requests by operation and HTTP status",
+            requests.clone(),
+        );
         registry.register(
             "request_duration_seconds",
             "Client request latency by operation",
@@ -70,21 +74,39 @@ impl Metrics {
             "Writes made durable by one storage sync (group commit batch size)",
             sync_batch.clone(),
         );
-        registry.register("storage_sync_duration_seconds", "Time one storage sync took", sync_seconds.clone());
-        Metrics { registry, requests, latency, quorum_failures, sync_batch, sync_seconds }
+        registry.register(
+            "storage_sync_duration_seconds",
+            "Time one storage sync took",
+            sync_seconds.clone(),
+        );
+        Metrics {
+            registry,
+            requests,
+            latency,
+            quorum_failures,
+            sync_batch,
+            sync_seconds,
+        }
     }
 
     /// Records one finished client request.
     pub fn observe_request(&self, op: &str, status: u16, elapsed: Duration) {
         self.requests
-            .get_or_create(&RequestLabels { op: op.to_string(), status: status.to_string() })
+            .get_or_create(&RequestLabels {
+                op: op.to_string(),
+                status: status.to_string(),
+            })
             .inc();
-        self.latency.get_or_create(&OpLabels { op: op.to_string() }).observe(elapsed.as_secs_f64());
+        self.latency
+            .get_or_create(&OpLabels { op: op.to_string() })
+            .observe(elapsed.as_secs_f64());
     }
 
     /// Records a quorum that could not be met.
     pub fn quorum_failed(&self, op: &str) {
-        self.quorum_failures.get_or_create(&OpLabels { op: op.to_string() }).inc();
+        self.quorum_failures
+            .get_or_create(&OpLabels { op: op.to_string() })
+            .inc();
     }
 
     /// Records one storage sync covering `writes` writes.

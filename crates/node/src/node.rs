@@ -33,9 +33,15 @@ pub enum StartError {
     #[error("invalid configuration: {0}")]
     Config(String),
     #[error("cannot listen for RPC on {addr}: {source}")]
-    RpcBind { addr: String, source: std::io::Error },
+    RpcBind {
+        addr: String,
+        source: std::io::Error,
+    },
     #[error("cannot listen for HTTP on {addr}: {source}")]
-    HttpBind { addr: String, source: std::io::Error },
+    HttpBind {
+        addr: String,
+        source: std::io::Error,
+    },
 }
 
 /// The state shared by every request a node serves.
@@ -48,13 +54,19 @@ pub struct NodeState {
 }
 
 impl RpcHandler for NodeState {
-    fn handle(self: Arc<Self>, _from: Option<NodeId>, request: Request) -> Pin<Box<dyn Future<Output = Response> + Send>> {
+    fn handle(
+        self: Arc<Self>,
+        _from: Option<NodeId>,
+        request: Request,
+    ) -> Pin<Box<dyn Future<Output = Response> + Send>> {
         Box::pin(async move {
             let replica = &self.coordinator.replica;
             match request {
                 Request::Ping => Response::Pong,
                 Request::ReplicaRead { key } => Response::ReplicaRead(replica.read(&key)),
-                Request::ReplicaWrite { key, object } => Response::ReplicaWrite(replica.merge(&key, &object).await),
+                Request::ReplicaWrite { key, object } => {
+                    Response::ReplicaWrite(replica.merge(&key, &object).await)
+                }
                 Request::Coordinate { request, forwarded } => {
                     Response::Coordinate(self.coordinator.execute(request, forwarded).await)
                 }
@@ -94,14 +106,29 @@ pub async fn run(
     let ring = Ring::new(config.members()).map_err(|e| StartError::Config(e.to_string()))?;
     let metrics = Arc::new(Metrics::new());
     let storage_stop = CancellationToken::new();
-    let (committer, commit_task) = Committer::start(edges.storage, config.fsync, metrics.clone(), storage_stop.clone());
-    let hello = Hello { protocol_version: PROTOCOL_VERSION, cluster: config.cluster.clone(), from: Some(config.id.clone()) };
+    let (committer, commit_task) = Committer::start(
+        edges.storage,
+        config.fsync,
+        metrics.clone(),
+        storage_stop.clone(),
+    );
+    let hello = Hello {
+        protocol_version: PROTOCOL_VERSION,
+        cluster: config.cluster.clone(),
+        from: Some(config.id.clone()),
+    };
     let connect_timeout = Duration::from_millis(config.connect_timeout_ms);
     let peers = config
         .peers
         .iter()
         .map(|p| {
-            let client = PeerClient::new(p.id.clone(), p.rpc.clone(), hello.clone(), edges.network.clone(), connect_timeout);
+            let client = PeerClient::new(
+                p.id.clone(),
+                p.rpc.clone(),
+                hello.clone(),
+                edges.network.clone(),
+                connect_timeout,
+            );
             (p.id.clone(), Arc::new(client))
         })
         .collect();
@@ -127,19 +154,33 @@ pub async fn run(
         .network
         .bind(&config.rpc)
         .await
-        .map_err(|source| StartError::RpcBind { addr: config.rpc.clone(), source })?;
+        .map_err(|source| StartError::RpcBind {
+            addr: config.rpc.clone(),
+            source,
+        })?;
     let http = if edges.serve_http {
         Some(
             tokio::net::TcpListener::bind(config.http)
                 .await
-                .map_err(|source| StartError::HttpBind { addr: config.http.to_string(), source })?,
+                .map_err(|source| StartError::HttpBind {
+                    addr: config.http.to_string(),
+                    source,
+                })?,
         )
     } else {
         None
     };
-    let identity = Identity { node: config.id.clone(), cluster: config.cluster.clone() };
+    let identity = Identity {
+        node: config.id.clone(),
+        cluster: config.cluster.clone(),
+    };
     let rpc_stop = CancellationToken::new();
-    let rpc_task = tokio::spawn(server::serve(listener, state.clone(), identity, rpc_stop.clone()));
+    let rpc_task = tokio::spawn(server::serve(
+        listener,
+        state.clone(),
+        identity,
+        rpc_stop.clone(),
+    ));
     if let Some(ready) = ready {
         ready.cancel();
     }

@@ -36,13 +36,19 @@ pub struct LocalReplica {
 }
 
 fn storage_error(e: impl std::fmt::Display) -> ReplicaError {
-    ReplicaError { message: e.to_string() }
+    ReplicaError {
+        message: e.to_string(),
+    }
 }
 
 impl LocalReplica {
     pub fn new(node: NodeId, committer: Arc<Committer>) -> Self {
         let stripes = (0..STRIPES).map(|_| Mutex::new(())).collect();
-        LocalReplica { node, committer, stripes }
+        LocalReplica {
+            node,
+            committer,
+            stripes,
+        }
     }
 
     fn stripe(&self, storage_key: &[u8]) -> &Mutex<()> {
@@ -56,11 +62,13 @@ impl LocalReplica {
         let Some(raw) = self.committer.storage().get(Keyspace::Data, storage_key)? else {
             return Ok(None);
         };
-        decode_object(&raw).map(Some).map_err(|e| StorageError::Corrupt {
-            keyspace: Keyspace::Data.name(),
-            key_hex: storage_key.iter().map(|b| format!("{b:02x}")).collect(),
-            reason: format!("stored object does not decode: {e}"),
-        })
+        decode_object(&raw)
+            .map(Some)
+            .map_err(|e| StorageError::Corrupt {
+                keyspace: Keyspace::Data.name(),
+                key_hex: storage_key.iter().map(|b| format!("{b:02x}")).collect(),
+                reason: format!("stored object does not decode: {e}"),
+            })
     }
 
     fn store(&self, storage_key: Vec<u8>, object: &Siblings) -> Result<u64, StorageError> {
@@ -79,7 +87,10 @@ impl LocalReplica {
     pub async fn merge(&self, key: &ObjectKey, incoming: &Siblings) -> Result<(), ReplicaError> {
         let storage_key = key.storage_key();
         let ticket = {
-            let _guard = self.stripe(&storage_key).lock().unwrap_or_else(|p| p.into_inner());
+            let _guard = self
+                .stripe(&storage_key)
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
             let current = self.load(&storage_key).map_err(storage_error)?;
             let merged = match current {
                 Some(mut local) => {
@@ -107,11 +118,20 @@ impl LocalReplica {
         let storage_key = key.storage_key();
         let internal = |e: StorageError| OpError::Internal(format!("local replica: {e}"));
         let (object, ticket) = {
-            let _guard = self.stripe(&storage_key).lock().unwrap_or_else(|p| p.into_inner());
-            let mut object = self.load(&storage_key).map_err(internal)?.unwrap_or_default();
+            let _guard = self
+                .stripe(&storage_key)
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            let mut object = self
+                .load(&storage_key)
+                .map_err(internal)?
+                .unwrap_or_default();
             object.update(context, &self.node, value, timestamp_ms);
             if object.len() > max_siblings {
-                return Err(OpError::TooManySiblings { count: object.len(), limit: max_siblings });
+                return Err(OpError::TooManySiblings {
+                    count: object.len(),
+                    limit: max_siblings,
+                });
             }
             let ticket = self.store(storage_key, &object).map_err(internal)?;
             (object, ticket)

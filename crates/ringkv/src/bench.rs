@@ -69,15 +69,22 @@ async fn populate(args: &BenchArgs, clients: &[Client], value: &Bytes) -> Result
     let next = Arc::new(AtomicU64::new(0));
     let mut workers = Vec::new();
     for w in 0..args.concurrency {
-        let (client, next, value, bucket, keys) =
-            (clients[w as usize % clients.len()].clone(), next.clone(), value.clone(), args.bucket.clone(), args.keys);
+        let (client, next, value, bucket, keys) = (
+            clients[w as usize % clients.len()].clone(),
+            next.clone(),
+            value.clone(),
+            args.bucket.clone(),
+            args.keys,
+        );
         workers.push(tokio::spawn(async move {
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 if i >= keys {
                     return Ok::<(), anyhow::Error>(());
                 }
-                client.put(&bucket, &key_of(i), value.clone(), None, None).await?;
+                client
+                    .put(&bucket, &key_of(i), value.clone(), None, None)
+                    .await?;
             }
         }));
     }
@@ -87,9 +94,21 @@ async fn populate(args: &BenchArgs, clients: &[Client], value: &Bytes) -> Result
     Ok(())
 }
 
-async fn worker(args: Arc<BenchArgs>, client: Client, next: Arc<AtomicU64>, value: Bytes, seed: u64, bar: ProgressBar) -> Tally {
+async fn worker(
+    args: Arc<BenchArgs>,
+    client: Client,
+    next: Arc<AtomicU64>,
+    value: Bytes,
+    seed: u64,
+    bar: ProgressBar,
+) -> Tally {
     let mut rng = fastrand::Rng::with_seed(seed);
-    let mut tally = Tally { reads: histogram(), writes: histogram(), errors: 0, first_error: None };
+    let mut tally = Tally {
+        reads: histogram(),
+        writes: histogram(),
+        errors: 0,
+        first_error: None,
+    };
     while next.fetch_add(1, Ordering::Relaxed) < args.ops {
         let key = key_of(rng.u64(0..args.keys));
         let read = rng.f64() < args.read_ratio;
@@ -97,12 +116,19 @@ async fn worker(args: Arc<BenchArgs>, client: Client, next: Arc<AtomicU64>, valu
         let result = if read {
             client.get(&args.bucket, &key, args.r).await.map(|_| ())
         } else {
-            client.put(&args.bucket, &key, value.clone(), None, args.w).await.map(|_| ())
+            client
+                .put(&args.bucket, &key, value.clone(), None, args.w)
+                .await
+                .map(|_| ())
         };
         let micros = started.elapsed().as_micros().clamp(1, 60_000_000) as u64;
         match result {
             Ok(()) => {
-                let h = if read { &mut tally.reads } else { &mut tally.writes };
+                let h = if read {
+                    &mut tally.reads
+                } else {
+                    &mut tally.writes
+                };
                 h.saturating_record(micros);
             }
             Err(e) => {
@@ -138,15 +164,24 @@ pub async fn run(args: BenchArgs) -> Result<()> {
     if args.concurrency == 0 || args.keys == 0 || args.nodes.is_empty() {
         bail!("--concurrency, --keys and --node must be non-empty");
     }
-    let clients = args.nodes.iter().map(|n| Client::new(n)).collect::<Result<Vec<_>, _>>()?;
+    let clients = args
+        .nodes
+        .iter()
+        .map(|n| Client::new(n))
+        .collect::<Result<Vec<_>, _>>()?;
     let value = Bytes::from(vec![b'x'; args.value_size]);
     if args.read_ratio > 0.0 {
         eprintln!("writing {} keys first so reads find them...", args.keys);
         populate(&args, &clients, &value).await?;
     }
-    let bar = if args.quiet { ProgressBar::hidden() } else { ProgressBar::new(args.ops) };
+    let bar = if args.quiet {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new(args.ops)
+    };
     bar.set_style(
-        ProgressStyle::with_template("{bar:40} {pos}/{len} ops  {per_sec}  eta {eta}").unwrap_or_else(|_| ProgressStyle::default_bar()),
+        ProgressStyle::with_template("{bar:40} {pos}/{len} ops  {per_sec}  eta {eta}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     let args = Arc::new(args);
     let next = Arc::new(AtomicU64::new(0));
@@ -154,7 +189,14 @@ pub async fn run(args: BenchArgs) -> Result<()> {
     let mut workers = Vec::new();
     for w in 0..args.concurrency {
         let client = clients[w as usize % clients.len()].clone();
-        workers.push(tokio::spawn(worker(args.clone(), client, next.clone(), value.clone(), w + 1, bar.clone())));
+        workers.push(tokio::spawn(worker(
+            args.clone(),
+            client,
+            next.clone(),
+            value.clone(),
+            w + 1,
+            bar.clone(),
+        )));
     }
     let (mut reads, mut writes, mut errors, mut first_error) = (histogram(), histogram(), 0, None);
     for w in workers {
@@ -178,6 +220,11 @@ pub async fn run(args: BenchArgs) -> Result<()> {
     );
     report("get", &reads, elapsed);
     report("put", &writes, elapsed);
-    println!("errors {errors}{}", first_error.map(|e| format!(" (first: {e})")).unwrap_or_default());
+    println!(
+        "errors {errors}{}",
+        first_error
+            .map(|e| format!(" (first: {e})"))
+            .unwrap_or_default()
+    );
     Ok(())
 }

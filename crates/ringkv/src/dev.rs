@@ -45,7 +45,10 @@ fn node_args(args: &DevArgs, i: u16) -> Vec<String> {
         format!("--id=n{i}"),
         format!("--http=127.0.0.1:{}", args.http_base + i - 1),
         format!("--rpc=127.0.0.1:{}", args.rpc_base + i - 1),
-        format!("--data-dir={}", args.data_dir.join(format!("n{i}")).display()),
+        format!(
+            "--data-dir={}",
+            args.data_dir.join(format!("n{i}")).display()
+        ),
         format!("--fsync={}", args.fsync),
         format!("--n={n}"),
         format!("--r={majority}"),
@@ -104,11 +107,22 @@ pub async fn run(args: DevArgs) -> Result<()> {
         children.iter().for_each(terminate);
         return Err(e);
     }
-    println!("ringkv dev cluster: {} nodes, data in {}", args.nodes, args.data_dir.display());
+    println!(
+        "ringkv dev cluster: {} nodes, data in {}",
+        args.nodes,
+        args.data_dir.display()
+    );
     for (i, url) in urls.iter().enumerate() {
-        println!("  n{}  http {url}  rpc 127.0.0.1:{}", i + 1, args.rpc_base + i as u16);
+        println!(
+            "  n{}  http {url}  rpc 127.0.0.1:{}",
+            i + 1,
+            args.rpc_base + i as u16
+        );
     }
-    println!("try:  curl -X PUT --data-binary hello {}/v1/kv/demo/greeting", urls[0]);
+    println!(
+        "try:  curl -X PUT --data-binary hello {}/v1/kv/demo/greeting",
+        urls[0]
+    );
     println!("      curl -i {}/v1/kv/demo/greeting", urls[urls.len() - 1]);
     println!("Ctrl-C stops the cluster.");
 
@@ -125,7 +139,10 @@ pub async fn run(args: DevArgs) -> Result<()> {
         match tokio::time::timeout(STOP_TIMEOUT, child.wait()).await {
             Ok(_) => {}
             Err(_) => {
-                eprintln!("n{} did not stop within {STOP_TIMEOUT:?}; killing it", i + 1);
+                eprintln!(
+                    "n{} did not stop within {STOP_TIMEOUT:?}; killing it",
+                    i + 1
+                );
                 let _ = child.kill().await;
             }
         }
@@ -156,7 +173,13 @@ mod tests {
 
     #[test]
     fn node_arguments_name_every_peer_and_a_majority_quorum() {
-        let args = DevArgs { nodes: 3, data_dir: "d".into(), http_base: 8001, rpc_base: 9001, fsync: "always".into() };
+        let args = DevArgs {
+            nodes: 3,
+            data_dir: "d".into(),
+            http_base: 8001,
+            rpc_base: 9001,
+            fsync: "always".into(),
+        };
         let a = node_args(&args, 2);
         assert!(a.contains(&"--id=n2".to_string()));
         assert!(a.contains(&"--http=127.0.0.1:8002".to_string()));

@@ -57,8 +57,17 @@ pub struct DeleteArgs {
 fn printable(value: &[u8]) -> String {
     use base64::Engine;
     match std::str::from_utf8(value) {
-        Ok(text) if !text.chars().any(|c| c.is_control() && c != '\n' && c != '\t') => text.to_string(),
-        _ => format!("base64:{}", base64::engine::general_purpose::STANDARD.encode(value)),
+        Ok(text)
+            if !text
+                .chars()
+                .any(|c| c.is_control() && c != '\n' && c != '\t') =>
+        {
+            text.to_string()
+        }
+        _ => format!(
+            "base64:{}",
+            base64::engine::general_purpose::STANDARD.encode(value)
+        ),
     }
 }
 
@@ -73,7 +82,10 @@ pub async fn get(args: GetArgs) -> Result<()> {
                 [] => println!("deleted (tombstone)"),
                 [one] => println!("{}", printable(one)),
                 many => {
-                    println!("siblings: {} (write back a merged value with --context to resolve)", many.len());
+                    println!(
+                        "siblings: {} (write back a merged value with --context to resolve)",
+                        many.len()
+                    );
                     for (i, v) in many.iter().enumerate() {
                         println!("--- sibling {} ---\n{}", i + 1, printable(v));
                     }
@@ -90,12 +102,22 @@ pub async fn put(args: PutArgs) -> Result<()> {
         Some(v) => Bytes::from(v),
         None => {
             let mut buf = Vec::new();
-            std::io::stdin().read_to_end(&mut buf).context("reading the value from stdin")?;
+            std::io::stdin()
+                .read_to_end(&mut buf)
+                .context("reading the value from stdin")?;
             Bytes::from(buf)
         }
     };
     let client = Client::new(&t.node)?;
-    let context = client.put(&t.bucket, t.key.as_bytes(), value, args.context.as_deref(), args.w).await?;
+    let context = client
+        .put(
+            &t.bucket,
+            t.key.as_bytes(),
+            value,
+            args.context.as_deref(),
+            args.w,
+        )
+        .await?;
     println!("context: {context}");
     Ok(())
 }
@@ -103,7 +125,9 @@ pub async fn put(args: PutArgs) -> Result<()> {
 pub async fn delete(args: DeleteArgs) -> Result<()> {
     let t = &args.target;
     let client = Client::new(&t.node)?;
-    let context = client.delete(&t.bucket, t.key.as_bytes(), args.context.as_deref(), args.w).await?;
+    let context = client
+        .delete(&t.bucket, t.key.as_bytes(), args.context.as_deref(), args.w)
+        .await?;
     println!("context: {context}");
     Ok(())
 }

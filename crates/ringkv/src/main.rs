@@ -16,10 +16,19 @@ use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "ringkv", version, about = "A leaderless, Dynamo-style distributed key-value store")]
+#[command(
+    name = "ringkv",
+    version,
+    about = "A leaderless, Dynamo-style distributed key-value store"
+)]
 struct Cli {
     /// Log filter (e.g. info, debug, ringkv_node=debug); RUST_LOG also works.
-    #[arg(long, global = true, env = "RINGKV_LOG", default_value = "info,fjall=warn,lsm_tree=warn")]
+    #[arg(
+        long,
+        global = true,
+        env = "RINGKV_LOG",
+        default_value = "info,fjall=warn,lsm_tree=warn"
+    )]
     log: String,
     #[command(subcommand)]
     command: Command,
@@ -52,7 +61,10 @@ fn init_logging(filter: &str) {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(&cli.log);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the runtime: {e}");

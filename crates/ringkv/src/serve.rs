@@ -10,10 +10,10 @@ use ringkv_core::NodeId;
 use ringkv_node::commit::FsyncPolicy;
 use ringkv_node::net::TcpNetwork;
 use ringkv_node::{Edges, NodeConfig, PeerConfig};
+use ringkv_storage::{FjallStorage, Storage};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use ringkv_storage::{FjallStorage, Storage};
 use tokio_util::sync::CancellationToken;
 
 #[derive(Args, Debug, Default)]
@@ -72,11 +72,22 @@ pub struct ServeArgs {
 pub fn parse_peer(spec: &str) -> Result<PeerConfig> {
     let mut parts = spec.split(',');
     let head = parts.next().unwrap_or_default();
-    let (id, rpc) = head.split_once('=').ok_or_else(|| anyhow!("peer {spec:?}: expected ID=HOST:PORT"))?;
-    let mut peer = PeerConfig { id: id.parse().with_context(|| format!("peer {spec:?}"))?, rpc: rpc.to_string(), capacity: 1, zone: None };
+    let (id, rpc) = head
+        .split_once('=')
+        .ok_or_else(|| anyhow!("peer {spec:?}: expected ID=HOST:PORT"))?;
+    let mut peer = PeerConfig {
+        id: id.parse().with_context(|| format!("peer {spec:?}"))?,
+        rpc: rpc.to_string(),
+        capacity: 1,
+        zone: None,
+    };
     for part in parts {
         match part.split_once('=') {
-            Some(("capacity", c)) => peer.capacity = c.parse().with_context(|| format!("peer {spec:?}: capacity"))?,
+            Some(("capacity", c)) => {
+                peer.capacity = c
+                    .parse()
+                    .with_context(|| format!("peer {spec:?}: capacity"))?
+            }
             Some(("zone", z)) => peer.zone = Some(z.to_string()),
             _ => bail!("peer {spec:?}: unknown option {part:?} (expected capacity= or zone=)"),
         }
@@ -88,7 +99,8 @@ pub fn parse_peer(spec: &str) -> Result<PeerConfig> {
 pub fn build_config(args: ServeArgs) -> Result<NodeConfig> {
     let mut config = match &args.config {
         Some(path) => {
-            let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
             NodeConfig::from_toml(&text).map_err(|e| anyhow!("{}: {e}", path.display()))?
         }
         None => {
@@ -101,23 +113,55 @@ pub fn build_config(args: ServeArgs) -> Result<NodeConfig> {
             )
         }
     };
-    if let Some(id) = args.id { config.id = id; }
-    if let Some(http) = args.http { config.http = http; }
-    if let Some(rpc) = args.rpc { config.rpc = rpc; }
-    if let Some(dir) = args.data_dir { config.data_dir = dir; }
-    if !args.peers.is_empty() {
-        config.peers = args.peers.iter().map(|p| parse_peer(p)).collect::<Result<_>>()?;
+    if let Some(id) = args.id {
+        config.id = id;
     }
-    if let Some(c) = args.capacity { config.capacity = c; }
-    if args.zone.is_some() { config.zone = args.zone; }
-    if let Some(c) = args.cluster { config.cluster = c; }
-    if let Some(f) = args.fsync { config.fsync = f; }
+    if let Some(http) = args.http {
+        config.http = http;
+    }
+    if let Some(rpc) = args.rpc {
+        config.rpc = rpc;
+    }
+    if let Some(dir) = args.data_dir {
+        config.data_dir = dir;
+    }
+    if !args.peers.is_empty() {
+        config.peers = args
+            .peers
+            .iter()
+            .map(|p| parse_peer(p))
+            .collect::<Result<_>>()?;
+    }
+    if let Some(c) = args.capacity {
+        config.capacity = c;
+    }
+    if args.zone.is_some() {
+        config.zone = args.zone;
+    }
+    if let Some(c) = args.cluster {
+        config.cluster = c;
+    }
+    if let Some(f) = args.fsync {
+        config.fsync = f;
+    }
     let Replication { n, r, w } = config.replication;
-    config.replication = Replication { n: args.n.unwrap_or(n), r: args.r.unwrap_or(r), w: args.w.unwrap_or(w) };
-    if let Some(t) = args.request_timeout_ms { config.request_timeout_ms = t; }
-    if let Some(v) = args.max_value_bytes { config.limits.max_value_bytes = v; }
-    if let Some(k) = args.max_key_bytes { config.limits.max_key_bytes = k; }
-    config.validate().map_err(|e| anyhow!("invalid configuration: {e}"))?;
+    config.replication = Replication {
+        n: args.n.unwrap_or(n),
+        r: args.r.unwrap_or(r),
+        w: args.w.unwrap_or(w),
+    };
+    if let Some(t) = args.request_timeout_ms {
+        config.request_timeout_ms = t;
+    }
+    if let Some(v) = args.max_value_bytes {
+        config.limits.max_value_bytes = v;
+    }
+    if let Some(k) = args.max_key_bytes {
+        config.limits.max_key_bytes = k;
+    }
+    config
+        .validate()
+        .map_err(|e| anyhow!("invalid configuration: {e}"))?;
     Ok(config)
 }
 
@@ -139,10 +183,16 @@ pub async fn terminated() {
 
 pub async fn run(args: ServeArgs) -> Result<()> {
     let config = build_config(args)?;
-    std::fs::create_dir_all(&config.data_dir).with_context(|| format!("creating {}", config.data_dir.display()))?;
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating {}", config.data_dir.display()))?;
     let dir = config.data_dir.clone();
     let storage = tokio::task::spawn_blocking(move || ringkv_storage_open(&dir)).await??;
-    let edges = Edges { network: Arc::new(TcpNetwork), storage, wall_clock: ringkv_node::system_clock(), serve_http: true };
+    let edges = Edges {
+        network: Arc::new(TcpNetwork),
+        storage,
+        wall_clock: ringkv_node::system_clock(),
+        serve_http: true,
+    };
     let shutdown = CancellationToken::new();
     let trigger = shutdown.clone();
     tokio::spawn(async move {
@@ -154,7 +204,8 @@ pub async fn run(args: ServeArgs) -> Result<()> {
 }
 
 fn ringkv_storage_open(dir: &std::path::Path) -> Result<Arc<dyn Storage>> {
-    let engine = FjallStorage::open(dir).with_context(|| format!("opening storage in {}", dir.display()))?;
+    let engine =
+        FjallStorage::open(dir).with_context(|| format!("opening storage in {}", dir.display()))?;
     Ok(Arc::new(engine))
 }
 
@@ -165,7 +216,10 @@ mod tests {
     #[test]
     fn peer_specs() {
         let p = parse_peer("n2=127.0.0.1:9002,capacity=2,zone=b").unwrap();
-        assert_eq!((p.id.as_str(), p.rpc.as_str(), p.capacity, p.zone.as_deref()), ("n2", "127.0.0.1:9002", 2, Some("b")));
+        assert_eq!(
+            (p.id.as_str(), p.rpc.as_str(), p.capacity, p.zone.as_deref()),
+            ("n2", "127.0.0.1:9002", 2, Some("b"))
+        );
         assert!(parse_peer("n2").is_err());
         assert!(parse_peer("bad id=x:1").is_err());
         assert!(parse_peer("n2=x:1,color=red").is_err());

@@ -21,7 +21,11 @@ pub async fn cluster(State(state): State<Arc<NodeState>>) -> Response {
         if *id == config.id {
             Some(config.rpc.clone())
         } else {
-            config.peers.iter().find(|p| p.id == *id).map(|p| p.rpc.clone())
+            config
+                .peers
+                .iter()
+                .find(|p| p.id == *id)
+                .map(|p| p.rpc.clone())
         }
     };
     let nodes: Vec<_> = ring
@@ -50,9 +54,18 @@ pub async fn cluster(State(state): State<Arc<NodeState>>) -> Response {
 }
 
 pub async fn metrics(State(state): State<Arc<NodeState>>) -> Response {
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.encode()).into_response()
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.encode(),
+    )
+        .into_response()
 }
 
 pub async fn not_found() -> Response {
-    ApiError::new(StatusCode::NOT_FOUND, "no_route", "no such endpoint; see /v1/kv/{bucket}/{key}, /v1/health, /v1/cluster, /metrics").into_response()
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "no_route",
+        "no such endpoint; see /v1/kv/{bucket}/{key}, /v1/health, /v1/cluster, /metrics",
+    )
+    .into_response()
 }

@@ -17,7 +17,11 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        ApiError { status, code, message: message.into() }
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+        }
     }
 
     pub fn bad_request(message: impl Into<String>) -> Self {
@@ -55,7 +59,11 @@ impl From<ContextError> for ApiError {
 impl From<KeyError> for ApiError {
     fn from(e: KeyError) -> Self {
         match e {
-            KeyError::KeyTooLarge { .. } => ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "key_too_large", e.to_string()),
+            KeyError::KeyTooLarge { .. } => ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "key_too_large",
+                e.to_string(),
+            ),
             _ => ApiError::new(StatusCode::BAD_REQUEST, "bad_key", e.to_string()),
         }
     }

@@ -48,7 +48,12 @@ pub async fn get(State(state): Shared, uri: Uri, headers: HeaderMap) -> Response
     .await
 }
 
-pub async fn put(State(state): Shared, uri: Uri, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Response {
+pub async fn put(
+    State(state): Shared,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
     timed(&state, "put", async {
         let limits = state.config.limits;
         let key = parse_key(uri.path(), limits.max_key_bytes)?;
@@ -77,7 +82,10 @@ pub async fn delete(State(state): Shared, uri: Uri, headers: HeaderMap) -> Respo
         let _permit = admit(&state)?;
         let context = match given {
             Some(context) => context,
-            None => read(&state, key.clone(), quorum).await?.map(|o| o.clock().clone()).unwrap_or_default(),
+            None => read(&state, key.clone(), quorum)
+                .await?
+                .map(|o| o.clock().clone())
+                .unwrap_or_default(),
         };
         let clock = write(&state, key, context, None, quorum).await?;
         Ok(with_context(StatusCode::NO_CONTENT, &clock))
@@ -86,10 +94,16 @@ pub async fn delete(State(state): Shared, uri: Uri, headers: HeaderMap) -> Respo
 }
 
 /// Runs a handler body, recording its status and latency.
-async fn timed(state: &NodeState, op: &str, body: impl std::future::Future<Output = Result<Response, ApiError>>) -> Response {
+async fn timed(
+    state: &NodeState,
+    op: &str,
+    body: impl std::future::Future<Output = Result<Response, ApiError>>,
+) -> Response {
     let started = tokio::time::Instant::now();
     let response = body.await.unwrap_or_else(|e| e.into_response());
-    state.metrics.observe_request(op, response.status().as_u16(), started.elapsed());
+    state
+        .metrics
+        .observe_request(op, response.status().as_u16(), started.elapsed());
     if response.status() == StatusCode::SERVICE_UNAVAILABLE {
         state.metrics.quorum_failed(op);
     }
@@ -98,26 +112,47 @@ async fn timed(state: &NodeState, op: &str, body: impl std::future::Future<Outpu
 
 fn admit(state: &NodeState) -> Result<OwnedSemaphorePermit, ApiError> {
     state.in_flight.clone().try_acquire_owned().map_err(|_| {
-        OpError::Overloaded { limit: state.config.limits.max_in_flight_requests }.into()
+        OpError::Overloaded {
+            limit: state.config.limits.max_in_flight_requests,
+        }
+        .into()
     })
 }
 
 fn value_too_large(limit: usize) -> ApiError {
-    ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "value_too_large", format!("value is larger than the limit of {limit} bytes"))
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "value_too_large",
+        format!("value is larger than the limit of {limit} bytes"),
+    )
 }
 
 fn context_of(headers: &HeaderMap, max_len: usize) -> Result<Option<VersionVector>, ApiError> {
     match headers.get(CONTEXT_HEADER) {
         None => Ok(None),
         Some(v) => {
-            let text = v.to_str().map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, "bad_context", "context header is not text"))?;
+            let text = v.to_str().map_err(|_| {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "bad_context",
+                    "context header is not text",
+                )
+            })?;
             Ok(Some(decode_context(text, max_len)?))
         }
     }
 }
 
-async fn read(state: &NodeState, key: ObjectKey, quorum: RequestQuorum) -> Result<Option<Siblings>, ApiError> {
-    match state.coordinator.execute(ClientRequest::Get { key, quorum }, false).await {
+async fn read(
+    state: &NodeState,
+    key: ObjectKey,
+    quorum: RequestQuorum,
+) -> Result<Option<Siblings>, ApiError> {
+    match state
+        .coordinator
+        .execute(ClientRequest::Get { key, quorum }, false)
+        .await
+    {
         ClientResponse::Get(result) => Ok(result?),
         other => Err(OpError::Internal(format!("get answered {other:?}")).into()),
     }
@@ -130,7 +165,19 @@ async fn write(
     value: Option<Bytes>,
     quorum: RequestQuorum,
 ) -> Result<VersionVector, ApiError> {
-    match state.coordinator.execute(ClientRequest::Put { key, context, value, quorum }, false).await {
+    match state
+        .coordinator
+        .execute(
+            ClientRequest::Put {
+                key,
+                context,
+                value,
+                quorum,
+            },
+            false,
+        )
+        .await
+    {
         ClientResponse::Put(result) => Ok(result?),
         other => Err(OpError::Internal(format!("put answered {other:?}")).into()),
     }
@@ -153,7 +200,8 @@ fn render(object: Option<Siblings>, wants_json: bool) -> Response {
     let context = context_value(object.clock());
     let values: Vec<&Bytes> = object.values().collect();
     if values.is_empty() {
-        let mut response = ApiError::new(StatusCode::NOT_FOUND, "not_found", "key was deleted").into_response();
+        let mut response =
+            ApiError::new(StatusCode::NOT_FOUND, "not_found", "key was deleted").into_response();
         response.headers_mut().insert(CONTEXT_HEADER, context);
         return response;
     }
@@ -167,13 +215,22 @@ fn render(object: Option<Siblings>, wants_json: bool) -> Response {
         return response;
     }
     if let [only] = values.as_slice() {
-        let headers = [(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream")), (header::HeaderName::from_static(CONTEXT_HEADER), context)];
+        let headers = [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/octet-stream"),
+            ),
+            (header::HeaderName::from_static(CONTEXT_HEADER), context),
+        ];
         return (StatusCode::OK, headers, (*only).clone()).into_response();
     }
     let (boundary, body) = multipart(&values);
     let content_type = HeaderValue::from_str(&format!("multipart/mixed; boundary={boundary}"))
         .unwrap_or_else(|_| HeaderValue::from_static("multipart/mixed"));
-    let headers = [(header::CONTENT_TYPE, content_type), (header::HeaderName::from_static(CONTEXT_HEADER), context)];
+    let headers = [
+        (header::CONTENT_TYPE, content_type),
+        (header::HeaderName::from_static(CONTEXT_HEADER), context),
+    ];
     (StatusCode::MULTIPLE_CHOICES, headers, body).into_response()
 }
 
@@ -190,7 +247,9 @@ fn multipart(values: &[&Bytes]) -> (String, Vec<u8>) {
     };
     let mut body = Vec::new();
     for v in values {
-        body.extend_from_slice(format!("--{boundary}\r\nContent-Type: application/octet-stream\r\n\r\n").as_bytes());
+        body.extend_from_slice(
+            format!("--{boundary}\r\nContent-Type: application/octet-stream\r\n\r\n").as_bytes(),
+        );
         body.extend_from_slice(v);
         body.extend_from_slice(b"\r\n");
     }

@@ -29,7 +29,10 @@ pub fn router(state: Arc<NodeState>) -> Router {
     // One byte over the limit still reaches the handler, which then answers 413 in JSON.
     let body_limit = state.config.limits.max_value_bytes + 1;
     Router::new()
-        .route("/v1/kv/{*rest}", get(kv::get).put(kv::put).delete(kv::delete))
+        .route(
+            "/v1/kv/{*rest}",
+            get(kv::get).put(kv::put).delete(kv::delete),
+        )
         .route("/v1/health", get(admin::health))
         .route("/v1/cluster", get(admin::cluster))
         .route("/metrics", get(admin::metrics))
@@ -39,12 +42,19 @@ pub fn router(state: Arc<NodeState>) -> Router {
 }
 
 /// Serves HTTP until `shutdown` is cancelled, then lets in-flight requests finish.
-pub async fn serve(listener: tokio::net::TcpListener, state: Arc<NodeState>, shutdown: CancellationToken) {
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: Arc<NodeState>,
+    shutdown: CancellationToken,
+) {
     let listener = listener.tap_io(|tcp| {
         let _ = tcp.set_nodelay(true);
     });
     let app = router(state);
-    if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned()).await {
+    if let Err(e) = axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await
+    {
         tracing::error!(error = %e, "http server failed");
     }
 }

@@ -17,9 +17,9 @@ pub fn parse_key(path: &str, max_key_bytes: usize) -> Result<ObjectKey, ApiError
     let rest = path
         .strip_prefix(PREFIX)
         .ok_or_else(|| ApiError::bad_request("expected /v1/kv/{bucket}/{key}"))?;
-    let (bucket, key) = rest
-        .split_once('/')
-        .ok_or_else(|| ApiError::bad_request("expected /v1/kv/{bucket}/{key}: the key is missing"))?;
+    let (bucket, key) = rest.split_once('/').ok_or_else(|| {
+        ApiError::bad_request("expected /v1/kv/{bucket}/{key}: the key is missing")
+    })?;
     let bucket = percent_decode_str(bucket)
         .decode_utf8()
         .map_err(|_| ApiError::bad_request("bucket name is not UTF-8"))?;
@@ -35,11 +35,15 @@ pub fn parse_quorum(query: Option<&str>) -> Result<RequestQuorum, ApiError> {
         let slot = match name {
             "r" => &mut quorum.r,
             "w" => &mut quorum.w,
-            other => return Err(ApiError::bad_request(format!("unknown query parameter {other:?}; expected r or w"))),
+            other => {
+                return Err(ApiError::bad_request(format!(
+                    "unknown query parameter {other:?}; expected r or w"
+                )))
+            }
         };
-        let n = value
-            .parse::<usize>()
-            .map_err(|_| ApiError::bad_request(format!("{name}={value:?} is not a non-negative integer")))?;
+        let n = value.parse::<usize>().map_err(|_| {
+            ApiError::bad_request(format!("{name}={value:?} is not a non-negative integer"))
+        })?;
         *slot = Some(n);
     }
     Ok(quorum)
@@ -61,16 +65,31 @@ mod tests {
             ("/v2/kv/b/k", None),
         ];
         for (path, want) in cases {
-            let got = parse_key(path, 1024).ok().map(|k| (k.bucket.clone(), k.key.to_vec()));
-            assert_eq!(got, want.map(|(b, k)| (b.to_string(), k.to_vec())), "{path}");
+            let got = parse_key(path, 1024)
+                .ok()
+                .map(|k| (k.bucket.clone(), k.key.to_vec()));
+            assert_eq!(
+                got,
+                want.map(|(b, k)| (b.to_string(), k.to_vec())),
+                "{path}"
+            );
         }
-        assert_eq!(parse_key("/v1/kv/b/12345", 4).unwrap_err().code, "key_too_large");
+        assert_eq!(
+            parse_key("/v1/kv/b/12345", 4).unwrap_err().code,
+            "key_too_large"
+        );
     }
 
     #[test]
     fn quorum_parameters() {
         assert_eq!(parse_quorum(None).unwrap(), RequestQuorum::default());
-        assert_eq!(parse_quorum(Some("r=1&w=3")).unwrap(), RequestQuorum { r: Some(1), w: Some(3) });
+        assert_eq!(
+            parse_quorum(Some("r=1&w=3")).unwrap(),
+            RequestQuorum {
+                r: Some(1),
+                w: Some(3)
+            }
+        );
         for bad in ["r=x", "w=-1", "n=3", "r"] {
             assert!(parse_quorum(Some(bad)).is_err(), "{bad}");
         }

@@ -47,7 +47,13 @@ pub struct PeerClient {
 
 impl PeerClient {
     /// A client for `peer` at `addr`; `hello` is what this node says first.
-    pub fn new(peer: NodeId, addr: String, hello: Hello, network: Arc<dyn Network>, connect_timeout: Duration) -> Self {
+    pub fn new(
+        peer: NodeId,
+        addr: String,
+        hello: Hello,
+        network: Arc<dyn Network>,
+        connect_timeout: Duration,
+    ) -> Self {
         PeerClient {
             peer,
             addr,
@@ -70,9 +76,15 @@ impl PeerClient {
         let conn = self.connection(deadline, ms).await?;
         let id = conn.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
-        conn.pending.lock().unwrap_or_else(|p| p.into_inner()).insert(id, tx);
+        conn.pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id, tx);
         let forget = || {
-            conn.pending.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+            conn.pending
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&id);
         };
         if conn.closed.is_cancelled() {
             forget();
@@ -109,28 +121,44 @@ impl PeerClient {
         if let Some(conn) = self.current() {
             return Ok(conn);
         }
-        let _one_at_a_time = timeout_at(deadline, self.connecting.lock()).await.map_err(|_| RpcError::Timeout { ms })?;
+        let _one_at_a_time = timeout_at(deadline, self.connecting.lock())
+            .await
+            .map_err(|_| RpcError::Timeout { ms })?;
         if let Some(conn) = self.current() {
             return Ok(conn);
         }
         let connect_deadline = deadline.min(Instant::now() + self.connect_timeout);
         let conn = timeout_at(connect_deadline, self.open())
             .await
-            .map_err(|_| RpcError::Connect(format!("{} did not answer within the connect timeout", self.addr)))??;
+            .map_err(|_| {
+                RpcError::Connect(format!(
+                    "{} did not answer within the connect timeout",
+                    self.addr
+                ))
+            })??;
         *self.live.lock().unwrap_or_else(|p| p.into_inner()) = Some(conn.clone());
         Ok(conn)
     }
 
     async fn open(&self) -> Result<Arc<Connection>, RpcError> {
-        let stream = self.network.connect(&self.addr).await.map_err(|e| RpcError::Connect(format!("{}: {e}", self.addr)))?;
+        let stream = self
+            .network
+            .connect(&self.addr)
+            .await
+            .map_err(|e| RpcError::Connect(format!("{}: {e}", self.addr)))?;
         let (mut reader, mut writer) = frame::split(stream);
         frame::send(&mut writer, &Message::Hello(self.hello.clone())).await?;
         match frame::recv(&mut reader).await? {
             Some(Message::HelloReply(HelloReply::Welcome { node })) if node == self.peer => {}
             Some(Message::HelloReply(HelloReply::Welcome { node })) => {
-                return Err(RpcError::Handshake(format!("expected node {} at {}, found {node}", self.peer, self.addr)))
+                return Err(RpcError::Handshake(format!(
+                    "expected node {} at {}, found {node}",
+                    self.peer, self.addr
+                )))
             }
-            Some(Message::HelloReply(HelloReply::Refused { reason })) => return Err(RpcError::Handshake(reason)),
+            Some(Message::HelloReply(HelloReply::Refused { reason })) => {
+                return Err(RpcError::Handshake(reason))
+            }
             other => return Err(RpcError::Handshake(format!("unexpected answer {other:?}"))),
         }
         let (queue, rx) = mpsc::channel(SEND_QUEUE);
@@ -156,7 +184,10 @@ async fn read_loop(mut reader: FrameReader, pending: Arc<Pending>, closed: Cance
         };
         match next {
             Ok(Some(Message::Response { id, body })) => {
-                let waiter = pending.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+                let waiter = pending
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&id);
                 if let Some(waiter) = waiter {
                     let _ = waiter.send(body);
                 }

@@ -36,7 +36,10 @@ pub enum RpcError {
 }
 
 fn codec() -> LengthDelimitedCodec {
-    LengthDelimitedCodec::builder().length_field_length(4).max_frame_length(MAX_FRAME_BYTES).new_codec()
+    LengthDelimitedCodec::builder()
+        .length_field_length(4)
+        .max_frame_length(MAX_FRAME_BYTES)
+        .new_codec()
 }
 
 /// Splits a stream into a frame reader and writer.
@@ -47,7 +50,9 @@ pub fn split(stream: BoxStream) -> (FrameReader, FrameWriter) {
 
 /// Encodes a message into one frame's payload.
 pub fn encode(message: &Message) -> Result<Bytes, RpcError> {
-    encode_message(message).map(Bytes::from).map_err(|e| RpcError::Codec(e.to_string()))
+    encode_message(message)
+        .map(Bytes::from)
+        .map_err(|e| RpcError::Codec(e.to_string()))
 }
 
 /// Reads the next message; `Ok(None)` at a clean end of stream.
@@ -55,18 +60,27 @@ pub async fn recv(reader: &mut FrameReader) -> Result<Option<Message>, RpcError>
     match reader.next().await {
         None => Ok(None),
         Some(Err(e)) => Err(RpcError::Io(e.to_string())),
-        Some(Ok(frame)) => decode_message(&frame).map(Some).map_err(|e| RpcError::Codec(e.to_string())),
+        Some(Ok(frame)) => decode_message(&frame)
+            .map(Some)
+            .map_err(|e| RpcError::Codec(e.to_string())),
     }
 }
 
 /// Writes one message and flushes (used for handshakes).
 pub async fn send(writer: &mut FrameWriter, message: &Message) -> Result<(), RpcError> {
-    writer.send(encode(message)?).await.map_err(|e| RpcError::Io(e.to_string()))
+    writer
+        .send(encode(message)?)
+        .await
+        .map_err(|e| RpcError::Io(e.to_string()))
 }
 
 /// Sends queued frames until the queue closes, the stream fails or `closed`
 /// is cancelled; cancels `closed` on the way out.
-pub async fn write_loop(mut writer: FrameWriter, mut queue: mpsc::Receiver<Bytes>, closed: CancellationToken) {
+pub async fn write_loop(
+    mut writer: FrameWriter,
+    mut queue: mpsc::Receiver<Bytes>,
+    closed: CancellationToken,
+) {
     loop {
         let frame = tokio::select! {
             frame = queue.recv() => frame,

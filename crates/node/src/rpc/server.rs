@@ -25,7 +25,11 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 /// What serves requests arriving over RPC.
 pub trait RpcHandler: Send + Sync + 'static {
     /// Handles one request from `from` (None for a client connection).
-    fn handle(self: Arc<Self>, from: Option<NodeId>, request: Request) -> Pin<Box<dyn Future<Output = Response> + Send>>;
+    fn handle(
+        self: Arc<Self>,
+        from: Option<NodeId>,
+        request: Request,
+    ) -> Pin<Box<dyn Future<Output = Response> + Send>>;
 }
 
 /// Who this server is, for handshakes.
@@ -36,7 +40,12 @@ pub struct Identity {
 }
 
 /// Accepts connections until `shutdown` is cancelled.
-pub async fn serve<H: RpcHandler>(listener: Box<dyn Listener>, handler: Arc<H>, identity: Identity, shutdown: CancellationToken) {
+pub async fn serve<H: RpcHandler>(
+    listener: Box<dyn Listener>,
+    handler: Arc<H>,
+    identity: Identity,
+    shutdown: CancellationToken,
+) {
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
@@ -44,7 +53,8 @@ pub async fn serve<H: RpcHandler>(listener: Box<dyn Listener>, handler: Arc<H>, 
         };
         match accepted {
             Ok((stream, addr)) => {
-                let (handler, identity, shutdown) = (handler.clone(), identity.clone(), shutdown.clone());
+                let (handler, identity, shutdown) =
+                    (handler.clone(), identity.clone(), shutdown.clone());
                 tokio::spawn(async move {
                     if let Err(e) = serve_connection(stream, handler, identity, shutdown).await {
                         tracing::debug!(peer = %addr, error = %e, "rpc connection ended");
@@ -61,10 +71,16 @@ pub async fn serve<H: RpcHandler>(listener: Box<dyn Listener>, handler: Arc<H>, 
 
 fn check_hello(hello: &Hello, identity: &Identity) -> Result<(), String> {
     if hello.protocol_version != PROTOCOL_VERSION {
-        return Err(format!("protocol version {} is not supported (this node speaks {PROTOCOL_VERSION})", hello.protocol_version));
+        return Err(format!(
+            "protocol version {} is not supported (this node speaks {PROTOCOL_VERSION})",
+            hello.protocol_version
+        ));
     }
     if hello.cluster != identity.cluster {
-        return Err(format!("cluster {:?} is not this node's cluster {:?}", hello.cluster, identity.cluster));
+        return Err(format!(
+            "cluster {:?} is not this node's cluster {:?}",
+            hello.cluster, identity.cluster
+        ));
     }
     Ok(())
 }
@@ -78,15 +94,31 @@ async fn serve_connection<H: RpcHandler>(
     let (mut reader, mut writer) = frame::split(stream);
     let hello = match tokio::time::timeout(HANDSHAKE_TIMEOUT, frame::recv(&mut reader)).await {
         Ok(Ok(Some(Message::Hello(hello)))) => hello,
-        Ok(Ok(other)) => return Err(frame::RpcError::Handshake(format!("expected hello, got {other:?}"))),
+        Ok(Ok(other)) => {
+            return Err(frame::RpcError::Handshake(format!(
+                "expected hello, got {other:?}"
+            )))
+        }
         Ok(Err(e)) => return Err(e),
         Err(_) => return Err(frame::RpcError::Handshake("no hello in time".into())),
     };
     if let Err(reason) = check_hello(&hello, &identity) {
-        frame::send(&mut writer, &Message::HelloReply(HelloReply::Refused { reason: reason.clone() })).await?;
+        frame::send(
+            &mut writer,
+            &Message::HelloReply(HelloReply::Refused {
+                reason: reason.clone(),
+            }),
+        )
+        .await?;
         return Err(frame::RpcError::Handshake(reason));
     }
-    frame::send(&mut writer, &Message::HelloReply(HelloReply::Welcome { node: identity.node.clone() })).await?;
+    frame::send(
+        &mut writer,
+        &Message::HelloReply(HelloReply::Welcome {
+            node: identity.node.clone(),
+        }),
+    )
+    .await?;
     let closed = shutdown.child_token();
     let (queue, rx) = mpsc::channel::<Bytes>(MAX_IN_FLIGHT_PER_CONNECTION);
     tokio::spawn(frame::write_loop(writer, rx, closed.clone()));
@@ -111,9 +143,17 @@ async fn dispatch<H: RpcHandler>(
         let (id, request) = match next {
             None => return Ok(()),
             Some(Message::Request { id, body }) => (id, body),
-            Some(other) => return Err(frame::RpcError::Codec(format!("expected a request, got {other:?}"))),
+            Some(other) => {
+                return Err(frame::RpcError::Codec(format!(
+                    "expected a request, got {other:?}"
+                )))
+            }
         };
-        let permit = permits.clone().acquire_owned().await.map_err(|_| frame::RpcError::Closed)?;
+        let permit = permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| frame::RpcError::Closed)?;
         let (handler, from, queue) = (handler.clone(), from.clone(), queue.clone());
         tokio::spawn(async move {
             let body = handler.handle(from, request).await;
@@ -134,10 +174,21 @@ mod tests {
 
     #[test]
     fn hello_checks_version_and_cluster() {
-        let id = Identity { node: NodeId::new("n1").unwrap(), cluster: "c".into() };
-        let hello = |v, c: &str| Hello { protocol_version: v, cluster: c.into(), from: None };
+        let id = Identity {
+            node: NodeId::new("n1").unwrap(),
+            cluster: "c".into(),
+        };
+        let hello = |v, c: &str| Hello {
+            protocol_version: v,
+            cluster: c.into(),
+            from: None,
+        };
         assert!(check_hello(&hello(PROTOCOL_VERSION, "c"), &id).is_ok());
-        assert!(check_hello(&hello(PROTOCOL_VERSION + 1, "c"), &id).unwrap_err().contains("protocol version"));
-        assert!(check_hello(&hello(PROTOCOL_VERSION, "other"), &id).unwrap_err().contains("cluster"));
+        assert!(check_hello(&hello(PROTOCOL_VERSION + 1, "c"), &id)
+            .unwrap_err()
+            .contains("protocol version"));
+        assert!(check_hello(&hello(PROTOCOL_VERSION, "other"), &id)
+            .unwrap_err()
+            .contains("cluster"));
     }
 }
