@@ -95,6 +95,11 @@ impl QuorumTally {
         }
     }
 
+    /// How many replicas have failed so far.
+    pub fn failures(&self) -> usize {
+        self.failures.len()
+    }
+
     /// The nodes that acknowledged, in order.
     pub fn acked(&self) -> &[NodeId] {
         &self.acks
@@ -104,9 +109,13 @@ impl QuorumTally {
     /// answered when the caller gave up (reported as timed out).
     pub fn error(&self, waiting: &[NodeId], timeout_ms: u64) -> QuorumError {
         let mut failures = self.failures.clone();
+        let why = match self.progress() {
+            Progress::Failed => "no answer yet when the quorum became unreachable".to_string(),
+            _ => format!("no answer within {timeout_ms} ms"),
+        };
         for node in waiting {
             if !self.acks.contains(node) && !failures.iter().any(|(n, _)| n == node) {
-                failures.push((node.clone(), format!("no answer within {timeout_ms} ms")));
+                failures.push((node.clone(), why.clone()));
             }
         }
         QuorumError {
@@ -149,7 +158,18 @@ mod tests {
             text.contains("needed 2 of 3 replicas, 0 acknowledged"),
             "{text}"
         );
-        assert!(text.contains("c: no answer within 2000 ms"), "{text}");
+        assert!(
+            text.contains("c: no answer yet when the quorum became unreachable"),
+            "{text}"
+        );
+
+        let mut t = QuorumTally::new(2, 3);
+        t.ack(&n("a"));
+        let text = t.error(&[n("b"), n("c")], 2000).to_string();
+        assert!(
+            text.contains("b: no answer within 2000 ms"),
+            "a pending tally timed out: {text}"
+        );
     }
 
     #[test]

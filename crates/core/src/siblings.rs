@@ -120,7 +120,13 @@ impl Siblings {
         value: Option<Bytes>,
         timestamp_ms: u64,
     ) -> Dot {
-        let counter = self.clock.get(node).max(context.get(node)) + 1;
+        // Saturating: a counter near u64::MAX cannot come from real writes;
+        // the coordinator refuses such contexts before they get here.
+        let counter = self
+            .clock
+            .get(node)
+            .max(context.get(node))
+            .saturating_add(1);
         let dot = Dot {
             node: node.clone(),
             counter,

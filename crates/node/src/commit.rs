@@ -160,6 +160,7 @@ impl Committer {
         };
         loop {
             let stop = tokio::select! {
+                biased;
                 _ = self.wake.notified(), if period.is_none() => false,
                 _ = tokio::time::sleep(period.unwrap_or_default()), if period.is_some() => false,
                 _ = shutdown.cancelled() => true,

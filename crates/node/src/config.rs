@@ -66,6 +66,10 @@ pub struct NodeConfig {
     /// How long opening a connection to a peer may take.
     #[serde(default = "default_connect_timeout_ms")]
     pub connect_timeout_ms: u64,
+    /// How long a read waits on its first R replicas before also asking the
+    /// rest of the preference list (speculative retry).
+    #[serde(default = "default_read_speculation_ms")]
+    pub read_speculation_ms: u64,
 }
 
 fn default_capacity() -> u32 {
@@ -79,6 +83,9 @@ fn default_request_timeout_ms() -> u64 {
 }
 fn default_connect_timeout_ms() -> u64 {
     1000
+}
+fn default_read_speculation_ms() -> u64 {
+    100
 }
 
 impl NodeConfig {
@@ -99,6 +106,7 @@ impl NodeConfig {
             fsync: FsyncPolicy::default(),
             request_timeout_ms: default_request_timeout_ms(),
             connect_timeout_ms: default_connect_timeout_ms(),
+            read_speculation_ms: default_read_speculation_ms(),
         }
     }
 

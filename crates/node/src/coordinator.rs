@@ -3,8 +3,11 @@
 //! Any node accepts any request. If this node is in the key's preference list
 //! it coordinates: a put is applied locally first (minting the new version's
 //! dot), then sent to the other replicas in parallel, and answered after W
-//! acknowledgements; a get asks all N replicas at once and answers with the
-//! causal merge of the first R replies. If this node holds no replica of the
+//! acknowledgements. A get reads the local copy and asks just enough other
+//! replicas to make R (as Cassandra does); a failed replica is replaced by
+//! the next one at once, and if the quorum is still pending after
+//! `read_speculation` every remaining replica is asked (speculative retry).
+//! It answers with the causal merge of the first R replies. If this node holds no replica of the
 //! key, it forwards the request to the preference list, in order.
 //!
 //! Requests to replicas run as their own tasks, so replicas beyond the quorum
@@ -41,10 +44,37 @@ pub struct Coordinator {
     pub buckets: BTreeMap<String, BucketProps>,
     pub limits: Limits,
     pub request_timeout: Duration,
+    /// How long a read waits on its first R replicas before asking the rest.
+    pub read_speculation: Duration,
     pub wall_clock: WallClock,
 }
 
 type Answer = (NodeId, Result<Response, RpcError>);
+
+/// Extra time a forwarding node waits beyond the request deadline.
+const FORWARD_MARGIN: Duration = Duration::from_millis(500);
+
+/// Largest counter accepted in a client context: real counters grow by one
+/// per write, so anything near `u64::MAX` is forged or damaged.
+pub const MAX_CONTEXT_COUNTER: u64 = u64::MAX / 2;
+
+/// Refuses contexts that name nodes outside the cluster or absurd counters,
+/// so a hand-made token cannot bloat or overflow a key's clock.
+fn check_context(context: &VersionVector, ring: &Ring) -> Result<(), OpError> {
+    for (node, counter) in context.entries() {
+        if ring.member(node).is_none() {
+            return Err(OpError::BadRequest(format!(
+                "context names node {node}, which is not a member of this cluster"
+            )));
+        }
+        if *counter > MAX_CONTEXT_COUNTER {
+            return Err(OpError::BadRequest(format!(
+                "context counter {counter} for {node} is out of range"
+            )));
+        }
+    }
+    Ok(())
+}
 
 impl Coordinator {
     /// Runs a client request (forwarded ones are never forwarded again).
@@ -108,7 +138,9 @@ impl Coordinator {
             };
         }
         let deadline = Instant::now() + self.request_timeout;
-        let mut answers = self.ask(&prefs, Request::ReplicaRead { key: key.clone() });
+        let remotes: Vec<NodeId> = prefs.iter().filter(|n| **n != self.id).cloned().collect();
+        let request = Request::ReplicaRead { key: key.clone() };
+        let (tx, mut answers) = mpsc::channel(prefs.len().max(1));
         let mut tally = QuorumTally::new(rep.r, prefs.len());
         let mut merged: Option<Siblings> = None;
         let mut absorb = |tally: &mut QuorumTally, node: &NodeId, found: Option<Siblings>| {
@@ -124,8 +156,22 @@ impl Coordinator {
             Ok(found) => absorb(&mut tally, &self.id, found),
             Err(e) => tally.fail(&self.id, e.message),
         };
+        // Ask just enough replicas for R; one more for each failure, and all
+        // the rest if the quorum is still pending at the speculation point.
+        let mut asked = rep.r.saturating_sub(tally.acked().len()).min(remotes.len());
+        self.ask(&remotes[..asked], &request, &tx);
+        let speculate_at = Instant::now() + self.read_speculation;
         while progress == Progress::Pending {
-            let Ok(Some((node, answer))) = timeout_at(deadline, answers.recv()).await else {
+            let next = tokio::select! {
+                biased;
+                next = timeout_at(deadline, answers.recv()) => next,
+                _ = tokio::time::sleep_until(speculate_at), if asked < remotes.len() => {
+                    self.ask(&remotes[asked..], &request, &tx);
+                    asked = remotes.len();
+                    continue;
+                }
+            };
+            let Ok(Some((node, answer))) = next else {
                 break;
             };
             progress = match answer {
@@ -134,11 +180,23 @@ impl Coordinator {
                 Ok(other) => tally.fail(&node, format!("unexpected answer {other:?}")),
                 Err(e) => tally.fail(&node, e.to_string()),
             };
+            // Replace each failed replica with the next unasked one.
+            let outstanding = asked + 1 - tally.acked().len() - tally.failures();
+            if progress == Progress::Pending
+                && tally.acked().len() + outstanding < rep.r
+                && asked < remotes.len()
+            {
+                self.ask(&remotes[asked..asked + 1], &request, &tx);
+                asked += 1;
+            }
         }
+        let waited_for: Vec<NodeId> = std::iter::once(self.id.clone())
+            .chain(remotes[..asked].iter().cloned())
+            .collect();
         match progress {
             Progress::Met => Ok(merged),
             _ => Err(OpError::Quorum(
-                tally.error(&prefs, self.request_timeout.as_millis() as u64),
+                tally.error(&waited_for, self.request_timeout.as_millis() as u64),
             )),
         }
     }
@@ -172,21 +230,33 @@ impl Coordinator {
         }
         let deadline = Instant::now() + self.request_timeout;
         let now_ms = (self.wall_clock)();
-        let object = self
-            .replica
-            .update(key, context, value, now_ms, self.limits.max_siblings)
-            .await?;
-        let clock = object.clock().clone();
+        check_context(context, &self.ring)?;
+        let (object, dot, ticket) =
+            self.replica
+                .update(key, context, value, now_ms, self.limits.max_siblings)?;
+        // The writer has seen what its context covers plus its own write, and
+        // nothing else: the context handed back must not cover siblings it
+        // never saw, or its next write would silently supersede them.
+        let mut clock = context.clone();
+        clock.add(&dot);
         let mut tally = QuorumTally::new(rep.w, prefs.len());
-        let mut progress = tally.ack(&self.id);
+        let mut progress = Progress::Pending;
         let others: Vec<NodeId> = prefs.iter().filter(|n| **n != self.id).cloned().collect();
-        let mut answers = self.ask(
+        let (tx, mut answers) = mpsc::channel(prefs.len());
+        // The local fsync and the remote writes run in parallel (F1).
+        self.ask(
             &others,
-            Request::ReplicaWrite {
+            &Request::ReplicaWrite {
                 key: key.clone(),
                 object,
             },
+            &tx,
         );
+        let (replica, me, local) = (self.replica.clone(), self.id.clone(), tx);
+        tokio::spawn(async move {
+            let durable = replica.durable(ticket).await;
+            let _ = local.send((me, Ok(Response::ReplicaWrite(durable)))).await;
+        });
         while progress == Progress::Pending {
             let Ok(Some((node, answer))) = timeout_at(deadline, answers.recv()).await else {
                 break;
@@ -206,11 +276,11 @@ impl Coordinator {
         }
     }
 
-    /// Sends `request` to every listed peer (not to this node) in its own task.
-    fn ask(&self, nodes: &[NodeId], request: Request) -> mpsc::Receiver<Answer> {
-        let (tx, rx) = mpsc::channel(nodes.len().max(1));
-        for node in nodes.iter().filter(|n| **n != self.id) {
-            let (tx, request, node) = (tx.clone(), request.clone(), node.clone());
+    /// Sends `request` to every listed peer, each in its own task, so the
+    /// request is delivered even after the caller stops listening.
+    fn ask(&self, nodes: &[NodeId], request: &Request, answers: &mpsc::Sender<Answer>) {
+        for node in nodes {
+            let (tx, request, node) = (answers.clone(), request.clone(), node.clone());
             let peer = self.peers.get(&node).cloned();
             let timeout = self.request_timeout;
             tokio::spawn(async move {
@@ -221,7 +291,6 @@ impl Coordinator {
                 let _ = tx.send((node, answer)).await;
             });
         }
-        rx
     }
 
     /// Hands a request to the first node of `prefs` that takes it.
@@ -247,16 +316,13 @@ impl Coordinator {
             if left.is_zero() {
                 break;
             }
-            match peer
-                .call(
-                    Request::Coordinate {
-                        request: request.clone(),
-                        forwarded: true,
-                    },
-                    left,
-                )
-                .await
-            {
+            let coordinate = Request::Coordinate {
+                request: request.clone(),
+                forwarded: true,
+            };
+            // The target runs its own quorum deadline; wait a little longer
+            // so its answer (even a quorum error) arrives.
+            match peer.call(coordinate, left + FORWARD_MARGIN).await {
                 Ok(Response::Coordinate(response)) => return Ok(response),
                 Ok(other) => reasons.push(format!("{node}: unexpected answer {other:?}")),
                 Err(e) => reasons.push(format!("{node}: {e}")),

@@ -54,6 +54,16 @@ pub struct NodeState {
 }
 
 impl RpcHandler for NodeState {
+    fn answer_now(&self, request: Request) -> Result<Response, Request> {
+        match request {
+            Request::Ping => Ok(Response::Pong),
+            Request::ReplicaRead { key } => {
+                Ok(Response::ReplicaRead(self.coordinator.replica.read(&key)))
+            }
+            other => Err(other),
+        }
+    }
+
     fn handle(
         self: Arc<Self>,
         _from: Option<NodeId>,
@@ -141,6 +151,7 @@ pub async fn run(
         buckets: config.buckets.clone(),
         limits: config.limits,
         request_timeout: Duration::from_millis(config.request_timeout_ms),
+        read_speculation: Duration::from_millis(config.read_speculation_ms),
         wall_clock: edges.wall_clock,
     };
     let state = Arc::new(NodeState {

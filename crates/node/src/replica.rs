@@ -20,7 +20,7 @@ use ringkv_core::codec::{decode_object, encode_object};
 use ringkv_core::key::ObjectKey;
 use ringkv_core::protocol::{OpError, ReplicaError};
 use ringkv_core::siblings::Siblings;
-use ringkv_core::version_vector::VersionVector;
+use ringkv_core::version_vector::{Dot, VersionVector};
 use ringkv_core::NodeId;
 use ringkv_storage::{Keyspace, StorageError, WriteBatch};
 use std::sync::{Arc, Mutex};
@@ -105,38 +105,42 @@ impl LocalReplica {
     }
 
     /// Coordinates a client write locally: supersedes what `context` covers,
-    /// adds `value` (None = delete) with a fresh dot, and returns the new
-    /// object once durable. Refuses to grow past `max_siblings` versions.
-    pub async fn update(
+    /// adds `value` (None = delete) with a fresh dot, and writes the new
+    /// object to the engine. Returns it, the new version's dot, and the ticket to wait on for
+    /// durability ([`LocalReplica::durable`]), so the coordinator can send it
+    /// to the other replicas while the local fsync runs. Refuses to grow past
+    /// `max_siblings` versions.
+    pub fn update(
         &self,
         key: &ObjectKey,
         context: &VersionVector,
         value: Option<Bytes>,
         timestamp_ms: u64,
         max_siblings: usize,
-    ) -> Result<Siblings, OpError> {
+    ) -> Result<(Siblings, Dot, u64), OpError> {
         let storage_key = key.storage_key();
         let internal = |e: StorageError| OpError::Internal(format!("local replica: {e}"));
-        let (object, ticket) = {
-            let _guard = self
-                .stripe(&storage_key)
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
-            let mut object = self
-                .load(&storage_key)
-                .map_err(internal)?
-                .unwrap_or_default();
-            object.update(context, &self.node, value, timestamp_ms);
-            if object.len() > max_siblings {
-                return Err(OpError::TooManySiblings {
-                    count: object.len(),
-                    limit: max_siblings,
-                });
-            }
-            let ticket = self.store(storage_key, &object).map_err(internal)?;
-            (object, ticket)
-        };
-        self.committer.durable(ticket).await.map_err(internal)?;
-        Ok(object)
+        let _guard = self
+            .stripe(&storage_key)
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let mut object = self
+            .load(&storage_key)
+            .map_err(internal)?
+            .unwrap_or_default();
+        let dot = object.update(context, &self.node, value, timestamp_ms);
+        if object.len() > max_siblings {
+            return Err(OpError::TooManySiblings {
+                count: object.len(),
+                limit: max_siblings,
+            });
+        }
+        let ticket = self.store(storage_key, &object).map_err(internal)?;
+        Ok((object, dot, ticket))
+    }
+
+    /// Waits until the write with `ticket` is durable (per the fsync policy).
+    pub async fn durable(&self, ticket: u64) -> Result<(), ReplicaError> {
+        self.committer.durable(ticket).await.map_err(storage_error)
     }
 }

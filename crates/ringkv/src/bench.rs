@@ -1,9 +1,11 @@
 //! `ringkv bench`: closed-loop load against a cluster over HTTP.
 //!
 //! `--concurrency` workers each keep one request in flight, spread round-robin
-//! over the `--node` URLs, until `--ops` requests are done. Keys are drawn
-//! uniformly from `--keys`; with `--read-ratio` > 0 the keys are written once
-//! first so reads find them. Prints throughput and p50/p99/p99.9/max latency
+//! over the `--node` URLs, until `--ops` requests are done. Reads draw keys
+//! uniformly from `--keys`; each worker writes its own share of the keys and
+//! passes back the context of its previous write, as a real client would, so
+//! puts overwrite instead of piling up siblings. With `--read-ratio` > 0 every
+//! key is written once first so reads find it. Prints throughput and p50/p99/p99.9/max latency
 //! per operation, and the number of errors (which are not timed).
 
 use anyhow::{bail, Result};
@@ -12,6 +14,7 @@ use clap::Args;
 use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressStyle};
 use ringkv_client::Client;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -65,38 +68,52 @@ fn key_of(i: u64) -> Vec<u8> {
     format!("k{i}").into_bytes()
 }
 
-async fn populate(args: &BenchArgs, clients: &[Client], value: &Bytes) -> Result<()> {
-    let next = Arc::new(AtomicU64::new(0));
-    let mut workers = Vec::new();
-    for w in 0..args.concurrency {
-        let (client, next, value, bucket, keys) = (
-            clients[w as usize % clients.len()].clone(),
-            next.clone(),
-            value.clone(),
-            args.bucket.clone(),
-            args.keys,
-        );
-        workers.push(tokio::spawn(async move {
-            loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                if i >= keys {
-                    return Ok::<(), anyhow::Error>(());
-                }
-                client
-                    .put(&bucket, &key_of(i), value.clone(), None, None)
-                    .await?;
-            }
-        }));
+/// The keys worker `w` writes: every `concurrency`-th key, so each key has
+/// one writer and a put can carry the context of that writer's last put
+/// (a real client's read-modify-write, without siblings piling up).
+fn own_keys(w: u64, concurrency: u64, keys: u64) -> Vec<u64> {
+    let own: Vec<u64> = (w..keys).step_by(concurrency as usize).collect();
+    if own.is_empty() {
+        vec![w % keys]
+    } else {
+        own
     }
-    for w in workers {
-        w.await??;
-    }
-    Ok(())
 }
 
-async fn worker(
-    args: Arc<BenchArgs>,
+/// One worker: its keys and the last context it got for each.
+struct Worker {
     client: Client,
+    keys: Vec<u64>,
+    contexts: HashMap<u64, String>,
+}
+
+impl Worker {
+    async fn put(
+        &mut self,
+        args: &BenchArgs,
+        i: u64,
+        value: &Bytes,
+    ) -> Result<(), ringkv_client::ClientError> {
+        let context = self.contexts.get(&i).map(String::as_str);
+        let new = self
+            .client
+            .put(&args.bucket, &key_of(i), value.clone(), context, args.w)
+            .await?;
+        self.contexts.insert(i, new);
+        Ok(())
+    }
+}
+
+async fn populate(args: Arc<BenchArgs>, mut worker: Worker, value: Bytes) -> Result<Worker> {
+    for i in worker.keys.clone() {
+        worker.put(&args, i, &value).await?;
+    }
+    Ok(worker)
+}
+
+async fn measure(
+    args: Arc<BenchArgs>,
+    mut worker: Worker,
     next: Arc<AtomicU64>,
     value: Bytes,
     seed: u64,
@@ -110,16 +127,18 @@ async fn worker(
         first_error: None,
     };
     while next.fetch_add(1, Ordering::Relaxed) < args.ops {
-        let key = key_of(rng.u64(0..args.keys));
         let read = rng.f64() < args.read_ratio;
         let started = Instant::now();
         let result = if read {
-            client.get(&args.bucket, &key, args.r).await.map(|_| ())
-        } else {
-            client
-                .put(&args.bucket, &key, value.clone(), None, args.w)
+            let key = key_of(rng.u64(0..args.keys));
+            worker
+                .client
+                .get(&args.bucket, &key, args.r)
                 .await
                 .map(|_| ())
+        } else {
+            let i = worker.keys[rng.usize(0..worker.keys.len())];
+            worker.put(&args, i, &value).await
         };
         let micros = started.elapsed().as_micros().clamp(1, 60_000_000) as u64;
         match result {
@@ -170,9 +189,24 @@ pub async fn run(args: BenchArgs) -> Result<()> {
         .map(|n| Client::new(n))
         .collect::<Result<Vec<_>, _>>()?;
     let value = Bytes::from(vec![b'x'; args.value_size]);
+    let args = Arc::new(args);
+    let mut workers: Vec<Worker> = (0..args.concurrency)
+        .map(|w| Worker {
+            client: clients[w as usize % clients.len()].clone(),
+            keys: own_keys(w, args.concurrency, args.keys),
+            contexts: HashMap::new(),
+        })
+        .collect();
     if args.read_ratio > 0.0 {
         eprintln!("writing {} keys first so reads find them...", args.keys);
-        populate(&args, &clients, &value).await?;
+        let tasks: Vec<_> = workers
+            .into_iter()
+            .map(|w| tokio::spawn(populate(args.clone(), w, value.clone())))
+            .collect();
+        workers = Vec::new();
+        for t in tasks {
+            workers.push(t.await??);
+        }
     }
     let bar = if args.quiet {
         ProgressBar::hidden()
@@ -183,24 +217,25 @@ pub async fn run(args: BenchArgs) -> Result<()> {
         ProgressStyle::with_template("{bar:40} {pos}/{len} ops  {per_sec}  eta {eta}")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
-    let args = Arc::new(args);
     let next = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
-    let mut workers = Vec::new();
-    for w in 0..args.concurrency {
-        let client = clients[w as usize % clients.len()].clone();
-        workers.push(tokio::spawn(worker(
-            args.clone(),
-            client,
-            next.clone(),
-            value.clone(),
-            w + 1,
-            bar.clone(),
-        )));
-    }
+    let tasks: Vec<_> = workers
+        .into_iter()
+        .enumerate()
+        .map(|(w, worker)| {
+            tokio::spawn(measure(
+                args.clone(),
+                worker,
+                next.clone(),
+                value.clone(),
+                w as u64 + 1,
+                bar.clone(),
+            ))
+        })
+        .collect();
     let (mut reads, mut writes, mut errors, mut first_error) = (histogram(), histogram(), 0, None);
-    for w in workers {
-        let t = w.await?;
+    for task in tasks {
+        let t = task.await?;
         reads.add(&t.reads)?;
         writes.add(&t.writes)?;
         errors += t.errors;

@@ -22,7 +22,7 @@ use std::process::ExitCode;
     about = "A leaderless, Dynamo-style distributed key-value store"
 )]
 struct Cli {
-    /// Log filter (e.g. info, debug, ringkv_node=debug); RUST_LOG also works.
+    /// Log filter (e.g. info, debug, ringkv_node=debug); RUST_LOG, when set, wins.
     #[arg(
         long,
         global = true,

@@ -25,7 +25,7 @@ fn losing_two_of_three_nodes_fails_w2_fast_but_w1_and_r1_still_work() {
     assert_eq!(r.json()["error"]["code"], "quorum_not_met");
     let msg = r.json()["error"]["message"].as_str().unwrap().to_string();
     assert!(
-        msg.contains("needed 2 of 3 replicas, 1 acknowledged"),
+        msg.contains("needed 2 of 3 replicas"), // the local fsync runs in parallel: 0 or 1 acked
         "{msg}"
     );
     assert!(msg.contains("n2") && msg.contains("n3"), "{msg}");

@@ -87,7 +87,7 @@ fn http_contract_of_a_three_node_cluster() {
     assert_eq!(
         http(p2, "GET", "/v1/kv/b/a/b", &[], b"").unwrap().status,
         404,
-        "%2F and / are different keys"
+        "a/b (however its slash is written) is a different key from a/b\\0\\xff"
     );
 
     // Per-request quorums.

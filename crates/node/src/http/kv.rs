@@ -100,13 +100,18 @@ async fn timed(
     body: impl std::future::Future<Output = Result<Response, ApiError>>,
 ) -> Response {
     let started = tokio::time::Instant::now();
-    let response = body.await.unwrap_or_else(|e| e.into_response());
+    let response = match body.await {
+        Ok(response) => response,
+        Err(e) => {
+            if e.code == "quorum_not_met" {
+                state.metrics.quorum_failed(op);
+            }
+            e.into_response()
+        }
+    };
     state
         .metrics
         .observe_request(op, response.status().as_u16(), started.elapsed());
-    if response.status() == StatusCode::SERVICE_UNAVAILABLE {
-        state.metrics.quorum_failed(op);
-    }
     response
 }
 

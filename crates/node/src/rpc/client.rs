@@ -179,6 +179,7 @@ impl PeerClient {
 async fn read_loop(mut reader: FrameReader, pending: Arc<Pending>, closed: CancellationToken) {
     loop {
         let next = tokio::select! {
+            biased;
             next = frame::recv(&mut reader) => next,
             _ = closed.cancelled() => break,
         };

@@ -83,15 +83,23 @@ pub async fn write_loop(
 ) {
     loop {
         let frame = tokio::select! {
+            biased;
             frame = queue.recv() => frame,
             _ = closed.cancelled() => None,
         };
         let Some(frame) = frame else { break };
         let mut result = writer.feed(frame).await;
-        while result.is_ok() {
-            match queue.try_recv() {
-                Ok(more) => result = writer.feed(more).await,
-                Err(_) => break,
+        // Drain what is queued; yield once so tasks about to send can join
+        // this write, then drain again: one syscall carries many frames.
+        for round in 0..2 {
+            while result.is_ok() {
+                match queue.try_recv() {
+                    Ok(more) => result = writer.feed(more).await,
+                    Err(_) => break,
+                }
+            }
+            if round == 0 {
+                tokio::task::yield_now().await;
             }
         }
         if result.is_err() || SinkExt::<Bytes>::flush(&mut writer).await.is_err() {

@@ -30,6 +30,12 @@ pub trait RpcHandler: Send + Sync + 'static {
         from: Option<NodeId>,
         request: Request,
     ) -> Pin<Box<dyn Future<Output = Response> + Send>>;
+
+    /// Answers at once, on the connection's own task, a request that never
+    /// waits (a local read, a ping); gives back any other request.
+    fn answer_now(&self, request: Request) -> Result<Response, Request> {
+        Err(request)
+    }
 }
 
 /// Who this server is, for handshakes.
@@ -48,6 +54,7 @@ pub async fn serve<H: RpcHandler>(
 ) {
     loop {
         let accepted = tokio::select! {
+            biased;
             a = listener.accept() => a,
             _ = shutdown.cancelled() => return,
         };
@@ -137,6 +144,7 @@ async fn dispatch<H: RpcHandler>(
     let permits = Arc::new(Semaphore::new(MAX_IN_FLIGHT_PER_CONNECTION));
     loop {
         let next = tokio::select! {
+            biased;
             next = frame::recv(reader) => next?,
             _ = closed.cancelled() => return Ok(()),
         };
@@ -148,6 +156,17 @@ async fn dispatch<H: RpcHandler>(
                     "expected a request, got {other:?}"
                 )))
             }
+        };
+        let request = match handler.answer_now(request) {
+            Ok(body) => {
+                let frame = frame::encode(&Message::Response { id, body })?;
+                queue
+                    .send(frame)
+                    .await
+                    .map_err(|_| frame::RpcError::Closed)?;
+                continue;
+            }
+            Err(request) => request,
         };
         let permit = permits
             .clone()

@@ -91,14 +91,34 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    /// Starts `n` nodes with `extra` flags each and waits until all are healthy.
+    /// Starts `n` nodes with `extra` flags each and waits until all are
+    /// healthy. Ports are picked free but may be taken by a parallel test
+    /// before a node binds them; then the whole start is retried on new ports.
     pub fn start(n: usize, extra: &[&str]) -> Cluster {
-        let dir = tempfile::tempdir().unwrap();
-        let ports: Vec<(u16, u16)> = (0..n).map(|_| (free_port(), free_port())).collect();
-        let mut nodes = Vec::new();
-        for i in 0..n {
+        for _attempt in 0..5 {
+            let dir = tempfile::tempdir().unwrap();
+            let mut cluster = Cluster {
+                nodes: plan(n, extra, dir.path()),
+                dir,
+            };
+            for node in &mut cluster.nodes {
+                node.start();
+            }
+            if cluster.nodes.iter_mut().all(|node| node.wait_started()) {
+                return cluster;
+            }
+        }
+        panic!("could not start a {n}-node cluster in 5 attempts");
+    }
+}
+
+/// The nodes of a cluster on fresh ports, not yet started.
+fn plan(n: usize, extra: &[&str], dir: &Path) -> Vec<Node> {
+    let ports: Vec<(u16, u16)> = (0..n).map(|_| (free_port(), free_port())).collect();
+    (0..n)
+        .map(|i| {
             let id = format!("n{}", i + 1);
-            let data_dir = dir.path().join(&id);
+            let data_dir = dir.join(&id);
             let mut args = vec![
                 "serve".to_string(),
                 format!("--id={id}"),
@@ -110,23 +130,36 @@ impl Cluster {
                 args.push(format!("--peer=n{}=127.0.0.1:{rpc}", j + 1));
             }
             args.extend(extra.iter().map(|s| s.to_string()));
-            nodes.push(Node {
+            Node {
                 id,
                 http: ports[i].0,
                 rpc: ports[i].1,
                 data_dir,
                 args,
                 child: None,
-            });
+            }
+        })
+        .collect()
+}
+
+impl Node {
+    /// Waits until the node answers health checks (true), or has exited,
+    /// e.g. because its port was taken (false).
+    pub fn wait_started(&mut self) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Some(child) = self.child.as_mut() {
+                if child.try_wait().unwrap().is_some() {
+                    self.child = None;
+                    return false;
+                }
+            }
+            if http(self.http, "GET", "/v1/health", &[], b"").is_ok_and(|r| r.status == 200) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
         }
-        for node in &mut nodes {
-            node.start();
-        }
-        let cluster = Cluster { nodes, dir };
-        for node in &cluster.nodes {
-            wait_healthy(node.http);
-        }
-        cluster
+        panic!("{} did not become healthy within 30 s", self.id);
     }
 }
 
