@@ -30,13 +30,16 @@ pub enum CodecError {
     Encode(String),
 }
 
-fn encode<T: Serialize>(format: u8, value: &T) -> Result<Vec<u8>, CodecError> {
+/// Encodes `value` behind a format byte (shared by every versioned encoding).
+pub(crate) fn encode<T: Serialize>(format: u8, value: &T) -> Result<Vec<u8>, CodecError> {
     let mut out = vec![format];
     postcard::to_io(value, &mut out).map_err(|e| CodecError::Encode(e.to_string()))?;
     Ok(out)
 }
 
-fn decode<T: DeserializeOwned>(format: u8, bytes: &[u8]) -> Result<T, CodecError> {
+/// Decodes a value written by [`encode`] with the same format byte,
+/// refusing trailing bytes.
+pub(crate) fn decode<T: DeserializeOwned>(format: u8, bytes: &[u8]) -> Result<T, CodecError> {
     let (&got, body) = bytes.split_first().ok_or(CodecError::Empty)?;
     if got != format {
         return Err(CodecError::UnknownFormat(got));

@@ -7,6 +7,7 @@
 //! (blind-write) context: garbage, truncated, oversized or unknown-format
 //! tokens are a [`ContextError`], which the HTTP layer answers with 400.
 
+use crate::codec::{decode, encode, CodecError};
 use crate::version_vector::VersionVector;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -31,10 +32,8 @@ pub enum ContextError {
 
 /// Encodes a clock as a context token.
 pub fn encode_context(clock: &VersionVector) -> String {
-    let mut bytes = vec![CONTEXT_FORMAT_V1];
     // Encoding a vector of (string, u64) into a Vec cannot fail.
-    bytes.extend(postcard::to_allocvec(clock).unwrap_or_default());
-    URL_SAFE_NO_PAD.encode(bytes)
+    URL_SAFE_NO_PAD.encode(encode(CONTEXT_FORMAT_V1, clock).unwrap_or_default())
 }
 
 /// Decodes a context token, refusing anything longer than `max_len` bytes.
@@ -49,19 +48,11 @@ pub fn decode_context(token: &str, max_len: usize) -> Result<VersionVector, Cont
     let bytes = URL_SAFE_NO_PAD
         .decode(token)
         .map_err(|_| ContextError::NotBase64)?;
-    let (&format, body) = bytes.split_first().ok_or(ContextError::Empty)?;
-    if format != CONTEXT_FORMAT_V1 {
-        return Err(ContextError::UnknownFormat(format));
-    }
-    let (clock, rest): (VersionVector, &[u8]) =
-        postcard::take_from_bytes(body).map_err(|e| ContextError::Malformed(e.to_string()))?;
-    if !rest.is_empty() {
-        return Err(ContextError::Malformed(format!(
-            "{} trailing bytes",
-            rest.len()
-        )));
-    }
-    Ok(clock)
+    decode(CONTEXT_FORMAT_V1, &bytes).map_err(|e| match e {
+        CodecError::Empty => ContextError::Empty,
+        CodecError::UnknownFormat(f) => ContextError::UnknownFormat(f),
+        other => ContextError::Malformed(other.to_string()),
+    })
 }
 
 #[cfg(test)]

@@ -1,7 +1,8 @@
 //! The network edge: how a node opens and accepts byte streams.
 //!
-//! The node never names `tokio::net` directly outside this file. Production
-//! uses [`TcpNetwork`] (TCP with `TCP_NODELAY`); the deterministic simulation
+//! Node-to-node RPC never names `tokio::net` directly; only the client HTTP
+//! listener (which the simulation does not run) binds a tokio socket itself.
+//! Production uses [`TcpNetwork`] (TCP with `TCP_NODELAY`); the deterministic simulation
 //! plugs in turmoil's simulated TCP through the same [`Network`] trait, so the
 //! RPC layer, coordinator and replicas run unchanged under a seeded network.
 //! Addresses are `host:port` strings so simulated host names work too.

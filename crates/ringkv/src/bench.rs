@@ -263,3 +263,20 @@ pub async fn run(args: BenchArgs) -> Result<()> {
     );
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn workers_split_the_keys_and_never_come_up_empty() {
+        assert_eq!(own_keys(1, 4, 10), vec![1, 5, 9]);
+        let all: Vec<u64> = (0..4).flat_map(|w| own_keys(w, 4, 10)).collect();
+        assert_eq!(all.len(), 10, "every key has exactly one writer");
+        assert_eq!(
+            own_keys(7, 50, 3),
+            vec![1],
+            "more workers than keys: share one"
+        );
+    }
+}

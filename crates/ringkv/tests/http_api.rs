@@ -218,6 +218,14 @@ fn bad_input_gets_a_clear_error_and_changes_nothing() {
         ),
         ("GET", "/v1/kv/b/k?x=1", vec![], vec![], 400, "bad_request"),
         ("GET", "/v2/nothing", vec![], vec![], 404, "no_route"),
+        (
+            "POST",
+            "/v1/kv/b/k",
+            vec![],
+            b"x".to_vec(),
+            405,
+            "method_not_allowed",
+        ),
     ];
     for (method, target, headers, body, status, code) in cases {
         let r = http(p, method, target, &headers, &body).unwrap();

@@ -25,7 +25,7 @@
 //! never a wrong value. Keys and values are bounded by
 //! [`MAX_STORAGE_KEY_BYTES`] and [`MAX_STORAGE_VALUE_BYTES`].
 //!
-//! The same conformance suite (`tests/conformance.rs`) and model-based
+//! The same conformance suite (`tests/conformance/`) and model-based
 //! property test (`tests/model.rs`) run against both engines; `tests/crash.rs`
 //! kills a real writer process with SIGKILL and checks that every
 //! acknowledged write survived.

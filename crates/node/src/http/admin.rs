@@ -61,6 +61,16 @@ pub async fn metrics(State(state): State<Arc<NodeState>>) -> Response {
         .into_response()
 }
 
+pub async fn method_not_allowed() -> Response {
+    let message = "method not allowed: /v1/kv takes GET, PUT and DELETE; the rest take GET";
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        message,
+    )
+    .into_response()
+}
+
 pub async fn not_found() -> Response {
     ApiError::new(
         StatusCode::NOT_FOUND,

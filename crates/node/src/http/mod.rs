@@ -37,6 +37,7 @@ pub fn router(state: Arc<NodeState>) -> Router {
         .route("/v1/cluster", get(admin::cluster))
         .route("/metrics", get(admin::metrics))
         .fallback(admin::not_found)
+        .method_not_allowed_fallback(admin::method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(state)
 }
