@@ -10,7 +10,8 @@
 //! in exchange for far fewer fsyncs.
 //!
 //! No lock is held across the sync or any await: writers take a ticket (a
-//! sequence number) and wait on a watch channel for `synced >= ticket`.
+//! sequence number) and park a oneshot in a waiter list; after each sync the
+//! syncer wakes exactly the writers whose tickets it covered.
 //! A sync that blocks on a real disk runs on tokio's blocking pool; the
 //! in-memory engine syncs inline, which keeps the simulation deterministic.
 
@@ -21,8 +22,9 @@ use std::fmt;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::sync::Mutex;
 use std::time::Duration;
-use tokio::sync::{watch, Notify};
+use tokio::sync::{oneshot, Notify};
 use tokio_util::sync::CancellationToken;
 
 /// When a write counts as durable.
@@ -76,12 +78,28 @@ impl From<FsyncPolicy> for String {
     }
 }
 
-/// What the syncer has made durable so far.
-#[derive(Debug, Clone, Default)]
+/// What the syncer has made durable so far, and who is waiting for more.
+#[derive(Debug, Default)]
 struct SyncState {
     synced: u64,
     /// The last failed sync: tickets up to this one may not be durable.
     failed: Option<(u64, String)>,
+    /// Writers waiting for their ticket to be synced. Only the writers a sync
+    /// covers are woken, never the whole queue.
+    waiters: Vec<(u64, oneshot::Sender<Result<(), String>>)>,
+}
+
+impl SyncState {
+    /// The outcome for `ticket` if it is already decided.
+    fn outcome(&self, ticket: u64) -> Option<Result<(), String>> {
+        if self.synced >= ticket {
+            return Some(Ok(()));
+        }
+        match &self.failed {
+            Some((upto, err)) if *upto >= ticket => Some(Err(err.clone())),
+            _ => None,
+        }
+    }
 }
 
 /// Writes batches and makes them durable according to the policy.
@@ -90,7 +108,7 @@ pub struct Committer {
     policy: FsyncPolicy,
     written: AtomicU64,
     wake: Notify,
-    state: watch::Sender<SyncState>,
+    state: Mutex<SyncState>,
     metrics: Arc<Metrics>,
 }
 
@@ -108,7 +126,7 @@ impl Committer {
             policy,
             written: AtomicU64::new(0),
             wake: Notify::new(),
-            state: watch::Sender::new(SyncState::default()),
+            state: Mutex::new(SyncState::default()),
             metrics,
         });
         let task = tokio::spawn(committer.clone().run(shutdown));
@@ -118,6 +136,10 @@ impl Committer {
     /// The storage engine behind this committer.
     pub fn storage(&self) -> &Arc<dyn Storage> {
         &self.storage
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, SyncState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Applies `batch` to storage and returns a ticket to wait on with
@@ -133,24 +155,26 @@ impl Committer {
         if let FsyncPolicy::Periodic { .. } = self.policy {
             return Ok(());
         }
-        self.wake.notify_one();
-        let mut rx = self.state.subscribe();
-        loop {
-            {
-                let state = rx.borrow_and_update();
-                if state.synced >= ticket {
-                    return Ok(());
-                }
-                if let Some((upto, err)) = &state.failed {
-                    if *upto >= ticket {
-                        return Err(StorageError::Engine(format!("sync failed: {err}")));
-                    }
+        let waiting = {
+            let mut state = self.state();
+            match state.outcome(ticket) {
+                Some(done) => Err(done),
+                None => {
+                    let (tx, rx) = oneshot::channel();
+                    state.waiters.push((ticket, tx));
+                    Ok(rx)
                 }
             }
-            if rx.changed().await.is_err() {
-                return Err(StorageError::Engine("node is shutting down".into()));
+        };
+        let outcome = match waiting {
+            Err(done) => done,
+            Ok(rx) => {
+                self.wake.notify_one();
+                rx.await
+                    .unwrap_or_else(|_| Err("node is shutting down".into()))
             }
-        }
+        };
+        outcome.map_err(|e| StorageError::Engine(format!("sync failed: {e}")))
     }
 
     async fn run(self: Arc<Self>, shutdown: CancellationToken) {
@@ -175,7 +199,7 @@ impl Committer {
     /// Syncs everything written so far, if anything is unsynced.
     async fn sync_pending(&self) {
         let target = self.written.load(Ordering::Acquire);
-        let synced = self.state.borrow().synced;
+        let synced = self.state().synced;
         if target <= synced {
             return;
         }
@@ -190,13 +214,23 @@ impl Committer {
         };
         self.metrics
             .observe_sync(target - synced, started.elapsed());
-        self.state.send_modify(|s| match result {
-            Ok(()) => s.synced = target,
+        let mut state = self.state();
+        match result {
+            Ok(()) => state.synced = target,
             Err(e) => {
                 tracing::error!(error = %e, "storage sync failed");
-                s.failed = Some((target, e.to_string()));
+                state.failed = Some((target, e.to_string()));
             }
-        });
+        }
+        let waiters = std::mem::take(&mut state.waiters);
+        for (ticket, tx) in waiters {
+            match state.outcome(ticket) {
+                Some(done) => {
+                    let _ = tx.send(done);
+                }
+                None => state.waiters.push((ticket, tx)),
+            }
+        }
     }
 
     /// Makes everything written so far durable now (used at shutdown).

@@ -83,25 +83,52 @@ impl LocalReplica {
         self.load(&key.storage_key()).map_err(storage_error)
     }
 
+    /// Runs a write's critical section. With a disk engine it runs on
+    /// tokio's blocking pool: the engine's commit can wait on its journal lock
+    /// while a group-commit fsync holds it, and that wait must not stall the
+    /// async runtime. The in-memory engine never blocks, so it runs inline,
+    /// which keeps the simulation deterministic.
+    async fn off_runtime<T: Send + 'static>(
+        self: &Arc<Self>,
+        f: impl FnOnce(&Self) -> T + Send + 'static,
+    ) -> Result<T, String> {
+        if !self.committer.storage().sync_blocks() {
+            return Ok(f(self));
+        }
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || f(&this))
+            .await
+            .map_err(|e| format!("write task failed: {e}"))
+    }
+
     /// Merges `incoming` into the local copy; returns once the result is durable.
-    pub async fn merge(&self, key: &ObjectKey, incoming: &Siblings) -> Result<(), ReplicaError> {
-        let storage_key = key.storage_key();
-        let ticket = {
-            let _guard = self
-                .stripe(&storage_key)
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
-            let current = self.load(&storage_key).map_err(storage_error)?;
-            let merged = match current {
-                Some(mut local) => {
-                    local.merge(incoming);
-                    local
-                }
-                None => incoming.clone(),
-            };
-            self.store(storage_key, &merged).map_err(storage_error)?
-        };
+    pub async fn merge(
+        self: &Arc<Self>,
+        key: ObjectKey,
+        incoming: Siblings,
+    ) -> Result<(), ReplicaError> {
+        let ticket = self
+            .off_runtime(move |this| this.merge_now(&key, &incoming))
+            .await
+            .map_err(storage_error)?
+            .map_err(storage_error)?;
         self.committer.durable(ticket).await.map_err(storage_error)
+    }
+
+    fn merge_now(&self, key: &ObjectKey, incoming: &Siblings) -> Result<u64, StorageError> {
+        let storage_key = key.storage_key();
+        let _guard = self
+            .stripe(&storage_key)
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let merged = match self.load(&storage_key)? {
+            Some(mut local) => {
+                local.merge(incoming);
+                local
+            }
+            None => incoming.clone(),
+        };
+        self.store(storage_key, &merged)
     }
 
     /// Coordinates a client write locally: supersedes what `context` covers,
@@ -110,7 +137,22 @@ impl LocalReplica {
     /// durability ([`LocalReplica::durable`]), so the coordinator can send it
     /// to the other replicas while the local fsync runs. Refuses to grow past
     /// `max_siblings` versions.
-    pub fn update(
+    pub async fn update(
+        self: &Arc<Self>,
+        key: ObjectKey,
+        context: VersionVector,
+        value: Option<Bytes>,
+        timestamp_ms: u64,
+        max_siblings: usize,
+    ) -> Result<(Siblings, Dot, u64), OpError> {
+        self.off_runtime(move |this| {
+            this.update_now(&key, &context, value, timestamp_ms, max_siblings)
+        })
+        .await
+        .map_err(OpError::Internal)?
+    }
+
+    fn update_now(
         &self,
         key: &ObjectKey,
         context: &VersionVector,
