@@ -1,7 +1,9 @@
 //! `NodeId`: the name of a physical node, cheap to clone and compare.
 //!
 //! Node ids appear in ring tokens, preference lists, version-vector entries
-//! and RPC handshakes. They are short printable names (`n1`, `db-03`); the
+//! and RPC handshakes. In version vectors the entry names an *actor*: the
+//! node plus the epoch of its current life (`n1~2`), see
+//! [`NodeId::with_epoch`]. They are short printable names (`n1`, `db-03`); the
 //! limits live here so that every place that parses one checks the same rules.
 
 use serde::{Deserialize, Serialize};
@@ -23,23 +25,28 @@ pub enum NodeIdError {
     Empty,
     #[error("node id is {len} bytes; the limit is {MAX_NODE_ID_BYTES}")]
     TooLong { len: usize },
-    #[error("node id {0:?} may only contain ASCII letters, digits, '-', '_' and '.'")]
+    #[error("node id {0:?} may only contain ASCII letters, digits, '-', '_' and '.' (plus '~<epoch>' in actor ids)")]
     BadCharacter(String),
 }
 
 impl NodeId {
-    /// Parses and validates a node id.
+    /// Parses and validates a node id, or an actor id `<node>~<epoch>` (see
+    /// [`NodeId::with_epoch`]).
     pub fn new(id: &str) -> Result<Self, NodeIdError> {
-        if id.is_empty() {
+        let (base, epoch) = match id.split_once('~') {
+            Some((base, epoch)) => (base, Some(epoch)),
+            None => (id, None),
+        };
+        if base.is_empty() {
             return Err(NodeIdError::Empty);
         }
-        if id.len() > MAX_NODE_ID_BYTES {
-            return Err(NodeIdError::TooLong { len: id.len() });
+        if base.len() > MAX_NODE_ID_BYTES {
+            return Err(NodeIdError::TooLong { len: base.len() });
         }
-        if !id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
-        {
+        let plain = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.');
+        let epoch_ok =
+            epoch.is_none_or(|e| e.parse::<u64>().is_ok_and(|n| n > 0 && e == n.to_string()));
+        if !base.bytes().all(plain) || !epoch_ok {
             return Err(NodeIdError::BadCharacter(id.to_string()));
         }
         Ok(NodeId(Arc::from(id)))
@@ -48,6 +55,27 @@ impl NodeId {
     /// The id as a string slice.
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+
+    /// The actor id this node mints dots under in its `epoch`-th life: the
+    /// plain id for epoch 0, `<id>~<epoch>` after. A node that may have lost
+    /// unsynced writes in a crash starts a new epoch, so it can never mint a
+    /// dot that another replica already holds for a different value.
+    pub fn with_epoch(&self, epoch: u64) -> NodeId {
+        match epoch {
+            0 => NodeId(Arc::from(self.member())),
+            n => NodeId(Arc::from(format!("{}~{n}", self.member()).as_str())),
+        }
+    }
+
+    /// The node an actor id belongs to (the id itself for a plain node id).
+    pub fn member(&self) -> &str {
+        self.0.split_once('~').map_or(&self.0, |(base, _)| base)
+    }
+
+    /// Whether this is an actor id with an epoch, not a plain node id.
+    pub fn has_epoch(&self) -> bool {
+        self.0.contains('~')
     }
 }
 
@@ -100,5 +128,21 @@ mod tests {
             NodeId::new(&"x".repeat(65)),
             Err(NodeIdError::TooLong { len: 65 })
         ));
+    }
+
+    #[test]
+    fn actor_ids_carry_an_epoch_after_the_node_id() {
+        let n1 = NodeId::new("n1").unwrap();
+        assert_eq!(n1.with_epoch(0), n1);
+        let a = n1.with_epoch(3);
+        assert_eq!(
+            (a.as_str(), a.member(), a.has_epoch()),
+            ("n1~3", "n1", true)
+        );
+        assert_eq!(NodeId::new("n1~3"), Ok(a.clone()));
+        assert_eq!(a.with_epoch(4).as_str(), "n1~4");
+        for bad in ["n1~", "~3", "n1~0", "n1~03", "n1~x", "n1~1~2", "a b~1"] {
+            assert!(NodeId::new(bad).is_err(), "{bad}");
+        }
     }
 }

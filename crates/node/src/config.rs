@@ -149,6 +149,12 @@ impl NodeConfig {
         if self.request_timeout_ms == 0 || self.connect_timeout_ms == 0 {
             return Err("request_timeout_ms and connect_timeout_ms must be positive".into());
         }
+        if let Some(m) = self.members().iter().find(|m| m.id.has_epoch()) {
+            return Err(format!(
+                "node id {} may not contain '~' (reserved for actor epochs)",
+                m.id
+            ));
+        }
         ringkv_core::ring::Ring::new(self.members()).map_err(|e| e.to_string())?;
         Ok(())
     }
@@ -209,5 +215,11 @@ mod tests {
         );
         assert!(cfg.validate().is_err());
         assert!(NodeConfig::from_toml("id = 'n1'\nbogus = 1").is_err());
+        cfg.buckets.clear();
+        cfg.id = NodeId::new("n1~2").unwrap();
+        assert!(cfg
+            .validate()
+            .unwrap_err()
+            .contains("reserved for actor epochs"));
     }
 }

@@ -58,11 +58,12 @@ const FORWARD_MARGIN: Duration = Duration::from_millis(500);
 /// per write, so anything near `u64::MAX` is forged or damaged.
 pub const MAX_CONTEXT_COUNTER: u64 = u64::MAX / 2;
 
-/// Refuses contexts that name nodes outside the cluster or absurd counters,
+/// Refuses contexts whose actors belong to no member, or absurd counters,
 /// so a hand-made token cannot bloat or overflow a key's clock.
 fn check_context(context: &VersionVector, ring: &Ring) -> Result<(), OpError> {
     for (node, counter) in context.entries() {
-        if ring.member(node).is_none() {
+        let member = NodeId::new(node.member()).ok();
+        if member.and_then(|m| ring.member(&m).map(|_| ())).is_none() {
             return Err(OpError::BadRequest(format!(
                 "context names node {node}, which is not a member of this cluster"
             )));

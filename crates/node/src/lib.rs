@@ -14,6 +14,7 @@
 //! read only through tokio's clock and the injected wall clock, never
 //! `std::time::Instant`, so simulated time stays in charge.
 
+pub mod actor;
 pub mod commit;
 pub mod config;
 pub mod coordinator;

@@ -6,7 +6,8 @@
 //! so the same code runs as a real process and inside the deterministic
 //! simulation. Shutdown (SIGTERM / Ctrl-C in the binary, a token in tests):
 //! stop accepting HTTP and let in-flight requests finish, stop RPC, then sync
-//! storage so everything written is durable before the process exits.
+//! storage so everything written is durable before the process exits, and
+//! record the clean shutdown (see [`crate::actor`]).
 
 use crate::commit::Committer;
 use crate::config::NodeConfig;
@@ -37,6 +38,8 @@ pub enum StartError {
         addr: String,
         source: std::io::Error,
     },
+    #[error("storage failed at start: {0}")]
+    Storage(String),
     #[error("cannot listen for HTTP on {addr}: {source}")]
     HttpBind {
         addr: String,
@@ -114,6 +117,11 @@ pub async fn run(
 ) -> Result<(), StartError> {
     config.validate().map_err(StartError::Config)?;
     let ring = Ring::new(config.members()).map_err(|e| StartError::Config(e.to_string()))?;
+    let (actor, clean) = crate::actor::begin(&*edges.storage, &config.id)
+        .map_err(|e| StartError::Storage(e.to_string()))?;
+    if !clean {
+        tracing::warn!(node = %config.id, %actor, "last run did not shut down cleanly; minting dots under a new actor epoch");
+    }
     let metrics = Arc::new(Metrics::new());
     let storage_stop = CancellationToken::new();
     let (committer, commit_task) = Committer::start(
@@ -146,7 +154,7 @@ pub async fn run(
         id: config.id.clone(),
         ring,
         peers,
-        replica: Arc::new(LocalReplica::new(config.id.clone(), committer.clone())),
+        replica: Arc::new(LocalReplica::new(actor, committer.clone())),
         replication: config.replication,
         buckets: config.buckets.clone(),
         limits: config.limits,
@@ -207,6 +215,9 @@ pub async fn run(
     committer.flush().await;
     storage_stop.cancel();
     let _ = commit_task.await;
+    if let Err(e) = crate::actor::end(&**committer.storage()) {
+        tracing::error!(error = %e, "could not record the clean shutdown; the next start will use a new actor epoch");
+    }
     tracing::info!(node = %config.id, "stopped");
     Ok(())
 }

@@ -30,7 +30,8 @@ const STRIPES: usize = 1024;
 
 /// This node's replica store.
 pub struct LocalReplica {
-    node: NodeId,
+    /// The actor this node mints dots under (see [`crate::actor`]).
+    actor: NodeId,
     committer: Arc<Committer>,
     stripes: Box<[Mutex<()>]>,
 }
@@ -42,10 +43,10 @@ fn storage_error(e: impl std::fmt::Display) -> ReplicaError {
 }
 
 impl LocalReplica {
-    pub fn new(node: NodeId, committer: Arc<Committer>) -> Self {
+    pub fn new(actor: NodeId, committer: Arc<Committer>) -> Self {
         let stripes = (0..STRIPES).map(|_| Mutex::new(())).collect();
         LocalReplica {
-            node,
+            actor,
             committer,
             stripes,
         }
@@ -170,7 +171,7 @@ impl LocalReplica {
             .load(&storage_key)
             .map_err(internal)?
             .unwrap_or_default();
-        let dot = object.update(context, &self.node, value, timestamp_ms);
+        let dot = object.update(context, &self.actor, value, timestamp_ms);
         if object.len() > max_siblings {
             return Err(OpError::TooManySiblings {
                 count: object.len(),

@@ -80,6 +80,12 @@ fn sigterm_exits_cleanly_and_a_restart_resumes_on_the_same_data() {
             "shutdown synced even the periodic-fsync writes"
         );
     }
+    let put = http(p, "PUT", "/v1/kv/b/after-restart", &[], b"x").unwrap();
+    let context =
+        ringkv_core::context::decode_context(put.header("x-ringkv-context").unwrap(), 8192)
+            .unwrap();
+    let actors: Vec<&str> = context.entries().iter().map(|(a, _)| a.as_str()).collect();
+    assert_eq!(actors, vec!["n1"], "a clean shutdown keeps the actor");
 }
 
 #[test]
@@ -135,4 +141,12 @@ fn every_write_acknowledged_under_fsync_always_survives_sigkill() {
             "acknowledged write {key} lost"
         );
     }
+    // The node did not shut down cleanly, so it now mints dots as a new actor
+    // and can never reuse a dot another replica may hold.
+    let put = http(p, "PUT", "/v1/kv/crash/after-restart", &[], b"x").unwrap();
+    let context =
+        ringkv_core::context::decode_context(put.header("x-ringkv-context").unwrap(), 8192)
+            .unwrap();
+    let actors: Vec<&str> = context.entries().iter().map(|(a, _)| a.as_str()).collect();
+    assert_eq!(actors, vec!["n1~1"]);
 }
