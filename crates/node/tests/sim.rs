@@ -92,14 +92,21 @@ fn node_config(me: &str) -> NodeConfig {
 
 /// Builds a simulation with `seed` and registers the three nodes.
 fn cluster(seed: u64) -> turmoil::Sim<'static> {
+    cluster_on(
+        seed,
+        [MemStorage::new(), MemStorage::new(), MemStorage::new()],
+    )
+}
+
+/// Like [`cluster`], with the nodes' disks given, so a test can crash them.
+fn cluster_on(seed: u64, disks: [MemStorage; 3]) -> turmoil::Sim<'static> {
     let mut sim = turmoil::Builder::new()
         .rng_seed(seed)
         .min_message_latency(Duration::from_millis(1))
         .max_message_latency(Duration::from_millis(25))
         .simulation_duration(Duration::from_secs(120))
         .build();
-    for name in NODES {
-        let storage = MemStorage::new();
+    for (name, storage) in NODES.into_iter().zip(disks) {
         sim.host(name, move || {
             let storage = storage.clone();
             async move {
@@ -358,6 +365,57 @@ fn with_two_nodes_partitioned_away_the_quorum_error_names_the_missing_replicas()
                 Ok(())
             });
             sim.run()
+        },
+    );
+}
+
+#[test]
+fn a_node_that_crashes_and_loses_unsynced_writes_returns_as_a_new_actor_and_loses_nothing_acknowledged(
+) {
+    use std::sync::atomic::{AtomicU8, Ordering};
+    for_each_seed(
+        "a_node_that_crashes_and_loses_unsynced_writes_returns_as_a_new_actor_and_loses_nothing_acknowledged",
+        |seed| {
+            let disks = [MemStorage::new(), MemStorage::new(), MemStorage::new()];
+            let n2_disk = disks[1].clone();
+            let mut sim = cluster_on(seed, disks);
+            // 0: writing, 1: asks the test to crash n2, 2: n2 is back.
+            let phase = Arc::new(AtomicU8::new(0));
+            let client_phase = phase.clone();
+            sim.client("client", async move {
+                let n1 = client_of("n1");
+                for i in 0..10 {
+                    put(&n1, &format!("k{i}"), VersionVector::new(), &format!("v{i}")).await.expect("put");
+                }
+                client_phase.store(1, Ordering::SeqCst);
+                while client_phase.load(Ordering::SeqCst) != 2 {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                // n2 restarts; wait until it coordinates again.
+                let n2 = client_of("n2");
+                let context = loop {
+                    match n2.call(Request::Ping, Duration::from_secs(1)).await {
+                        Ok(_) => break put(&n2, "after", VersionVector::new(), "x").await.expect("put via n2"),
+                        Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+                    }
+                };
+                let actors: Vec<&str> = context.entries().iter().map(|(a, _)| a.as_str()).collect();
+                assert_eq!(actors, vec!["n2~1"], "n2 lost unsynced state, so it mints as a new actor");
+                for i in 0..10 {
+                    let found = get(&n2, &format!("k{i}")).await.expect("get").expect("acknowledged write survives");
+                    assert_eq!(values(&found), vec![format!("v{i}")]);
+                }
+                Ok(())
+            });
+            while !sim.step()? {
+                if phase.load(Ordering::SeqCst) == 1 {
+                    sim.crash("n2");
+                    n2_disk.crash();
+                    sim.bounce("n2");
+                    phase.store(2, Ordering::SeqCst);
+                }
+            }
+            Ok(())
         },
     );
 }

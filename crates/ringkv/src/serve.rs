@@ -66,6 +66,15 @@ pub struct ServeArgs {
     /// Largest key accepted, in bytes (default 1 KiB).
     #[arg(long)]
     pub max_key_bytes: Option<usize>,
+    /// Most versions a key may hold before puts get 409 (default 64).
+    #[arg(long)]
+    pub max_siblings: Option<usize>,
+    /// Most client requests coordinated at once before 503 (default 4096).
+    #[arg(long)]
+    pub max_in_flight_requests: Option<usize>,
+    /// How long opening a connection to a peer may take (default 1000).
+    #[arg(long)]
+    pub connect_timeout_ms: Option<u64>,
 }
 
 /// Parses `ID=HOST:PORT[,capacity=C][,zone=Z]`.
@@ -158,6 +167,15 @@ pub fn build_config(args: ServeArgs) -> Result<NodeConfig> {
     }
     if let Some(k) = args.max_key_bytes {
         config.limits.max_key_bytes = k;
+    }
+    if let Some(s) = args.max_siblings {
+        config.limits.max_siblings = s;
+    }
+    if let Some(f) = args.max_in_flight_requests {
+        config.limits.max_in_flight_requests = f;
+    }
+    if let Some(t) = args.connect_timeout_ms {
+        config.connect_timeout_ms = t;
     }
     config
         .validate()
