@@ -232,16 +232,9 @@ impl Coordinator {
         let deadline = Instant::now() + self.request_timeout;
         let now_ms = (self.wall_clock)();
         check_context(context, &self.ring)?;
-        let (object, dot, ticket) = self
-            .replica
-            .update(
-                key.clone(),
-                context.clone(),
-                value,
-                now_ms,
-                self.limits.max_siblings,
-            )
-            .await?;
+        let (object, dot, ticket) =
+            self.replica
+                .update(key, context, value, now_ms, self.limits.max_siblings)?;
         // The writer has seen what its context covers plus its own write, and
         // nothing else: the context handed back must not cover siblings it
         // never saw, or its next write would silently supersede them.

@@ -78,7 +78,7 @@ impl RpcHandler for NodeState {
                 Request::Ping => Response::Pong,
                 Request::ReplicaRead { key } => Response::ReplicaRead(replica.read(&key)),
                 Request::ReplicaWrite { key, object } => {
-                    Response::ReplicaWrite(replica.merge(key, object).await)
+                    Response::ReplicaWrite(replica.merge(&key, &object).await)
                 }
                 Request::Coordinate { request, forwarded } => {
                     Response::Coordinate(self.coordinator.execute(request, forwarded).await)

@@ -84,35 +84,9 @@ impl LocalReplica {
         self.load(&key.storage_key()).map_err(storage_error)
     }
 
-    /// Runs a write's critical section. With a disk engine it runs on
-    /// tokio's blocking pool: the engine's commit can wait on its journal lock
-    /// while a group-commit fsync holds it, and that wait must not stall the
-    /// async runtime. The in-memory engine never blocks, so it runs inline,
-    /// which keeps the simulation deterministic.
-    async fn off_runtime<T: Send + 'static>(
-        self: &Arc<Self>,
-        f: impl FnOnce(&Self) -> T + Send + 'static,
-    ) -> Result<T, String> {
-        if !self.committer.storage().sync_blocks() {
-            return Ok(f(self));
-        }
-        let this = self.clone();
-        tokio::task::spawn_blocking(move || f(&this))
-            .await
-            .map_err(|e| format!("write task failed: {e}"))
-    }
-
     /// Merges `incoming` into the local copy; returns once the result is durable.
-    pub async fn merge(
-        self: &Arc<Self>,
-        key: ObjectKey,
-        incoming: Siblings,
-    ) -> Result<(), ReplicaError> {
-        let ticket = self
-            .off_runtime(move |this| this.merge_now(&key, &incoming))
-            .await
-            .map_err(storage_error)?
-            .map_err(storage_error)?;
+    pub async fn merge(&self, key: &ObjectKey, incoming: &Siblings) -> Result<(), ReplicaError> {
+        let ticket = self.merge_now(key, incoming).map_err(storage_error)?;
         self.committer.durable(ticket).await.map_err(storage_error)
     }
 
@@ -138,22 +112,7 @@ impl LocalReplica {
     /// durability ([`LocalReplica::durable`]), so the coordinator can send it
     /// to the other replicas while the local fsync runs. Refuses to grow past
     /// `max_siblings` versions.
-    pub async fn update(
-        self: &Arc<Self>,
-        key: ObjectKey,
-        context: VersionVector,
-        value: Option<Bytes>,
-        timestamp_ms: u64,
-        max_siblings: usize,
-    ) -> Result<(Siblings, Dot, u64), OpError> {
-        self.off_runtime(move |this| {
-            this.update_now(&key, &context, value, timestamp_ms, max_siblings)
-        })
-        .await
-        .map_err(OpError::Internal)?
-    }
-
-    fn update_now(
+    pub fn update(
         &self,
         key: &ObjectKey,
         context: &VersionVector,

@@ -13,6 +13,12 @@ mod kv_cmd;
 mod serve;
 
 use clap::{Parser, Subcommand};
+
+/// mimalloc instead of glibc malloc: a node allocates many small, short-lived
+/// buffers across threads (frames, objects, HTTP bodies), where glibc spent
+/// about a tenth of a node's CPU under load.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::process::ExitCode;
 
 #[derive(Parser)]

@@ -9,15 +9,16 @@
 //! key without the tag is reported as corrupt.
 //!
 //! A [`WriteBatch`] becomes one fjall `OwnedWriteBatch` (atomic across
-//! keyspaces); `sync` is `Database::persist(PersistMode::SyncData)`: `fdatasync` of the
-//! journal, which on Linux persists the appended bytes and the file size
-//! (all a journal replay needs) without a full metadata flush.
+//! keyspaces), committed with `PersistMode::Buffer` so its journal bytes are
+//! in the OS when `write` returns; `sync` is an `fdatasync` of the active
+//! journal through [`JournalSync`], outside fjall's journal lock.
 //!
 //! fjall settings, and why:
-//! - `manual_journal_persist(false)` (fjall's default, set explicitly): each
-//!   commit hands its journal bytes to the OS before returning, so a process
-//!   crash loses nothing that `write` acknowledged; only a machine crash
-//!   loses writes not yet covered by `sync`, which is what the trait allows.
+//! - Batches commit with `PersistMode::Buffer` (and `manual_journal_persist`
+//!   is fjall's default `false`, set explicitly): each commit hands its
+//!   journal bytes to the OS before returning, so a process crash loses
+//!   nothing that `write` acknowledged; only a machine crash loses writes not
+//!   yet covered by `sync`, which is what the trait allows.
 //! - Block cache [`FJALL_CACHE_BYTES`] (64 MiB) shared by all keyspaces.
 //! - Memtables: fjall's 64 MiB default for `Data`; [`SMALL_MEMTABLE_BYTES`]
 //!   (8 MiB) for the small `Hints` and `Meta` keyspaces, so they hold less
@@ -33,6 +34,7 @@
 
 use crate::batch::{Op, WriteBatch};
 use crate::error::StorageError;
+use crate::journal_sync::JournalSync;
 use crate::keyspace::Keyspace;
 use crate::limits::check_key;
 use crate::record;
@@ -55,6 +57,8 @@ pub struct FjallStorage {
     db: Database,
     /// fjall keyspace handles, indexed by `Keyspace::index`.
     keyspaces: [fjall::Keyspace; 3],
+    /// Syncs the journal without holding fjall's journal lock.
+    journal: JournalSync,
 }
 
 impl FjallStorage {
@@ -71,6 +75,7 @@ impl FjallStorage {
         Ok(Self {
             keyspaces: [data?, hints?, meta?],
             db,
+            journal: JournalSync::new(dir),
         })
     }
 
@@ -144,7 +149,10 @@ impl Storage for FjallStorage {
         }
         // fjall stamps the whole batch with one sequence number, so it must
         // hold at most one operation per key: keep the last, as the trait says.
-        let mut fjall_batch = self.db.batch();
+        // Buffer: the batch's journal bytes reach the OS before commit
+        // returns, which `JournalSync` relies on (and a process crash loses
+        // nothing committed).
+        let mut fjall_batch = self.db.batch().durability(Some(PersistMode::Buffer));
         for op in batch.into_last_writes() {
             match op {
                 Op::Put { ks, key, value } => {
@@ -160,9 +168,9 @@ impl Storage for FjallStorage {
     }
 
     fn sync(&self) -> Result<(), StorageError> {
-        self.db
-            .persist(PersistMode::SyncData)
-            .map_err(|e| StorageError::engine("persist journal (SyncData)", e))
+        self.journal
+            .sync()
+            .map_err(|e| StorageError::engine("fdatasync journal", e))
     }
 
     fn sync_blocks(&self) -> bool {

@@ -36,6 +36,7 @@
 mod batch;
 mod error;
 mod fjall_engine;
+mod journal_sync;
 mod keyspace;
 mod limits;
 mod mem_engine;
