@@ -147,6 +147,23 @@ impl Siblings {
         dot
     }
 
+    /// The context to hand back to the writer of `dot`, who wrote with
+    /// `context`: what the writer has seen, and nothing more. A version
+    /// vector can only say "every dot up to n", so the new dot is added only
+    /// when it directly follows what the context already covers of its actor;
+    /// otherwise adding it would also cover earlier dots of that actor — other
+    /// clients' writes this writer never saw — and the writer's next put would
+    /// silently supersede them. In that case the writer gets its own context
+    /// back, and its next write leaves this one as a sibling (safe; a read
+    /// shows both).
+    pub fn writer_context(context: &VersionVector, dot: &Dot) -> VersionVector {
+        let mut out = context.clone();
+        if dot.counter == context.get(&dot.node) + 1 {
+            out.add(dot);
+        }
+        out
+    }
+
     /// Reconciles with another replica's object (syntactic reconciliation):
     /// keeps versions neither side has superseded, joins the clocks.
     pub fn merge(&mut self, other: &Siblings) {
@@ -233,6 +250,38 @@ mod tests {
         resolved.update(merged.clock(), &n("c"), Some(Bytes::from("both")), 3);
         // An older replica merging the resolution loses both siblings.
         assert_eq!(live(&left.merged(&resolved)), vec![b"both".as_ref()]);
+    }
+
+    #[test]
+    fn the_context_a_writer_gets_back_never_covers_writes_it_did_not_see() {
+        let mut obj = Siblings::new();
+        let blind = VersionVector::new();
+        obj.update(&blind, &n("a"), Some(Bytes::from("x")), 1); // client A: (a,1)
+        let dot = obj.update(&blind, &n("a"), Some(Bytes::from("y")), 2); // client B: (a,2)
+        let b_context = Siblings::writer_context(&blind, &dot);
+        assert!(
+            !b_context.covers(&Dot {
+                node: n("a"),
+                counter: 1
+            }),
+            "B never saw x"
+        );
+        obj.update(&b_context, &n("a"), Some(Bytes::from("z")), 3);
+        assert!(
+            live(&obj).contains(&b"x".as_ref()),
+            "x survives B's write-back"
+        );
+
+        // A writer whose context is up to date gets its own write covered.
+        let mut obj = Siblings::new();
+        let dot = obj.update(&blind, &n("a"), Some(Bytes::from("v1")), 1);
+        let ctx = Siblings::writer_context(&blind, &dot);
+        obj.update(&ctx, &n("a"), Some(Bytes::from("v2")), 2);
+        assert_eq!(
+            live(&obj),
+            vec![b"v2".as_ref()],
+            "write-back replaces the writer's own write"
+        );
     }
 
     #[test]

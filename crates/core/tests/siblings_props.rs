@@ -136,3 +136,25 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
+
+    /// A writer that writes back the context its put returned supersedes only
+    /// what that context's read saw plus its own write — never a concurrent
+    /// write it did not see.
+    #[test]
+    fn writing_back_a_put_context_never_supersedes_unseen_writes(steps in proptest::collection::vec(step(), 0..40), at in 0..REPLICAS) {
+        let (replicas, _) = run(&steps);
+        let mut obj = replicas[at].clone();
+        let seen = obj.clock().clone();
+        let before: Vec<Dot> = obj.versions().iter().map(|v| v.dot.clone()).collect();
+        let dot = obj.update(&VersionVector::new(), &node(at), Some(Bytes::from("mine")), 1_000);
+        let returned = Siblings::writer_context(&VersionVector::new(), &dot);
+        obj.update(&returned, &node(at), Some(Bytes::from("mine-again")), 1_001);
+        for d in &before {
+            // Blind writer: it saw nothing, so every earlier version survives.
+            prop_assert!(obj.versions().iter().any(|v| &v.dot == d), "{:?} was dropped (seen {:?})", d, seen);
+        }
+    }
+}

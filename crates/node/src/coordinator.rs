@@ -235,11 +235,8 @@ impl Coordinator {
         let (object, dot, ticket) =
             self.replica
                 .update(key, context, value, now_ms, self.limits.max_siblings)?;
-        // The writer has seen what its context covers plus its own write, and
-        // nothing else: the context handed back must not cover siblings it
-        // never saw, or its next write would silently supersede them.
-        let mut clock = context.clone();
-        clock.add(&dot);
+        // Hand back what the writer has seen, never siblings it has not.
+        let clock = Siblings::writer_context(context, &dot);
         let mut tally = QuorumTally::new(rep.w, prefs.len());
         let mut progress = Progress::Pending;
         let others: Vec<NodeId> = prefs.iter().filter(|n| **n != self.id).cloned().collect();

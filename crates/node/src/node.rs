@@ -117,7 +117,7 @@ pub async fn run(
 ) -> Result<(), StartError> {
     config.validate().map_err(StartError::Config)?;
     let ring = Ring::new(config.members()).map_err(|e| StartError::Config(e.to_string()))?;
-    let (actor, clean) = crate::actor::begin(&*edges.storage, &config.id)
+    let (actor, clean) = crate::actor::begin(&*edges.storage, &config.id, (edges.wall_clock)())
         .map_err(|e| StartError::Storage(e.to_string()))?;
     if !clean {
         tracing::warn!(node = %config.id, %actor, "last run did not shut down cleanly; minting dots under a new actor epoch");

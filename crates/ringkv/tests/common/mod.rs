@@ -262,3 +262,26 @@ pub fn dir_size(path: &Path) -> u64 {
         })
         .unwrap_or(0)
 }
+
+/// The actor a node mints dots under: a blind put to a fresh key comes back
+/// with a context naming exactly that actor.
+pub fn actor_of(port: u16, fresh_key: &str) -> String {
+    let put = http(
+        port,
+        "PUT",
+        &format!("/v1/kv/actors/{fresh_key}"),
+        &[],
+        b"x",
+    )
+    .unwrap();
+    assert_eq!(put.status, 204, "{}", put.text());
+    let token = put.header("x-ringkv-context").unwrap();
+    let context = ringkv_core::context::decode_context(token, 8192).unwrap();
+    let actors: Vec<String> = context
+        .entries()
+        .iter()
+        .map(|(a, _)| a.as_str().to_string())
+        .collect();
+    assert_eq!(actors.len(), 1, "{actors:?}");
+    actors[0].clone()
+}
