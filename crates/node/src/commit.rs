@@ -20,7 +20,7 @@ use ringkv_storage::{Storage, StorageError, WriteBatch};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::str::FromStr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -81,9 +81,12 @@ impl From<FsyncPolicy> for String {
 /// What the syncer has made durable so far, and who is waiting for more.
 #[derive(Debug, Default)]
 struct SyncState {
+    /// Every ticket up to this one is durable. Never moves backwards.
     synced: u64,
-    /// The last failed sync: tickets up to this one may not be durable.
-    failed: Option<(u64, String)>,
+    /// The first failed sync. Sticky: after an fsync error the kernel may have
+    /// dropped the dirty pages, so nothing written since the last good sync
+    /// can be called durable again, and the committer refuses new writes.
+    poisoned: Option<String>,
     /// Writers waiting for their ticket to be synced. Only the writers a sync
     /// covers are woken, never the whole queue.
     waiters: Vec<(u64, oneshot::Sender<Result<(), String>>)>,
@@ -95,10 +98,7 @@ impl SyncState {
         if self.synced >= ticket {
             return Some(Ok(()));
         }
-        match &self.failed {
-            Some((upto, err)) if *upto >= ticket => Some(Err(err.clone())),
-            _ => None,
-        }
+        self.poisoned.clone().map(Err)
     }
 }
 
@@ -107,6 +107,8 @@ pub struct Committer {
     storage: Arc<dyn Storage>,
     policy: FsyncPolicy,
     written: AtomicU64,
+    /// Set by [`Committer::close`]: no write is accepted after it.
+    closing: AtomicBool,
     wake: Notify,
     state: Mutex<SyncState>,
     metrics: Arc<Metrics>,
@@ -125,6 +127,7 @@ impl Committer {
             storage,
             policy,
             written: AtomicU64::new(0),
+            closing: AtomicBool::new(false),
             wake: Notify::new(),
             state: Mutex::new(SyncState::default()),
             metrics,
@@ -146,6 +149,14 @@ impl Committer {
     /// [`Committer::durable`]. Call it while holding the key's lock, so the
     /// ticket order matches the write order; await durability after unlocking.
     pub fn write(&self, batch: WriteBatch) -> Result<u64, StorageError> {
+        if self.closing.load(Ordering::Acquire) {
+            return Err(StorageError::Engine("node is shutting down".into()));
+        }
+        if let Some(e) = &self.state().poisoned {
+            return Err(StorageError::Engine(format!(
+                "storage refuses writes after a failed sync: {e}"
+            )));
+        }
         self.storage.write(batch)?;
         Ok(self.written.fetch_add(1, Ordering::AcqRel) + 1)
     }
@@ -191,6 +202,15 @@ impl Committer {
             };
             self.sync_pending().await;
             if stop {
+                // Nothing syncs after this: answer every writer still waiting.
+                let mut state = self.state();
+                for (ticket, tx) in std::mem::take(&mut state.waiters) {
+                    let _ = tx.send(
+                        state
+                            .outcome(ticket)
+                            .unwrap_or_else(|| Err("node is shutting down".into())),
+                    );
+                }
                 return;
             }
         }
@@ -199,8 +219,11 @@ impl Committer {
     /// Syncs everything written so far, if anything is unsynced.
     async fn sync_pending(&self) {
         let target = self.written.load(Ordering::Acquire);
-        let synced = self.state().synced;
-        if target <= synced {
+        let (synced, poisoned) = {
+            let state = self.state();
+            (state.synced, state.poisoned.is_some())
+        };
+        if target <= synced || poisoned {
             return;
         }
         let started = tokio::time::Instant::now();
@@ -216,10 +239,11 @@ impl Committer {
             .observe_sync(target - synced, started.elapsed());
         let mut state = self.state();
         match result {
-            Ok(()) => state.synced = target,
+            Ok(()) if state.poisoned.is_none() => state.synced = state.synced.max(target),
+            Ok(()) => {}
             Err(e) => {
-                tracing::error!(error = %e, "storage sync failed");
-                state.failed = Some((target, e.to_string()));
+                tracing::error!(error = %e, "storage sync failed; refusing writes from now on");
+                state.poisoned.get_or_insert_with(|| e.to_string());
             }
         }
         let waiters = std::mem::take(&mut state.waiters);
@@ -233,9 +257,19 @@ impl Committer {
         }
     }
 
-    /// Makes everything written so far durable now (used at shutdown).
-    pub async fn flush(&self) {
+    /// Refuses further writes and makes everything written so far durable.
+    /// An error means some acknowledged-or-not write may not be on disk.
+    pub async fn close(&self) -> Result<(), String> {
+        self.closing.store(true, Ordering::Release);
         self.sync_pending().await;
+        let state = self.state();
+        match &state.poisoned {
+            Some(e) => Err(e.clone()),
+            None if state.synced < self.written.load(Ordering::Acquire) => {
+                Err("the final sync did not cover every write".into())
+            }
+            None => Ok(()),
+        }
     }
 }
 
@@ -285,6 +319,104 @@ mod tests {
         for i in 0..10u8 {
             assert_eq!(mem.get(Keyspace::Data, &[i]).unwrap(), Some(vec![i]));
         }
+        shutdown.cancel();
+        task.await.unwrap();
+    }
+
+    /// An engine whose syncs fail while `failing` is set.
+    struct FlakySync {
+        inner: MemStorage,
+        failing: std::sync::atomic::AtomicBool,
+    }
+
+    impl Storage for FlakySync {
+        fn get(&self, ks: Keyspace, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
+            self.inner.get(ks, key)
+        }
+        fn write(&self, batch: WriteBatch) -> Result<(), StorageError> {
+            self.inner.write(batch)
+        }
+        fn sync(&self) -> Result<(), StorageError> {
+            if self.failing.load(Ordering::SeqCst) {
+                return Err(StorageError::Engine("EIO".into()));
+            }
+            self.inner.sync()
+        }
+        fn sync_blocks(&self) -> bool {
+            false
+        }
+        #[allow(clippy::type_complexity)]
+        fn scan(
+            &self,
+            ks: Keyspace,
+            start: &[u8],
+            end: Option<&[u8]>,
+            limit: usize,
+        ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StorageError> {
+            self.inner.scan(ks, start, end, limit)
+        }
+        fn approximate_len(&self, ks: Keyspace) -> Result<u64, StorageError> {
+            self.inner.approximate_len(ks)
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failed_sync_is_sticky_refuses_writes_and_fails_close() {
+        let flaky = Arc::new(FlakySync {
+            inner: MemStorage::new(),
+            failing: true.into(),
+        });
+        let shutdown = CancellationToken::new();
+        let (c, task) = Committer::start(
+            flaky.clone(),
+            FsyncPolicy::Always,
+            Arc::new(Metrics::new()),
+            shutdown.clone(),
+        );
+        let batch = || {
+            let mut b = WriteBatch::new();
+            b.put(Keyspace::Data, b"k".to_vec(), b"v".to_vec());
+            b
+        };
+        let ticket = c.write(batch()).unwrap();
+        assert!(
+            c.durable(ticket).await.is_err(),
+            "a failed fsync is not an acknowledgement"
+        );
+        flaky.failing.store(false, Ordering::SeqCst);
+        assert!(c.write(batch()).is_err(), "no writes after a failed sync");
+        assert!(
+            c.durable(ticket).await.is_err(),
+            "a later good sync does not bless the lost write"
+        );
+        assert!(c.close().await.is_err());
+        shutdown.cancel();
+        task.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn close_syncs_everything_and_refuses_later_writes() {
+        let mem = MemStorage::new();
+        let shutdown = CancellationToken::new();
+        let (c, task) = Committer::start(
+            Arc::new(mem.clone()),
+            FsyncPolicy::Periodic {
+                interval_ms: 60_000,
+            },
+            Arc::new(Metrics::new()),
+            shutdown.clone(),
+        );
+        let mut b = WriteBatch::new();
+        b.put(Keyspace::Data, b"k".to_vec(), b"v".to_vec());
+        c.write(b.clone()).unwrap();
+        c.close().await.unwrap();
+        assert!(c.write(b).is_err());
+        mem.crash();
+        assert_eq!(
+            mem.get(Keyspace::Data, b"k").unwrap(),
+            Some(b"v".to_vec()),
+            "close synced it"
+        );
         shutdown.cancel();
         task.await.unwrap();
     }

@@ -27,6 +27,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 /// Why a node could not start.
 #[derive(Debug, thiserror::Error)]
@@ -194,11 +195,13 @@ pub async fn run(
         cluster: config.cluster.clone(),
     };
     let rpc_stop = CancellationToken::new();
+    let rpc_tasks = TaskTracker::new();
     let rpc_task = tokio::spawn(server::serve(
         listener,
         state.clone(),
         identity,
         rpc_stop.clone(),
+        rpc_tasks.clone(),
     ));
     if let Some(ready) = ready {
         ready.cancel();
@@ -212,11 +215,26 @@ pub async fn run(
     tracing::info!(node = %config.id, "shutting down: HTTP drained, stopping RPC and syncing storage");
     rpc_stop.cancel();
     let _ = rpc_task.await;
-    committer.flush().await;
+    // Let replica writes and coordinations already running finish (each is
+    // bounded by its own deadline) before the final sync.
+    rpc_tasks.close();
+    let drain = Duration::from_millis(config.request_timeout_ms.saturating_mul(2));
+    let drained = tokio::time::timeout(drain, rpc_tasks.wait()).await.is_ok();
+    let closed = committer.close().await;
     storage_stop.cancel();
     let _ = commit_task.await;
-    if let Err(e) = crate::actor::end(&**committer.storage()) {
-        tracing::error!(error = %e, "could not record the clean shutdown; the next start will use a new actor epoch");
+    match (drained, closed) {
+        (true, Ok(())) => {
+            if let Err(e) = crate::actor::end(&**committer.storage()) {
+                tracing::error!(error = %e, "could not record the clean shutdown; the next start will use a new actor epoch");
+            }
+        }
+        (false, _) => {
+            tracing::warn!("RPC handlers still running at shutdown; not marking it clean")
+        }
+        (_, Err(e)) => {
+            tracing::error!(error = %e, "final sync failed; not marking the shutdown clean")
+        }
     }
     tracing::info!(node = %config.id, "stopped");
     Ok(())

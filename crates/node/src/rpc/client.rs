@@ -147,6 +147,7 @@ impl PeerClient {
             .await
             .map_err(|e| RpcError::Connect(format!("{}: {e}", self.addr)))?;
         let (mut reader, mut writer) = frame::split(stream);
+        frame::limit_to_handshake(&mut reader);
         frame::send(&mut writer, &Message::Hello(self.hello.clone())).await?;
         match frame::recv(&mut reader).await? {
             Some(Message::HelloReply(HelloReply::Welcome { node })) if node == self.peer => {}
@@ -161,6 +162,7 @@ impl PeerClient {
             }
             other => return Err(RpcError::Handshake(format!("unexpected answer {other:?}"))),
         }
+        frame::allow_full_frames(&mut reader);
         let (queue, rx) = mpsc::channel(SEND_QUEUE);
         let conn = Arc::new(Connection {
             queue,

@@ -42,6 +42,22 @@ fn codec() -> LengthDelimitedCodec {
         .new_codec()
 }
 
+/// Largest frame accepted before the handshake is done: a hello is tiny, and
+/// an unauthenticated peer must not make us reserve a large buffer.
+pub const MAX_HANDSHAKE_FRAME_BYTES: usize = 64 * 1024;
+
+/// Limits incoming frames to [`MAX_HANDSHAKE_FRAME_BYTES`] (until the handshake is done).
+pub fn limit_to_handshake(reader: &mut FrameReader) {
+    reader
+        .decoder_mut()
+        .set_max_frame_length(MAX_HANDSHAKE_FRAME_BYTES);
+}
+
+/// Lifts the handshake limit back to [`MAX_FRAME_BYTES`].
+pub fn allow_full_frames(reader: &mut FrameReader) {
+    reader.decoder_mut().set_max_frame_length(MAX_FRAME_BYTES);
+}
+
 /// Splits a stream into a frame reader and writer.
 pub fn split(stream: BoxStream) -> (FrameReader, FrameWriter) {
     let (r, w) = tokio::io::split(stream);

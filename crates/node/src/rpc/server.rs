@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, Semaphore};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 /// Most requests one connection may have in flight at once.
 pub const MAX_IN_FLIGHT_PER_CONNECTION: usize = 1024;
@@ -45,12 +46,15 @@ pub struct Identity {
     pub cluster: String,
 }
 
-/// Accepts connections until `shutdown` is cancelled.
+/// Accepts connections until `shutdown` is cancelled. Connection tasks and
+/// request handlers run on `tracker`, so shutdown can wait for them to finish
+/// before the final storage sync.
 pub async fn serve<H: RpcHandler>(
     listener: Box<dyn Listener>,
     handler: Arc<H>,
     identity: Identity,
     shutdown: CancellationToken,
+    tracker: TaskTracker,
 ) {
     loop {
         let accepted = tokio::select! {
@@ -60,10 +64,16 @@ pub async fn serve<H: RpcHandler>(
         };
         match accepted {
             Ok((stream, addr)) => {
-                let (handler, identity, shutdown) =
-                    (handler.clone(), identity.clone(), shutdown.clone());
-                tokio::spawn(async move {
-                    if let Err(e) = serve_connection(stream, handler, identity, shutdown).await {
+                let (handler, identity, shutdown, tasks) = (
+                    handler.clone(),
+                    identity.clone(),
+                    shutdown.clone(),
+                    tracker.clone(),
+                );
+                tracker.spawn(async move {
+                    if let Err(e) =
+                        serve_connection(stream, handler, identity, shutdown, tasks).await
+                    {
                         tracing::debug!(peer = %addr, error = %e, "rpc connection ended");
                     }
                 });
@@ -97,8 +107,10 @@ async fn serve_connection<H: RpcHandler>(
     handler: Arc<H>,
     identity: Identity,
     shutdown: CancellationToken,
+    tracker: TaskTracker,
 ) -> Result<(), frame::RpcError> {
     let (mut reader, mut writer) = frame::split(stream);
+    frame::limit_to_handshake(&mut reader);
     let hello = match tokio::time::timeout(HANDSHAKE_TIMEOUT, frame::recv(&mut reader)).await {
         Ok(Ok(Some(Message::Hello(hello)))) => hello,
         Ok(Ok(other)) => {
@@ -126,10 +138,11 @@ async fn serve_connection<H: RpcHandler>(
         }),
     )
     .await?;
+    frame::allow_full_frames(&mut reader);
     let closed = shutdown.child_token();
     let (queue, rx) = mpsc::channel::<Bytes>(MAX_IN_FLIGHT_PER_CONNECTION);
     tokio::spawn(frame::write_loop(writer, rx, closed.clone()));
-    let result = dispatch(&mut reader, handler, hello.from, queue, &closed).await;
+    let result = dispatch(&mut reader, handler, hello.from, queue, &closed, &tracker).await;
     closed.cancel();
     result
 }
@@ -140,6 +153,7 @@ async fn dispatch<H: RpcHandler>(
     from: Option<NodeId>,
     queue: mpsc::Sender<Bytes>,
     closed: &CancellationToken,
+    tracker: &TaskTracker,
 ) -> Result<(), frame::RpcError> {
     let permits = Arc::new(Semaphore::new(MAX_IN_FLIGHT_PER_CONNECTION));
     loop {
@@ -174,7 +188,7 @@ async fn dispatch<H: RpcHandler>(
             .await
             .map_err(|_| frame::RpcError::Closed)?;
         let (handler, from, queue) = (handler.clone(), from.clone(), queue.clone());
-        tokio::spawn(async move {
+        tracker.spawn(async move {
             let body = handler.handle(from, request).await;
             match frame::encode(&Message::Response { id, body }) {
                 Ok(bytes) => {
