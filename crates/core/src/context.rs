@@ -1,7 +1,11 @@
 //! The causal context token: what a client hands back on put and delete (A1–A3).
 //!
 //! To the client it is opaque text (base64url, no padding). Inside it is a
-//! format byte followed by the postcard encoding of a [`VersionVector`]. The
+//! format byte followed by the postcard encoding of a 32-bit fingerprint of
+//! the key it was issued for and a [`VersionVector`]. The fingerprint catches
+//! a context handed to the wrong key (a client bug that would otherwise let
+//! one key's clock supersede another key's writes); it is not a signature
+//! against forgery, which needs the cluster secret of a later issue. The
 //! format byte lets a later release change the encoding while still reading
 //! old tokens. Decoding never panics and never turns a bad token into an empty
 //! (blind-write) context: garbage, truncated, oversized or unknown-format
@@ -28,16 +32,30 @@ pub enum ContextError {
     UnknownFormat(u8),
     #[error("context token is damaged: {0}")]
     Malformed(String),
+    #[error("context token was issued for another key; read this key to get its context")]
+    WrongKey,
 }
 
-/// Encodes a clock as a context token.
-pub fn encode_context(clock: &VersionVector) -> String {
-    // Encoding a vector of (string, u64) into a Vec cannot fail.
-    URL_SAFE_NO_PAD.encode(encode(CONTEXT_FORMAT_V1, clock).unwrap_or_default())
+/// The fingerprint of a key (its ring position) stored in its tokens.
+fn fingerprint(key_position: u64) -> u32 {
+    (key_position >> 32) as u32 ^ key_position as u32
 }
 
-/// Decodes a context token, refusing anything longer than `max_len` bytes.
-pub fn decode_context(token: &str, max_len: usize) -> Result<VersionVector, ContextError> {
+/// Encodes a clock as a context token for the key at `key_position`
+/// ([`crate::key::ObjectKey::position`]).
+pub fn encode_context(clock: &VersionVector, key_position: u64) -> String {
+    // Encoding an integer and a vector of (string, u64) into a Vec cannot fail.
+    let body = encode(CONTEXT_FORMAT_V1, &(fingerprint(key_position), clock)).unwrap_or_default();
+    URL_SAFE_NO_PAD.encode(body)
+}
+
+/// Decodes a context token for the key at `key_position`, refusing anything
+/// longer than `max_len` bytes and tokens issued for another key.
+pub fn decode_context(
+    token: &str,
+    max_len: usize,
+    key_position: u64,
+) -> Result<VersionVector, ContextError> {
     let token = token.trim();
     if token.len() > max_len {
         return Err(ContextError::TooLong {
@@ -48,11 +66,16 @@ pub fn decode_context(token: &str, max_len: usize) -> Result<VersionVector, Cont
     let bytes = URL_SAFE_NO_PAD
         .decode(token)
         .map_err(|_| ContextError::NotBase64)?;
-    decode(CONTEXT_FORMAT_V1, &bytes).map_err(|e| match e {
-        CodecError::Empty => ContextError::Empty,
-        CodecError::UnknownFormat(f) => ContextError::UnknownFormat(f),
-        other => ContextError::Malformed(other.to_string()),
-    })
+    let (issued_for, clock): (u32, VersionVector) =
+        decode(CONTEXT_FORMAT_V1, &bytes).map_err(|e| match e {
+            CodecError::Empty => ContextError::Empty,
+            CodecError::UnknownFormat(f) => ContextError::UnknownFormat(f),
+            other => ContextError::Malformed(other.to_string()),
+        })?;
+    if issued_for != fingerprint(key_position) {
+        return Err(ContextError::WrongKey);
+    }
+    Ok(clock)
 }
 
 #[cfg(test)]
@@ -72,20 +95,29 @@ mod tests {
         vv
     }
 
+    const KEY: u64 = 0x0123_4567_89ab_cdef;
+
     #[test]
     fn round_trips_and_stays_compact() {
-        let token = encode_context(&clock());
-        assert!(token.len() < 40, "{token}");
-        assert_eq!(decode_context(&token, 8192), Ok(clock()));
+        let token = encode_context(&clock(), KEY);
+        assert!(token.len() < 48, "{token}");
+        assert_eq!(decode_context(&token, 8192, KEY), Ok(clock()));
+        let empty = encode_context(&VersionVector::new(), KEY);
+        assert_eq!(decode_context(&empty, 8192, KEY), Ok(VersionVector::new()));
+    }
+
+    #[test]
+    fn a_token_for_another_key_is_refused() {
+        let token = encode_context(&clock(), KEY);
         assert_eq!(
-            decode_context(&encode_context(&VersionVector::new()), 8192),
-            Ok(VersionVector::new())
+            decode_context(&token, 8192, KEY + 1),
+            Err(ContextError::WrongKey)
         );
     }
 
     #[test]
     fn bad_tokens_are_typed_errors() {
-        let good = encode_context(&clock());
+        let good = encode_context(&clock(), KEY);
         let truncated = &good[..good.len() - 3];
         let mut wrong_format = URL_SAFE_NO_PAD.decode(&good).unwrap();
         wrong_format[0] = 9;
@@ -98,7 +130,7 @@ mod tests {
             // n1 twice: a hand-made token that passes base64 but not validation.
             let raw = vec![(String::from("n1"), 1u64), (String::from("n1"), 2u64)];
             let mut b = vec![CONTEXT_FORMAT_V1];
-            b.extend(postcard::to_allocvec(&raw).unwrap());
+            b.extend(postcard::to_allocvec(&(fingerprint(KEY), raw)).unwrap());
             URL_SAFE_NO_PAD.encode(b)
         };
         let cases: Vec<(String, fn(&ContextError) -> bool)> = vec![
@@ -117,7 +149,7 @@ mod tests {
             }),
         ];
         for (token, check) in cases {
-            let err = decode_context(&token, 8192).expect_err(&token);
+            let err = decode_context(&token, 8192, KEY).expect_err(&token);
             assert!(check(&err), "{token:?} gave {err:?}");
         }
     }

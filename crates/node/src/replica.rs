@@ -18,6 +18,7 @@ use crate::commit::Committer;
 use bytes::Bytes;
 use ringkv_core::codec::{decode_object, encode_object};
 use ringkv_core::key::ObjectKey;
+use ringkv_core::limits::MAX_CLOCK_ENTRIES;
 use ringkv_core::protocol::{OpError, ReplicaError};
 use ringkv_core::siblings::Siblings;
 use ringkv_core::version_vector::{Dot, VersionVector};
@@ -103,6 +104,12 @@ impl LocalReplica {
             }
             None => incoming.clone(),
         };
+        if merged.clock().len() > MAX_CLOCK_ENTRIES {
+            // Storing it would make the key undecodable; keep the local copy.
+            return Err(StorageError::Engine(format!(
+                "merged clock would exceed {MAX_CLOCK_ENTRIES} entries; write refused"
+            )));
+        }
         self.store(storage_key, &merged)
     }
 
@@ -131,6 +138,11 @@ impl LocalReplica {
             .map_err(internal)?
             .unwrap_or_default();
         let dot = object.update(context, &self.actor, value, timestamp_ms);
+        if object.clock().len() > MAX_CLOCK_ENTRIES {
+            return Err(OpError::BadRequest(format!(
+                "the context would grow this key's clock past {MAX_CLOCK_ENTRIES} entries"
+            )));
+        }
         if object.len() > max_siblings {
             return Err(OpError::TooManySiblings {
                 count: object.len(),
@@ -144,5 +156,50 @@ impl LocalReplica {
     /// Waits until the write with `ticket` is durable (per the fsync policy).
     pub async fn durable(&self, ticket: u64) -> Result<(), ReplicaError> {
         self.committer.durable(ticket).await.map_err(storage_error)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::commit::FsyncPolicy;
+    use crate::metrics::Metrics;
+    use ringkv_storage::MemStorage;
+    use tokio_util::sync::CancellationToken;
+
+    #[tokio::test]
+    async fn a_context_that_would_bloat_the_clock_is_refused_and_the_key_stays_readable() {
+        let shutdown = CancellationToken::new();
+        let (committer, task) = Committer::start(
+            Arc::new(MemStorage::new()),
+            FsyncPolicy::Always,
+            Arc::new(Metrics::new()),
+            shutdown.clone(),
+        );
+        let replica = LocalReplica::new(NodeId::new("n1").unwrap(), committer);
+        let key = ObjectKey::new("b", Bytes::from("k"), 64).unwrap();
+        let forged = |from: usize| {
+            let entries = (from..from + 600)
+                .map(|i| (NodeId::new(&format!("n1~{}", i + 1)).unwrap(), 1))
+                .collect();
+            VersionVector::from_entries(entries).unwrap()
+        };
+        replica
+            .update(&key, &forged(0), Some(Bytes::from("a")), 1, 64)
+            .unwrap();
+        let err = replica
+            .update(&key, &forged(600), Some(Bytes::from("b")), 2, 64)
+            .unwrap_err();
+        assert!(
+            matches!(err, OpError::BadRequest(ref m) if m.contains("clock")),
+            "{err:?}"
+        );
+        assert_eq!(
+            replica.read(&key).unwrap().unwrap().values().count(),
+            1,
+            "the key still decodes"
+        );
+        shutdown.cancel();
+        task.await.unwrap();
     }
 }

@@ -75,6 +75,13 @@ fn http_contract_of_a_three_node_cluster() {
     assert_eq!((never.status, never.header(CTX)), (404, None));
     assert_eq!(never.json()["error"]["code"], "not_found");
 
+    // A context belongs to its key: handing it to another key is refused.
+    let other = http(p1, "PUT", "/v1/kv/carts/bob", &[(CTX, &ctx)], b"x").unwrap();
+    assert_eq!(
+        (other.status, other.json()["error"]["code"].as_str()),
+        (400, Some("bad_context"))
+    );
+
     // Keys are arbitrary bytes, percent-encoded.
     assert_eq!(
         http(p1, "PUT", "/v1/kv/b/a%2Fb%00%FF", &[], b"\x00binary\xff")

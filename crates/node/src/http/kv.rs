@@ -38,12 +38,13 @@ pub async fn get(State(state): Shared, uri: Uri, headers: HeaderMap) -> Response
         let key = parse_key(uri.path(), state.config.limits.max_key_bytes)?;
         let quorum = parse_quorum(uri.query())?;
         let _permit = admit(&state)?;
+        let position = key.position();
         let object = read(&state, key, quorum).await?;
         let wants_json = headers
             .get(header::ACCEPT)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.contains("application/json"));
-        Ok(render(object, wants_json))
+        Ok(render(object, wants_json, position))
     })
     .await
 }
@@ -65,10 +66,11 @@ pub async fn put(
         if body.len() > limits.max_value_bytes {
             return Err(value_too_large(limits.max_value_bytes));
         }
-        let context = context_of(&headers, limits.max_context_bytes)?.unwrap_or_default();
+        let position = key.position();
+        let context = context_of(&headers, limits.max_context_bytes, position)?.unwrap_or_default();
         let _permit = admit(&state)?;
         let clock = write(&state, key, context, Some(body), quorum).await?;
-        Ok(with_context(StatusCode::NO_CONTENT, &clock))
+        Ok(with_context(StatusCode::NO_CONTENT, &clock, position))
     })
     .await
 }
@@ -78,7 +80,8 @@ pub async fn delete(State(state): Shared, uri: Uri, headers: HeaderMap) -> Respo
         let limits = state.config.limits;
         let key = parse_key(uri.path(), limits.max_key_bytes)?;
         let quorum = parse_quorum(uri.query())?;
-        let given = context_of(&headers, limits.max_context_bytes)?;
+        let position = key.position();
+        let given = context_of(&headers, limits.max_context_bytes, position)?;
         let _permit = admit(&state)?;
         let context = match given {
             Some(context) => context,
@@ -88,7 +91,7 @@ pub async fn delete(State(state): Shared, uri: Uri, headers: HeaderMap) -> Respo
                 .unwrap_or_default(),
         };
         let clock = write(&state, key, context, None, quorum).await?;
-        Ok(with_context(StatusCode::NO_CONTENT, &clock))
+        Ok(with_context(StatusCode::NO_CONTENT, &clock, position))
     })
     .await
 }
@@ -132,7 +135,11 @@ fn value_too_large(limit: usize) -> ApiError {
     )
 }
 
-fn context_of(headers: &HeaderMap, max_len: usize) -> Result<Option<VersionVector>, ApiError> {
+fn context_of(
+    headers: &HeaderMap,
+    max_len: usize,
+    key_position: u64,
+) -> Result<Option<VersionVector>, ApiError> {
     match headers.get(CONTEXT_HEADER) {
         None => Ok(None),
         Some(v) => {
@@ -143,7 +150,7 @@ fn context_of(headers: &HeaderMap, max_len: usize) -> Result<Option<VersionVecto
                     "context header is not text",
                 )
             })?;
-            Ok(Some(decode_context(text, max_len)?))
+            Ok(Some(decode_context(text, max_len, key_position)?))
         }
     }
 }
@@ -188,21 +195,26 @@ async fn write(
     }
 }
 
-fn context_value(clock: &VersionVector) -> HeaderValue {
+fn context_value(clock: &VersionVector, key_position: u64) -> HeaderValue {
     // base64url text is always a valid header value.
-    HeaderValue::from_str(&encode_context(clock)).unwrap_or_else(|_| HeaderValue::from_static(""))
+    HeaderValue::from_str(&encode_context(clock, key_position))
+        .unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
-fn with_context(status: StatusCode, clock: &VersionVector) -> Response {
-    (status, [(CONTEXT_HEADER, context_value(clock))]).into_response()
+fn with_context(status: StatusCode, clock: &VersionVector, key_position: u64) -> Response {
+    (
+        status,
+        [(CONTEXT_HEADER, context_value(clock, key_position))],
+    )
+        .into_response()
 }
 
 /// Turns a merged object into the GET response.
-fn render(object: Option<Siblings>, wants_json: bool) -> Response {
+fn render(object: Option<Siblings>, wants_json: bool, key_position: u64) -> Response {
     let Some(object) = object else {
         return ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such key").into_response();
     };
-    let context = context_value(object.clock());
+    let context = context_value(object.clock(), key_position);
     let values: Vec<&Bytes> = object.values().collect();
     if values.is_empty() {
         let mut response =
@@ -212,7 +224,7 @@ fn render(object: Option<Siblings>, wants_json: bool) -> Response {
     }
     if wants_json {
         let body = serde_json::json!({
-            "context": encode_context(object.clock()),
+            "context": encode_context(object.clock(), key_position),
             "values": values.iter().map(|v| STANDARD.encode(v)).collect::<Vec<_>>(),
         });
         let mut response = axum::Json(body).into_response();

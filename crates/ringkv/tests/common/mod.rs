@@ -276,7 +276,10 @@ pub fn actor_of(port: u16, fresh_key: &str) -> String {
     .unwrap();
     assert_eq!(put.status, 204, "{}", put.text());
     let token = put.header("x-ringkv-context").unwrap();
-    let context = ringkv_core::context::decode_context(token, 8192).unwrap();
+    let key =
+        ringkv_core::key::ObjectKey::new("actors", fresh_key.as_bytes().to_vec().into(), 1024)
+            .unwrap();
+    let context = ringkv_core::context::decode_context(token, 8192, key.position()).unwrap();
     let actors: Vec<String> = context
         .entries()
         .iter()
