@@ -241,7 +241,11 @@ fn render(object: Option<Siblings>, wants_json: bool, key_position: u64) -> Resp
         ];
         return (StatusCode::OK, headers, (*only).clone()).into_response();
     }
-    let (boundary, body) = multipart(&values);
+    let Some((boundary, body)) = multipart(&values) else {
+        let message = "could not find a multipart boundary; ask with Accept: application/json";
+        return ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
+            .into_response();
+    };
     let content_type = HeaderValue::from_str(&format!("multipart/mixed; boundary={boundary}"))
         .unwrap_or_else(|_| HeaderValue::from_static("multipart/mixed"));
     let headers = [
@@ -251,17 +255,23 @@ fn render(object: Option<Siblings>, wants_json: bool, key_position: u64) -> Resp
     (StatusCode::MULTIPLE_CHOICES, headers, body).into_response()
 }
 
-/// Encodes siblings as a multipart/mixed body with a boundary no value contains.
-fn multipart(values: &[&Bytes]) -> (String, Vec<u8>) {
+/// Most boundaries tried before giving up (each try scans the values once).
+const MAX_BOUNDARY_TRIES: u64 = 8;
+
+/// Encodes siblings as a multipart/mixed body with a boundary no value
+/// contains. The boundary is a hash of the values, so crafted values cannot
+/// force a long search (a value would have to contain the hash of itself);
+/// `None` only if [`MAX_BOUNDARY_TRIES`] hashes all collide.
+fn multipart(values: &[&Bytes]) -> Option<(String, Vec<u8>)> {
+    use std::hash::{Hash, Hasher};
     let contains = |hay: &[u8], needle: &[u8]| hay.windows(needle.len()).any(|w| w == needle);
-    let mut n = 0u32;
-    let boundary = loop {
-        let candidate = format!("ringkv-siblings-{n}");
-        if !values.iter().any(|v| contains(v, candidate.as_bytes())) {
-            break candidate;
-        }
-        n += 1;
-    };
+    let boundary = (0..MAX_BOUNDARY_TRIES).find_map(|salt| {
+        let mut h = std::hash::DefaultHasher::new();
+        salt.hash(&mut h);
+        values.hash(&mut h);
+        let candidate = format!("ringkv-{:016x}", h.finish());
+        (!values.iter().any(|v| contains(v, candidate.as_bytes()))).then_some(candidate)
+    })?;
     let mut body = Vec::new();
     for v in values {
         body.extend_from_slice(
@@ -271,7 +281,7 @@ fn multipart(values: &[&Bytes]) -> (String, Vec<u8>) {
         body.extend_from_slice(b"\r\n");
     }
     body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
-    (boundary, body)
+    Some((boundary, body))
 }
 
 #[cfg(test)]
@@ -280,12 +290,16 @@ mod tests {
 
     #[test]
     fn multipart_boundary_avoids_value_bytes() {
-        let a = Bytes::from_static(b"contains ringkv-siblings-0 inside");
+        let a = Bytes::from_static(b"first");
         let b = Bytes::from_static(b"\x00\xff");
-        let (boundary, body) = multipart(&[&a, &b]);
-        assert_eq!(boundary, "ringkv-siblings-1");
+        let (boundary, body) = multipart(&[&a, &b]).unwrap();
+        assert!(boundary.starts_with("ringkv-"));
+        // A value that contains the first choice forces another one.
+        let sneaky = Bytes::from(format!("x{boundary}x"));
+        let (other, _) = multipart(&[&a, &sneaky]).unwrap();
+        assert!(!sneaky.windows(other.len()).any(|w| w == other.as_bytes()));
         let text = String::from_utf8_lossy(&body);
-        assert_eq!(text.matches("--ringkv-siblings-1\r\n").count(), 2);
-        assert!(text.ends_with("--ringkv-siblings-1--\r\n"));
+        assert_eq!(text.matches(&format!("--{boundary}\r\n")).count(), 2);
+        assert!(text.ends_with(&format!("--{boundary}--\r\n")));
     }
 }
