@@ -133,7 +133,8 @@ mod tests {
             b.extend(postcard::to_allocvec(&(fingerprint(KEY), raw)).unwrap());
             URL_SAFE_NO_PAD.encode(b)
         };
-        let cases: Vec<(String, fn(&ContextError) -> bool)> = vec![
+        type Check = fn(&ContextError) -> bool;
+        let cases: Vec<(String, Check)> = vec![
             ("!!not base64!!".into(), |e| *e == ContextError::NotBase64),
             ("".into(), |e| *e == ContextError::Empty),
             (truncated.into(), |e| {

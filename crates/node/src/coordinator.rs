@@ -323,6 +323,15 @@ impl Coordinator {
             match peer.call(coordinate, left + FORWARD_MARGIN).await {
                 Ok(Response::Coordinate(response)) => return Ok(response),
                 Ok(other) => reasons.push(format!("{node}: unexpected answer {other:?}")),
+                // A put that timed out may have been applied: sending it to
+                // the next node would write it twice (as two siblings).
+                Err(e @ RpcError::Timeout { .. })
+                    if matches!(request, ClientRequest::Put { .. }) =>
+                {
+                    return Err(OpError::Unavailable(format!(
+                        "{node} did not answer in time ({e}); the write may have been applied, read before retrying"
+                    )));
+                }
                 Err(e) => reasons.push(format!("{node}: {e}")),
             }
         }

@@ -43,7 +43,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run one node.
-    Serve(serve::ServeArgs),
+    Serve(Box<serve::ServeArgs>),
     /// Start a local cluster of separate `serve` processes on 127.0.0.1.
     Dev(dev::DevArgs),
     /// Read a key: prints every sibling and the context.
@@ -79,7 +79,7 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Serve(args) => serve::run(args).await,
+            Command::Serve(args) => serve::run(*args).await,
             Command::Dev(args) => dev::run(args).await,
             Command::Get(args) => kv_cmd::get(args).await,
             Command::Put(args) => kv_cmd::put(args).await,

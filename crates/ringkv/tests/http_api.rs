@@ -133,7 +133,16 @@ fn bad_input_gets_a_clear_error_and_changes_nothing() {
         204
     );
     let long_context = "A".repeat(10_000);
-    let cases: Vec<(&str, &str, Vec<(&str, &str)>, Vec<u8>, u16, &str)> = vec![
+    // (method, target, headers, body, status, error code)
+    type Case<'a> = (
+        &'a str,
+        &'a str,
+        Vec<(&'a str, &'a str)>,
+        Vec<u8>,
+        u16,
+        &'a str,
+    );
+    let cases: Vec<Case> = vec![
         (
             "PUT",
             "/v1/kv/b/k",

@@ -55,7 +55,8 @@ mod tests {
 
     #[test]
     fn keys_are_percent_decoded_bytes() {
-        let cases: &[(&str, Option<(&str, &[u8])>)] = &[
+        type Case<'a> = (&'a str, Option<(&'a str, &'a [u8])>);
+        let cases: &[Case] = &[
             ("/v1/kv/carts/alice", Some(("carts", b"alice"))),
             ("/v1/kv/carts/a%2Fb/c", Some(("carts", b"a/b/c"))),
             ("/v1/kv/b/%00%FF", Some(("b", b"\x00\xff"))),
