@@ -4,7 +4,10 @@
 //! and reopens it after it breaks. Each call gets a fresh request id and a
 //! oneshot channel; a reader task routes responses to their callers, a writer
 //! task batches outgoing frames. A call never waits past its deadline, and a
-//! refused connection fails at once. Locks: a `std` mutex guards only map and
+//! refused connection fails at once. A call that times out on a connection
+//! that has said nothing since the call went out drops the connection, so a
+//! half-open TCP connection (left by a partition or a vanished host) is
+//! replaced on the next call instead of timing calls out forever. Locks: a `std` mutex guards only map and
 //! slot updates; opening a connection is serialised by a tokio mutex so a burst
 //! of calls to a down peer makes one attempt, not hundreds.
 
@@ -32,6 +35,10 @@ struct Connection {
     pending: Arc<Pending>,
     next_id: AtomicU64,
     closed: CancellationToken,
+    /// When the connection opened; `last_heard_ms` counts from here.
+    opened: Instant,
+    /// Milliseconds after `opened` of the last frame received.
+    last_heard_ms: Arc<AtomicU64>,
 }
 
 /// A client for one peer node.
@@ -102,11 +109,18 @@ impl PeerClient {
                 return Err(RpcError::Timeout { ms });
             }
         }
+        let sent_ms = conn.opened.elapsed().as_millis() as u64;
         match timeout_at(deadline, rx).await {
             Ok(Ok(response)) => Ok(response),
             Ok(Err(_)) => Err(RpcError::Closed),
             Err(_) => {
                 forget();
+                // Nothing at all came back since this call went out: the
+                // connection is likely dead (a partition or a vanished host
+                // leaves TCP half-open). Drop it so the next call reconnects.
+                if conn.last_heard_ms.load(Ordering::Relaxed) <= sent_ms {
+                    conn.closed.cancel();
+                }
                 Err(RpcError::Timeout { ms })
             }
         }
@@ -169,22 +183,48 @@ impl PeerClient {
             pending: Arc::new(Mutex::new(HashMap::new())),
             next_id: AtomicU64::new(1),
             closed: CancellationToken::new(),
+            opened: Instant::now(),
+            last_heard_ms: Arc::new(AtomicU64::new(0)),
         });
         tokio::spawn(frame::write_loop(writer, rx, conn.closed.clone()));
-        tokio::spawn(read_loop(reader, conn.pending.clone(), conn.closed.clone()));
+        let heard = Heard {
+            opened: conn.opened,
+            last_ms: conn.last_heard_ms.clone(),
+        };
+        tokio::spawn(read_loop(
+            reader,
+            conn.pending.clone(),
+            conn.closed.clone(),
+            heard,
+        ));
         Ok(conn)
     }
 }
 
 /// Routes responses to their callers until the connection ends, then fails
 /// every call still waiting (by dropping its sender).
-async fn read_loop(mut reader: FrameReader, pending: Arc<Pending>, closed: CancellationToken) {
+/// Where the reader records when it last heard from the peer.
+struct Heard {
+    opened: Instant,
+    last_ms: Arc<AtomicU64>,
+}
+
+async fn read_loop(
+    mut reader: FrameReader,
+    pending: Arc<Pending>,
+    closed: CancellationToken,
+    heard: Heard,
+) {
     loop {
         let next = tokio::select! {
             biased;
             next = frame::recv(&mut reader) => next,
             _ = closed.cancelled() => break,
         };
+        heard.last_ms.store(
+            heard.opened.elapsed().as_millis() as u64 + 1,
+            Ordering::Relaxed,
+        );
         match next {
             Ok(Some(Message::Response { id, body })) => {
                 let waiter = pending
