@@ -260,4 +260,51 @@ mod tests {
         let err = build_config(ServeArgs::default()).unwrap_err().to_string();
         assert!(err.contains("--id is required"), "{err}");
     }
+
+    #[test]
+    fn a_config_file_gives_the_settings_and_flags_override_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("n1.toml");
+        std::fs::write(
+            &path,
+            r#"
+            id = "n1"
+            http = "127.0.0.1:8001"
+            rpc = "127.0.0.1:9001"
+            data_dir = "/tmp/n1"
+            zone = "a"
+            fsync = "periodic:5"
+            [[peers]]
+            id = "n2"
+            rpc = "127.0.0.1:9002"
+            zone = "b"
+            [buckets.carts]
+            n = 2
+            "#,
+        )
+        .unwrap();
+        let args = ServeArgs {
+            config: Some(path.clone()),
+            n: Some(2),
+            r: Some(1),
+            w: Some(1),
+            capacity: Some(3),
+            ..Default::default()
+        };
+        let cfg = build_config(args).unwrap();
+        assert_eq!(
+            (cfg.id.as_str(), cfg.zone.as_deref(), cfg.capacity),
+            ("n1", Some("a"), 3)
+        );
+        assert_eq!(cfg.fsync, FsyncPolicy::Periodic { interval_ms: 5 });
+        assert_eq!(cfg.peers[0].zone.as_deref(), Some("b"));
+        assert_eq!(cfg.buckets["carts"].n, Some(2));
+        std::fs::write(&path, "id = 'n1'\nnot_a_setting = 1\n").unwrap();
+        let err = build_config(ServeArgs {
+            config: Some(path),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("not_a_setting"), "{err}");
+    }
 }
