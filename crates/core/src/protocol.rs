@@ -75,10 +75,6 @@ pub enum Response {
     ReplicaRead(Result<Option<Siblings>, ReplicaError>),
     ReplicaWrite(Result<(), ReplicaError>),
     Coordinate(ClientResponse),
-    /// The request could not be handled at all (e.g. the node is shutting down).
-    Refused {
-        reason: String,
-    },
 }
 
 /// A replica could not serve a read or write (storage error, corruption).

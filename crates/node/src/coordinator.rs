@@ -58,6 +58,14 @@ const FORWARD_MARGIN: Duration = Duration::from_millis(500);
 /// per write, so anything near `u64::MAX` is forged or damaged.
 pub const MAX_CONTEXT_COUNTER: u64 = u64::MAX / 2;
 
+/// The failed response of the same kind as `request`.
+fn failed(request: &ClientRequest, e: OpError) -> ClientResponse {
+    match request {
+        ClientRequest::Get { .. } => ClientResponse::Get(Err(e)),
+        ClientRequest::Put { .. } => ClientResponse::Put(Err(e)),
+    }
+}
+
 /// Refuses contexts whose actors belong to no member, or absurd counters,
 /// so a hand-made token cannot bloat or overflow a key's clock.
 fn check_context(context: &VersionVector, ring: &Ring) -> Result<(), OpError> {
@@ -78,33 +86,34 @@ fn check_context(context: &VersionVector, ring: &Ring) -> Result<(), OpError> {
 }
 
 impl Coordinator {
-    /// Runs a client request (forwarded ones are never forwarded again).
+    /// Runs a client request: coordinates it if this node holds a replica of
+    /// the key, else forwards it (forwarded ones are never forwarded again).
     pub async fn execute(&self, request: ClientRequest, forwarded: bool) -> ClientResponse {
+        let (key, quorum) = match &request {
+            ClientRequest::Get { key, quorum } | ClientRequest::Put { key, quorum, .. } => {
+                (key, *quorum)
+            }
+        };
+        let (rep, prefs) = match self.plan(key, quorum) {
+            Ok(plan) => plan,
+            Err(e) => return failed(&request, e),
+        };
+        if !prefs.contains(&self.id) {
+            return match self.forward(&request, &prefs, forwarded).await {
+                Ok(response) => response,
+                Err(e) => failed(&request, e),
+            };
+        }
         match request {
-            ClientRequest::Get { key, quorum } => {
-                let request = ClientRequest::Get {
-                    key: key.clone(),
-                    quorum,
-                };
-                ClientResponse::Get(self.get(request, &key, quorum, forwarded).await)
+            ClientRequest::Get { key, .. } => {
+                ClientResponse::Get(self.get(&key, rep, &prefs).await)
             }
             ClientRequest::Put {
                 key,
                 context,
                 value,
-                quorum,
-            } => {
-                let forward = ClientRequest::Put {
-                    key: key.clone(),
-                    context: context.clone(),
-                    value: value.clone(),
-                    quorum,
-                };
-                ClientResponse::Put(
-                    self.put(forward, &key, &context, value, quorum, forwarded)
-                        .await,
-                )
-            }
+                ..
+            } => ClientResponse::Put(self.put(&key, &context, value, rep, &prefs).await),
         }
     }
 
@@ -124,20 +133,10 @@ impl Coordinator {
 
     async fn get(
         &self,
-        request: ClientRequest,
         key: &ObjectKey,
-        quorum: RequestQuorum,
-        forwarded: bool,
+        rep: Replication,
+        prefs: &[NodeId],
     ) -> Result<Option<Siblings>, OpError> {
-        let (rep, prefs) = self.plan(key, quorum)?;
-        if !prefs.contains(&self.id) {
-            return match self.forward(request, &prefs, forwarded).await? {
-                ClientResponse::Get(result) => result,
-                other => Err(OpError::Internal(format!(
-                    "forwarded get answered {other:?}"
-                ))),
-            };
-        }
         let deadline = Instant::now() + self.request_timeout;
         let remotes: Vec<NodeId> = prefs.iter().filter(|n| **n != self.id).cloned().collect();
         let request = Request::ReplicaRead { key: key.clone() };
@@ -204,12 +203,11 @@ impl Coordinator {
 
     async fn put(
         &self,
-        request: ClientRequest,
         key: &ObjectKey,
         context: &VersionVector,
         value: Option<bytes::Bytes>,
-        quorum: RequestQuorum,
-        forwarded: bool,
+        rep: Replication,
+        prefs: &[NodeId],
     ) -> Result<VersionVector, OpError> {
         if let Some(v) = &value {
             if v.len() > self.limits.max_value_bytes {
@@ -219,15 +217,6 @@ impl Coordinator {
                     self.limits.max_value_bytes
                 )));
             }
-        }
-        let (rep, prefs) = self.plan(key, quorum)?;
-        if !prefs.contains(&self.id) {
-            return match self.forward(request, &prefs, forwarded).await? {
-                ClientResponse::Put(result) => result,
-                other => Err(OpError::Internal(format!(
-                    "forwarded put answered {other:?}"
-                ))),
-            };
         }
         let deadline = Instant::now() + self.request_timeout;
         let now_ms = (self.wall_clock)();
@@ -294,7 +283,7 @@ impl Coordinator {
     /// Hands a request to the first node of `prefs` that takes it.
     async fn forward(
         &self,
-        request: ClientRequest,
+        request: &ClientRequest,
         prefs: &[NodeId],
         forwarded: bool,
     ) -> Result<ClientResponse, OpError> {

@@ -76,6 +76,8 @@ impl RpcHandler for NodeState {
         Box::pin(async move {
             let replica = &self.coordinator.replica;
             match request {
+                // Normally answered inline by `answer_now`; kept for callers
+                // that go straight to `handle`.
                 Request::Ping => Response::Pong,
                 Request::ReplicaRead { key } => Response::ReplicaRead(replica.read(&key)),
                 Request::ReplicaWrite { key, object } => {
