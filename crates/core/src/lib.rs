@@ -31,6 +31,7 @@ pub mod protocol;
 pub mod quorum;
 pub mod replication;
 pub mod ring;
+pub mod settings;
 pub mod siblings;
 pub mod version_vector;
 

@@ -1,0 +1,135 @@
+//! Cluster settings: what every node must agree on besides the member list.
+//!
+//! Each node computes placement itself, so two nodes started with different
+//! partition counts, replication defaults or bucket overrides would disagree
+//! on where a key lives and how many replicas must answer. The settings that
+//! must match are collected in [`ClusterSettings`]; nodes compare them in the
+//! RPC handshake and refuse a peer whose settings differ, naming what differs
+//! ([`ClusterSettings::differences`]). The digest is a hash of a canonical
+//! encoding (buckets are a sorted map), so the same settings give the same
+//! digest on every node. This module only describes and compares: it never
+//! decides placement and never reads configuration files.
+
+use crate::replication::{BucketProps, Replication};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use xxhash_rust::xxh3::xxh3_64;
+
+/// The settings every node of a cluster must share.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterSettings {
+    /// Q: how many equal partitions the hash circle is cut into.
+    pub partitions: u32,
+    /// The cluster-wide N, R and W.
+    pub replication: Replication,
+    /// Per-bucket overrides of N, R and W.
+    pub buckets: BTreeMap<String, BucketProps>,
+}
+
+impl ClusterSettings {
+    /// A 64-bit digest of the canonical encoding (stable across nodes).
+    pub fn digest(&self) -> u64 {
+        let bytes = postcard::to_allocvec(self).expect("settings always encode");
+        xxh3_64(&bytes)
+    }
+
+    /// Human-readable differences between `self` (this node) and `theirs`
+    /// (a peer), one line each; empty when the settings match.
+    pub fn differences(&self, theirs: &ClusterSettings) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.partitions != theirs.partitions {
+            out.push(format!(
+                "partitions: {} here, {} at the peer",
+                self.partitions, theirs.partitions
+            ));
+        }
+        if self.replication != theirs.replication {
+            let r = |x: &Replication| format!("n={} r={} w={}", x.n, x.r, x.w);
+            out.push(format!(
+                "replication: {} here, {} at the peer",
+                r(&self.replication),
+                r(&theirs.replication)
+            ));
+        }
+        let names: std::collections::BTreeSet<&String> =
+            self.buckets.keys().chain(theirs.buckets.keys()).collect();
+        for name in names {
+            let (ours, peer) = (self.buckets.get(name), theirs.buckets.get(name));
+            if ours != peer {
+                out.push(format!(
+                    "bucket {name:?}: {} here, {} at the peer",
+                    describe(ours),
+                    describe(peer)
+                ));
+            }
+        }
+        out
+    }
+}
+
+fn describe(props: Option<&BucketProps>) -> String {
+    let Some(p) = props else {
+        return "no override".into();
+    };
+    let part = |name: &str, v: Option<usize>| v.map(|v| format!("{name}={v}"));
+    let parts: Vec<String> = [part("n", p.n), part("r", p.r), part("w", p.w)]
+        .into_iter()
+        .flatten()
+        .collect();
+    if parts.is_empty() {
+        "an empty override".into()
+    } else {
+        parts.join(" ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings() -> ClusterSettings {
+        ClusterSettings {
+            partitions: 256,
+            replication: Replication::default(),
+            buckets: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn equal_settings_have_equal_digests_and_no_differences() {
+        let (a, b) = (settings(), settings());
+        assert_eq!(a.digest(), b.digest());
+        assert!(a.differences(&b).is_empty());
+    }
+
+    #[test]
+    fn every_difference_changes_the_digest_and_is_named() {
+        let base = settings();
+        let mut q = settings();
+        q.partitions = 512;
+        let mut rep = settings();
+        rep.replication.w = 1;
+        let mut bucket = settings();
+        bucket.buckets.insert(
+            "carts".into(),
+            BucketProps {
+                n: Some(2),
+                ..Default::default()
+            },
+        );
+        for (other, want) in [
+            (q, "partitions: 256 here, 512 at the peer"),
+            (
+                rep,
+                "replication: n=3 r=2 w=2 here, n=3 r=2 w=1 at the peer",
+            ),
+            (
+                bucket,
+                "bucket \"carts\": no override here, n=2 at the peer",
+            ),
+        ] {
+            assert_ne!(base.digest(), other.digest(), "{want}");
+            assert_eq!(base.differences(&other), vec![want.to_string()]);
+        }
+    }
+}
