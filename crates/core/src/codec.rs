@@ -67,8 +67,9 @@ pub fn decode_message(bytes: &[u8]) -> Result<Message, CodecError> {
 
 /// A request body encoded once, to go to several peers under different
 /// request ids (a replicated write is encoded once, not once per replica).
+/// Cloning it shares the bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EncodedRequest(Vec<u8>);
+pub struct EncodedRequest(bytes::Bytes);
 
 impl EncodedRequest {
     /// The encoded body's length in bytes.
@@ -84,7 +85,7 @@ impl EncodedRequest {
 /// Encodes a request body for [`request_frame`].
 pub fn encode_request(body: &Request) -> Result<EncodedRequest, CodecError> {
     postcard::to_allocvec(body)
-        .map(EncodedRequest)
+        .map(|v| EncodedRequest(v.into()))
         .map_err(|e| CodecError::Encode(e.to_string()))
 }
 

@@ -5,11 +5,12 @@
 //! on where a key lives and how many replicas must answer. The settings that
 //! must match are collected in [`ClusterSettings`]; nodes compare them in the
 //! RPC handshake and refuse a peer whose settings differ, naming what differs
-//! ([`ClusterSettings::differences`]). The digest is a hash of a canonical
+//! ([`ClusterSettings::differences`], [`member_differences`]). The digest is a hash of a canonical
 //! encoding (buckets are a sorted map), so the same settings give the same
 //! digest on every node. This module only describes and compares: it never
 //! decides placement and never reads configuration files.
 
+use crate::layout::Member;
 use crate::replication::{BucketProps, Replication};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -67,6 +68,40 @@ impl ClusterSettings {
     }
 }
 
+/// Human-readable differences between this node's member list and a
+/// peer's, one line each (members in id order); empty when they match.
+pub fn member_differences(ours: &[Member], theirs: &[Member]) -> Vec<String> {
+    let index = |list: &[Member]| -> BTreeMap<String, (u32, String)> {
+        list.iter()
+            .map(|m| {
+                let zone = m.zone.clone().unwrap_or_default();
+                (m.id.as_str().to_string(), (m.capacity, zone))
+            })
+            .collect()
+    };
+    let (ours, theirs) = (index(ours), index(theirs));
+    let ids: std::collections::BTreeSet<&String> = ours.keys().chain(theirs.keys()).collect();
+    let mut out = Vec::new();
+    for id in ids {
+        match (ours.get(id), theirs.get(id)) {
+            (Some(_), None) => out.push(format!("node {id} is a member here, not at the peer")),
+            (None, Some(_)) => out.push(format!("node {id} is a member at the peer, not here")),
+            (Some((c1, z1)), Some((c2, z2))) => {
+                if c1 != c2 {
+                    out.push(format!(
+                        "node {id}: capacity {c1} here, {c2} at the peer"
+                    ));
+                }
+                if z1 != z2 {
+                    out.push(format!("node {id}: zone {z1:?} here, {z2:?} at the peer"));
+                }
+            }
+            (None, None) => {}
+        }
+    }
+    out
+}
+
 fn describe(props: Option<&BucketProps>) -> String {
     let Some(p) = props else {
         return "no override".into();
@@ -93,6 +128,27 @@ mod tests {
             replication: Replication::default(),
             buckets: BTreeMap::new(),
         }
+    }
+
+    #[test]
+    fn member_differences_name_each_node() {
+        let m = |id: &str, capacity, zone: Option<&str>| Member {
+            id: crate::NodeId::new(id).unwrap(),
+            capacity,
+            zone: zone.map(str::to_string),
+        };
+        let ours = [m("a", 1, None), m("b", 1, Some("x")), m("c", 1, None)];
+        let theirs = [m("a", 2, None), m("b", 1, Some("y")), m("d", 1, None)];
+        assert_eq!(
+            member_differences(&ours, &theirs),
+            vec![
+                "node a: capacity 1 here, 2 at the peer",
+                "node b: zone \"x\" here, \"y\" at the peer",
+                "node c is a member here, not at the peer",
+                "node d is a member at the peer, not here",
+            ]
+        );
+        assert!(member_differences(&ours, &ours).is_empty());
     }
 
     #[test]

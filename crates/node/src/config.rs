@@ -2,14 +2,16 @@
 //!
 //! The same settings come from command-line flags or a TOML file
 //! (`--config FILE`); [`NodeConfig::validate`] checks them together and
-//! [`NodeConfig::members`] turns them into the ring's member list.
+//! [`NodeConfig::members`] turns them into the layout's member list.
 //! Membership is static for now: every node must be started with the same
-//! peers, capacities and zones, because each node computes the ring itself.
+//! peers, capacities, zones and settings, because each node computes the
+//! layout itself (the RPC handshake refuses a peer that differs).
 
 use crate::commit::FsyncPolicy;
 use ringkv_core::limits::Limits;
 use ringkv_core::replication::{BucketProps, Replication};
-use ringkv_core::ring::Member;
+use ringkv_core::layout::{compute_layout, Layout, LayoutParams, Member, DEFAULT_PARTITIONS};
+use ringkv_core::settings::ClusterSettings;
 use ringkv_core::NodeId;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -55,6 +57,11 @@ pub struct NodeConfig {
     /// Per-bucket overrides of N, R, W.
     #[serde(default)]
     pub buckets: BTreeMap<String, BucketProps>,
+    /// Q: how many equal partitions the hash circle is cut into (a power of
+    /// two, at most 65,536). Fixed when a cluster is created: every node must
+    /// use the same value (checked in the handshake).
+    #[serde(default = "default_partitions")]
+    pub partitions: u32,
     #[serde(default)]
     pub limits: Limits,
     /// `always` (default) or `periodic:<ms>`.
@@ -74,6 +81,9 @@ pub struct NodeConfig {
 
 fn default_capacity() -> u32 {
     1
+}
+fn default_partitions() -> u32 {
+    DEFAULT_PARTITIONS
 }
 fn default_cluster() -> String {
     "ringkv".into()
@@ -102,6 +112,7 @@ impl NodeConfig {
             peers: Vec::new(),
             replication: Replication::default(),
             buckets: BTreeMap::new(),
+            partitions: default_partitions(),
             limits: Limits::default(),
             fsync: FsyncPolicy::default(),
             request_timeout_ms: default_request_timeout_ms(),
@@ -131,6 +142,32 @@ impl NodeConfig {
             .collect()
     }
 
+    /// The settings every node of the cluster must share.
+    pub fn settings(&self) -> ClusterSettings {
+        ClusterSettings {
+            partitions: self.partitions,
+            replication: self.replication,
+            buckets: self.buckets.clone(),
+        }
+    }
+
+    /// Every member's RPC address, this node's included.
+    pub fn addresses(&self) -> BTreeMap<NodeId, String> {
+        std::iter::once((self.id.clone(), self.rpc.clone()))
+            .chain(self.peers.iter().map(|p| (p.id.clone(), p.rpc.clone())))
+            .collect()
+    }
+
+    /// Layout version 1, computed from the configured members (membership
+    /// is static until gossip lands: every node computes the same layout).
+    pub fn layout(&self) -> Result<Layout, String> {
+        let params = LayoutParams {
+            partitions: self.partitions,
+            replication: self.replication.n,
+        };
+        compute_layout(&self.members(), params, None).map_err(|e| e.to_string())
+    }
+
     /// Checks the settings make sense together.
     pub fn validate(&self) -> Result<(), String> {
         self.limits.validate()?;
@@ -155,7 +192,7 @@ impl NodeConfig {
                 m.id
             ));
         }
-        ringkv_core::ring::Ring::new(self.members()).map_err(|e| e.to_string())?;
+        self.layout()?;
         Ok(())
     }
 }
@@ -189,6 +226,7 @@ mod tests {
         assert_eq!(cfg.fsync, FsyncPolicy::Periodic { interval_ms: 10 });
         assert_eq!(cfg.replication, Replication::default());
         assert_eq!(cfg.members().len(), 3);
+        assert_eq!(cfg.partitions, 256);
         cfg.validate().unwrap();
     }
 
@@ -216,6 +254,9 @@ mod tests {
         assert!(cfg.validate().is_err());
         assert!(NodeConfig::from_toml("id = 'n1'\nbogus = 1").is_err());
         cfg.buckets.clear();
+        cfg.partitions = 100;
+        assert!(cfg.validate().unwrap_err().contains("power of two"));
+        cfg.partitions = 256;
         cfg.id = NodeId::new("n1~2").unwrap();
         assert!(cfg
             .validate()

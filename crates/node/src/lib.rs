@@ -24,6 +24,7 @@ pub mod net;
 pub mod node;
 pub mod replica;
 pub mod rpc;
+pub mod view;
 
 pub use config::{NodeConfig, PeerConfig};
 pub use node::{run, system_clock, Edges, StartError};

@@ -23,6 +23,11 @@ struct OpLabels {
     op: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FailureLabels {
+    kind: String,
+}
+
 type HistogramFamily = Family<OpLabels, Histogram, fn() -> Histogram>;
 
 fn latency_histogram() -> Histogram {
@@ -36,6 +41,7 @@ pub struct Metrics {
     requests: Family<RequestLabels, Counter>,
     latency: HistogramFamily,
     quorum_failures: Family<OpLabels, Counter>,
+    replica_call_failures: Family<FailureLabels, Counter>,
     sync_batch: Histogram,
     sync_seconds: Histogram,
 }
@@ -52,6 +58,7 @@ impl Metrics {
         let requests = Family::<RequestLabels, Counter>::default();
         let latency: HistogramFamily = Family::new_with_constructor(latency_histogram);
         let quorum_failures = Family::<OpLabels, Counter>::default();
+        let replica_call_failures = Family::<FailureLabels, Counter>::default();
         let sync_batch = Histogram::new(exponential_buckets(1.0, 2.0, 12));
         let sync_seconds = Histogram::new(exponential_buckets(0.000_05, 2.0, 16));
         registry.register(
@@ -70,6 +77,11 @@ impl Metrics {
             quorum_failures.clone(),
         );
         registry.register(
+            "replica_call_failures",
+            "Calls to peers that failed, by typed reason",
+            replica_call_failures.clone(),
+        );
+        registry.register(
             "storage_sync_batch_writes",
             "Writes made durable by one storage sync (group commit batch size)",
             sync_batch.clone(),
@@ -84,6 +96,7 @@ impl Metrics {
             requests,
             latency,
             quorum_failures,
+            replica_call_failures,
             sync_batch,
             sync_seconds,
         }
@@ -106,6 +119,15 @@ impl Metrics {
     pub fn quorum_failed(&self, op: &str) {
         self.quorum_failures
             .get_or_create(&OpLabels { op: op.to_string() })
+            .inc();
+    }
+
+    /// Records a call to a peer that failed, by the failure's kind.
+    pub fn replica_call_failed(&self, kind: &str) {
+        self.replica_call_failures
+            .get_or_create(&FailureLabels {
+                kind: kind.to_string(),
+            })
             .inc();
     }
 
@@ -134,6 +156,7 @@ mod tests {
         m.observe_request("put", 204, Duration::from_millis(2));
         m.quorum_failed("get");
         m.observe_sync(7, Duration::from_millis(1));
+        m.replica_call_failed("connect_refused");
         let text = m.encode();
         for want in [
             "ringkv_requests_total{op=\"put\",status=\"204\"} 1",
@@ -141,6 +164,7 @@ mod tests {
             "ringkv_quorum_failures_total{op=\"get\"} 1",
             "ringkv_storage_sync_batch_writes_sum 7",
             "ringkv_storage_sync_duration_seconds_count 1",
+            "ringkv_replica_call_failures_total{kind=\"connect_refused\"} 1",
         ] {
             assert!(text.contains(want), "missing {want} in\n{text}");
         }

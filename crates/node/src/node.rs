@@ -18,7 +18,8 @@ use crate::replica::LocalReplica;
 use crate::rpc::server::{self, Identity};
 use crate::rpc::{PeerClient, RpcHandler};
 use ringkv_core::protocol::{Hello, Request, Response, PROTOCOL_VERSION};
-use ringkv_core::ring::Ring;
+use crate::view::{ClusterView, ViewCell};
+use ringkv_core::coordinate::Timeouts;
 use ringkv_core::NodeId;
 use ringkv_storage::Storage;
 use std::future::Future;
@@ -47,6 +48,10 @@ pub enum StartError {
         source: std::io::Error,
     },
 }
+
+/// Extra time a forwarding node waits beyond the request deadline, so the
+/// target's own answer (even a quorum error) arrives.
+const FORWARD_MARGIN_MS: u64 = 500;
 
 /// The state shared by every request a node serves.
 pub struct NodeState {
@@ -119,7 +124,6 @@ pub async fn run(
     ready: Option<CancellationToken>,
 ) -> Result<(), StartError> {
     config.validate().map_err(StartError::Config)?;
-    let ring = Ring::new(config.members()).map_err(|e| StartError::Config(e.to_string()))?;
     let (actor, clean) = crate::actor::begin(&*edges.storage, &config.id, (edges.wall_clock)())
         .map_err(|e| StartError::Storage(e.to_string()))?;
     if !clean {
@@ -133,37 +137,54 @@ pub async fn run(
         metrics.clone(),
         storage_stop.clone(),
     );
+    let layout = Arc::new(config.layout().map_err(StartError::Config)?);
+    let settings = config.settings();
     let hello = Hello {
         protocol_version: PROTOCOL_VERSION,
         cluster: config.cluster.clone(),
         from: Some(config.id.clone()),
+        layout_digest: layout.digest(),
+        settings: settings.clone(),
+        members: layout.members().to_vec(),
     };
     let connect_timeout = Duration::from_millis(config.connect_timeout_ms);
-    let peers = config
-        .peers
-        .iter()
-        .map(|p| {
-            let client = PeerClient::new(
-                p.id.clone(),
-                p.rpc.clone(),
+    let network = edges.network.clone();
+    let view = ClusterView::rebuild(
+        config.id.clone(),
+        layout.clone(),
+        settings.clone(),
+        &config.addresses(),
+        None,
+        |id, rpc| {
+            PeerClient::new(
+                id.clone(),
+                rpc.to_string(),
                 hello.clone(),
-                edges.network.clone(),
+                network.clone(),
                 connect_timeout,
-            );
-            (p.id.clone(), Arc::new(client))
-        })
-        .collect();
+            )
+        },
+    );
+    tracing::info!(
+        node = %config.id,
+        layout_version = layout.version(),
+        partitions = layout.partitions(),
+        digest = format!("{:016x}", layout.digest()),
+        "layout computed"
+    );
     let coordinator = Coordinator {
         id: config.id.clone(),
-        ring,
-        peers,
+        view: Arc::new(ViewCell::new(view)),
         replica: Arc::new(LocalReplica::new(actor, committer.clone())),
-        replication: config.replication,
-        buckets: config.buckets.clone(),
         limits: config.limits,
-        request_timeout: Duration::from_millis(config.request_timeout_ms),
-        read_speculation: Duration::from_millis(config.read_speculation_ms),
+        timeouts: Timeouts {
+            request_timeout_ms: config.request_timeout_ms,
+            read_speculation_ms: config.read_speculation_ms,
+            forward_margin_ms: FORWARD_MARGIN_MS,
+        },
         wall_clock: edges.wall_clock,
+        metrics: metrics.clone(),
+        origin: tokio::time::Instant::now(),
     };
     let state = Arc::new(NodeState {
         in_flight: Arc::new(Semaphore::new(config.limits.max_in_flight_requests)),
@@ -195,6 +216,9 @@ pub async fn run(
     let identity = Identity {
         node: config.id.clone(),
         cluster: config.cluster.clone(),
+        layout_digest: layout.digest(),
+        settings,
+        members: layout.members().to_vec(),
     };
     let rpc_stop = CancellationToken::new();
     let rpc_tasks = TaskTracker::new();

@@ -57,6 +57,10 @@ pub struct ServeArgs {
     /// Cluster default write quorum W (default 2).
     #[arg(long)]
     pub w: Option<usize>,
+    /// Partitions Q of the hash circle (a power of two up to 65536, default
+    /// 256); fixed when the cluster is created, the same on every node.
+    #[arg(long)]
+    pub partitions: Option<u32>,
     /// How long a quorum may take before the request fails with 503.
     #[arg(long)]
     pub request_timeout_ms: Option<u64>,
@@ -159,6 +163,9 @@ pub fn build_config(args: ServeArgs) -> Result<NodeConfig> {
         r: args.r.unwrap_or(r),
         w: args.w.unwrap_or(w),
     };
+    if let Some(q) = args.partitions {
+        config.partitions = q;
+    }
     if let Some(t) = args.request_timeout_ms {
         config.request_timeout_ms = t;
     }

@@ -12,42 +12,65 @@ pub async fn health(State(state): State<Arc<NodeState>>) -> Response {
     Json(serde_json::json!({ "status": "ok", "node": state.config.id.as_str() })).into_response()
 }
 
-/// Nodes, their addresses, capacities, zones and ring ownership.
+/// The cluster as this node sees it: the layout (version, partitions,
+/// digest), and per node its address, capacity, zone, replica-slot count and
+/// share, and health as this node judges it.
 pub async fn cluster(State(state): State<Arc<NodeState>>) -> Response {
-    let ring = &state.coordinator.ring;
-    let ownership = ring.ownership();
+    let view = state.coordinator.view.load();
+    let layout = &view.layout;
     let config = &state.config;
-    let rpc_of = |id: &ringkv_core::NodeId| {
-        if *id == config.id {
-            Some(config.rpc.clone())
-        } else {
-            config
-                .peers
-                .iter()
-                .find(|p| p.id == *id)
-                .map(|p| p.rpc.clone())
-        }
-    };
-    let nodes: Vec<_> = ring
+    let slots = layout.slot_counts();
+    let total: usize = slots.iter().sum();
+    let now_ms = state.coordinator.origin.elapsed().as_millis() as u64;
+    let nodes: Vec<_> = layout
         .members()
         .iter()
-        .map(|m| {
+        .zip(&slots)
+        .map(|(m, &slots)| {
+            let peer = view.peer(&m.id);
+            let rpc = match peer {
+                Some(p) => p.rpc.clone(),
+                None if m.id == config.id => config.rpc.clone(),
+                None => String::new(),
+            };
+            let health = peer.map(|p| {
+                let h = p.health();
+                serde_json::json!({
+                    "status": h.status(),
+                    "consecutive_failures": h.consecutive_failures,
+                    "last_success_ms_ago": h.last_success_ms.map(|t| now_ms.saturating_sub(t)),
+                    "last_failure": h.last_failure.as_ref().map(|(t, why)| serde_json::json!({
+                        "ms_ago": now_ms.saturating_sub(*t),
+                        "reason": why.to_string(),
+                        "kind": why.kind(),
+                    })),
+                })
+            });
             serde_json::json!({
                 "id": m.id.as_str(),
-                "rpc": rpc_of(&m.id),
+                "rpc": rpc,
                 "capacity": m.capacity,
                 "zone": m.zone,
-                "ownership": ownership.get(&m.id).copied().unwrap_or(0.0),
+                "slots": slots,
+                "share": if total == 0 { 0.0 } else { slots as f64 / total as f64 },
+                "self": m.id == config.id,
+                "health": health,
             })
         })
         .collect();
     Json(serde_json::json!({
         "node": config.id.as_str(),
         "cluster": config.cluster,
-        "replication": config.replication,
-        "buckets": config.buckets,
+        "layout": {
+            "version": layout.version(),
+            "partitions": layout.partitions(),
+            "replication": layout.replication(),
+            "digest": format!("{:016x}", layout.digest()),
+            "slots": total,
+        },
+        "replication": view.settings.replication,
+        "buckets": view.settings.buckets,
         "nodes": nodes,
-        "ring": { "tokens": ring.token_count(), "members": ring.members().len() },
         "fsync": config.fsync.to_string(),
     }))
     .into_response()

@@ -1,0 +1,273 @@
+//! The cluster view: one snapshot of what this node knows about the cluster,
+//! swapped atomically when it changes.
+//!
+//! A [`ClusterView`] holds the layout (which nodes hold which partition), the
+//! settings every node must share, and one [`Peer`] per other member: its
+//! RPC address, its connection ([`PeerClient`]) and its health as this node
+//! sees it. A request loads the current view once at its start
+//! ([`ViewCell::load`], one atomic increment) and uses that snapshot to the
+//! end, so a view change never splits one request across two layouts. A
+//! change builds a whole new view ([`ClusterView::rebuild`]) and swaps it in;
+//! peers that stay (same id, same address) keep their connection and health
+//! record, new ones are added, and departed ones are dropped with the old
+//! view once no request holds it. That is the peer pool: it grows and shrinks
+//! with the view, looked up by member id.
+//!
+//! Health is recorded in place (a short mutex per peer), not by swapping the
+//! view: it changes on every call outcome. The status it gives
+//! ([`ringkv_core::health`]) orders whom a read asks first; it never changes
+//! placement.
+//!
+//! This module holds state; it makes no placement or quorum decisions (the
+//! core's layout and coordination machines do), and it does no IO itself.
+
+use crate::rpc::PeerClient;
+use arc_swap::ArcSwap;
+use ringkv_core::health::{PeerHealth, PeerStatus};
+use ringkv_core::key::ObjectKey;
+use ringkv_core::layout::{partition_of, Layout};
+use ringkv_core::settings::ClusterSettings;
+use ringkv_core::failure::ReplicaFailure;
+use ringkv_core::NodeId;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+/// Another member, as this node reaches and judges it.
+pub struct Peer {
+    pub id: NodeId,
+    /// Its RPC address, `host:port`.
+    pub rpc: String,
+    pub client: PeerClient,
+    health: Mutex<PeerHealth>,
+}
+
+impl Peer {
+    pub fn new(id: NodeId, rpc: String, client: PeerClient) -> Self {
+        Peer {
+            id,
+            rpc,
+            client,
+            health: Mutex::new(PeerHealth::default()),
+        }
+    }
+
+    /// Records a call outcome at `now_ms` (the node's clock origin).
+    pub fn record(&self, now_ms: u64, outcome: Result<(), &ReplicaFailure>) {
+        self.health
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .record(now_ms, outcome);
+    }
+
+    /// A copy of the health record.
+    pub fn health(&self) -> PeerHealth {
+        self.health.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub fn status(&self) -> PeerStatus {
+        self.health.lock().unwrap_or_else(|p| p.into_inner()).status()
+    }
+}
+
+/// Everything a request needs to know about the cluster, as of one moment.
+pub struct ClusterView {
+    /// This node.
+    pub me: NodeId,
+    pub layout: Arc<Layout>,
+    pub settings: ClusterSettings,
+    /// Every other member, by id.
+    peers: BTreeMap<NodeId, Arc<Peer>>,
+}
+
+impl ClusterView {
+    /// A view of `layout` with the given peer addresses. `connect` makes the
+    /// client for a peer that `previous` does not already have at the same
+    /// address; peers of `previous` at the same address are reused.
+    pub fn rebuild(
+        me: NodeId,
+        layout: Arc<Layout>,
+        settings: ClusterSettings,
+        addresses: &BTreeMap<NodeId, String>,
+        previous: Option<&ClusterView>,
+        connect: impl Fn(&NodeId, &str) -> PeerClient,
+    ) -> ClusterView {
+        let peers = addresses
+            .iter()
+            .filter(|(id, _)| **id != me)
+            .map(|(id, rpc)| {
+                let kept = previous
+                    .and_then(|v| v.peers.get(id))
+                    .filter(|p| p.rpc == *rpc)
+                    .cloned();
+                let peer = kept.unwrap_or_else(|| {
+                    Arc::new(Peer::new(id.clone(), rpc.clone(), connect(id, rpc)))
+                });
+                (id.clone(), peer)
+            })
+            .collect();
+        ClusterView {
+            me,
+            layout,
+            settings,
+            peers,
+        }
+    }
+
+    pub fn peer(&self, id: &NodeId) -> Option<&Arc<Peer>> {
+        self.peers.get(id)
+    }
+
+    pub fn peers(&self) -> impl Iterator<Item = &Arc<Peer>> {
+        self.peers.values()
+    }
+
+    /// How this node judges `id` (itself: always up; unknown nodes: down).
+    pub fn status(&self, id: &NodeId) -> PeerStatus {
+        if *id == self.me {
+            return PeerStatus::Up;
+        }
+        self.peers
+            .get(id)
+            .map_or(PeerStatus::Down, |p| p.status())
+    }
+
+    /// The first `len` nodes of the key's partition's preference list.
+    pub fn preference_list(&self, key: &ObjectKey, len: usize) -> Vec<NodeId> {
+        let partition = partition_of(key.position(), self.layout.partitions());
+        self.layout
+            .preference_list(partition)
+            .take(len)
+            .cloned()
+            .collect()
+    }
+}
+
+/// The current view, swapped atomically.
+pub struct ViewCell {
+    current: ArcSwap<ClusterView>,
+}
+
+impl ViewCell {
+    pub fn new(view: ClusterView) -> Self {
+        ViewCell {
+            current: ArcSwap::from_pointee(view),
+        }
+    }
+
+    /// The current snapshot; hold it for the whole request.
+    pub fn load(&self) -> Arc<ClusterView> {
+        self.current.load_full()
+    }
+
+    /// Makes `view` current; requests already running keep the old one.
+    pub fn swap(&self, view: ClusterView) {
+        self.current.store(Arc::new(view));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::net::TcpNetwork;
+    use ringkv_core::layout::{compute_layout, LayoutParams, Member};
+    use ringkv_core::protocol::{Hello, PROTOCOL_VERSION};
+    use ringkv_core::replication::Replication;
+    use std::time::Duration;
+
+    fn id(s: &str) -> NodeId {
+        NodeId::new(s).unwrap()
+    }
+
+    fn view_of(ids: &[&str], previous: Option<&ClusterView>) -> ClusterView {
+        let members: Vec<Member> = ids
+            .iter()
+            .map(|i| Member {
+                id: id(i),
+                capacity: 1,
+                zone: None,
+            })
+            .collect();
+        let params = LayoutParams {
+            partitions: 16,
+            replication: 2,
+        };
+        let layout = compute_layout(&members, params, None).unwrap();
+        let settings = ClusterSettings {
+            partitions: 16,
+            replication: Replication { n: 2, r: 1, w: 1 },
+            buckets: Default::default(),
+        };
+        let addresses = ids
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (id(n), format!("127.0.0.1:{}", 1000 + i)))
+            .collect();
+        let hello = Hello {
+            protocol_version: PROTOCOL_VERSION,
+            cluster: "c".into(),
+            from: Some(id("a")),
+            layout_digest: layout.digest(),
+            settings: settings.clone(),
+            members,
+        };
+        ClusterView::rebuild(
+            id("a"),
+            Arc::new(layout),
+            settings,
+            &addresses,
+            previous,
+            |peer, rpc| {
+                PeerClient::new(
+                    peer.clone(),
+                    rpc.to_string(),
+                    hello.clone(),
+                    Arc::new(TcpNetwork),
+                    Duration::from_millis(100),
+                )
+            },
+        )
+    }
+
+    #[test]
+    fn a_rebuilt_view_keeps_staying_peers_adds_new_ones_and_drops_departed_ones() {
+        let first = view_of(&["a", "b", "c"], None);
+        let ids = |v: &ClusterView| v.peers().map(|p| p.id.to_string()).collect::<Vec<_>>();
+        assert_eq!(ids(&first), ["b", "c"], "this node is not its own peer");
+        first.peer(&id("b")).unwrap().record(5, Ok(()));
+
+        let second = view_of(&["a", "b", "d"], Some(&first));
+        assert_eq!(ids(&second), ["b", "d"]);
+        assert!(Arc::ptr_eq(
+            first.peer(&id("b")).unwrap(),
+            second.peer(&id("b")).unwrap()
+        ));
+        assert_eq!(
+            second.peer(&id("b")).unwrap().health().last_success_ms,
+            Some(5),
+            "a staying peer keeps its health record"
+        );
+        assert!(second.peer(&id("c")).is_none());
+    }
+
+    #[test]
+    fn the_cell_swaps_views_and_running_requests_keep_theirs() {
+        let cell = ViewCell::new(view_of(&["a", "b"], None));
+        let held = cell.load();
+        let next = view_of(&["a", "b", "c"], Some(&held));
+        cell.swap(next);
+        assert_eq!(held.peers().count(), 1, "the old snapshot is unchanged");
+        assert_eq!(cell.load().peers().count(), 2);
+    }
+
+    #[test]
+    fn status_of_self_is_up_and_of_strangers_down() {
+        let view = view_of(&["a", "b"], None);
+        assert_eq!(view.status(&id("a")), PeerStatus::Up);
+        assert_eq!(view.status(&id("b")), PeerStatus::Up);
+        assert_eq!(view.status(&id("zz")), PeerStatus::Down);
+        view.peer(&id("b"))
+            .unwrap()
+            .record(1, Err(&ReplicaFailure::ConnectRefused));
+        assert_eq!(view.status(&id("b")), PeerStatus::Down);
+    }
+}
