@@ -28,6 +28,10 @@
 //! }
 //! ```
 //!
+//! `on_reply` takes `now_ms` for symmetry (and later latency bookkeeping) but
+//! never fires a timer: only `on_timeout` does, so a reply that arrives
+//! after the deadline but before the driver's wake-up still counts.
+//!
 //! The driver maps transport outcomes to [`ReplicaFailure`]s (a refused
 //! connection is `ConnectRefused`, a call failing fast because the peer is
 //! in connect backoff is `KnownDown`, ...) and feeds a `ReadLocal` or
