@@ -203,4 +203,69 @@ mod tests {
             Err(CodecError::Malformed(_))
         ));
     }
+
+    #[test]
+    fn typed_failures_and_handshakes_round_trip_and_keep_their_wire_indices() {
+        use crate::failure::ReplicaFailure;
+        use crate::protocol::{
+            ClientResponse, HandshakeRefusal, Hello, HelloReply, OpError, ReplicaError, Response,
+        };
+        use crate::quorum::QuorumError;
+        let n = |s: &str| NodeId::new(s).unwrap();
+        let refusal = HandshakeRefusal::LayoutDigest { ours: 1, theirs: 2 };
+        let failures = vec![
+            (n("a"), ReplicaFailure::Timeout { ms: 3000 }),
+            (n("b"), ReplicaFailure::HandshakeRefused(refusal.clone())),
+            (
+                n("c"),
+                ReplicaFailure::Replica(ReplicaError::ClockFull { limit: 9 }),
+            ),
+        ];
+        let messages = [
+            Message::Hello(Hello {
+                protocol_version: crate::protocol::PROTOCOL_VERSION,
+                cluster: "c".into(),
+                from: Some(n("a")),
+                layout_digest: u64::MAX,
+                settings_digest: 7,
+            }),
+            Message::HelloReply(HelloReply::Refused { reason: refusal }),
+            Message::Response {
+                id: 1,
+                body: Response::ReplicaRead(Err(ReplicaError::CorruptRecord)),
+            },
+            Message::Response {
+                id: 2,
+                body: Response::Coordinate(ClientResponse::Get(Err(OpError::Quorum(
+                    QuorumError {
+                        needed: 2,
+                        asked: 3,
+                        acks: 0,
+                        failures: failures.clone(),
+                    },
+                )))),
+            },
+            Message::Response {
+                id: 3,
+                body: Response::Coordinate(ClientResponse::Put(Err(OpError::ForwardFailed {
+                    attempts: failures,
+                    outcome_unknown: true,
+                }))),
+            },
+        ];
+        for m in messages {
+            assert_eq!(decode_message(&encode_message(&m).unwrap()), Ok(m));
+        }
+        // docs/formats.md lists these indices; a reordering breaks old peers.
+        let index = |bytes: Vec<u8>| bytes[1];
+        assert_eq!(
+            index(encode(1, &ReplicaFailure::NotCoordinator).unwrap()),
+            14
+        );
+        assert_eq!(index(encode(1, &ReplicaFailure::KnownDown).unwrap()), 8);
+        assert_eq!(index(encode(1, &ReplicaError::ShuttingDown).unwrap()), 6);
+        assert_eq!(index(encode(1, &HandshakeRefusal::NotAMember).unwrap()), 4);
+        let not_coordinator = OpError::NotCoordinator { node: n("a") };
+        assert_eq!(index(encode(1, &not_coordinator).unwrap()), 5);
+    }
 }

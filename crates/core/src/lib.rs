@@ -16,14 +16,21 @@
 //!   summarising everything seen. A put carries a [`context::CausalContext`]
 //!   (what the writer read); [`siblings::Siblings::update`] supersedes exactly
 //!   those versions and [`siblings::Siblings::merge`] reconciles replicas (V1–V4).
-//! - The coordinator counts replica answers in a [`quorum::QuorumTally`] and
-//!   answers the client once R or W of them agree (F1), with
-//!   [`replication::Replication`] saying what N, R and W are (A5).
+//! - [`coordinate::plan`] decides whether this node coordinates the request
+//!   or forwards it; [`coordinate::ReadMachine`], [`coordinate::WriteMachine`]
+//!   and [`coordinate::ForwardMachine`] make every coordination decision
+//!   (whom to ask, replacing failed replicas, speculative reads, when to
+//!   stop) as sans-IO state machines driven by the node. They count replica
+//!   answers in a [`quorum::QuorumTally`] and answer once R or W of them
+//!   agree (F1), with [`replication::Replication`] saying what N, R and W
+//!   are (A5). Why a replica did not count is a [`failure::ReplicaFailure`].
 //! - Nodes speak the [`protocol`] messages, encoded with [`codec`].
 //! - Every size limit has a name in [`limits`].
 
 pub mod codec;
 pub mod context;
+pub mod coordinate;
+pub mod failure;
 pub mod key;
 pub mod limits;
 pub mod node_id;

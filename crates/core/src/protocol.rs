@@ -9,7 +9,14 @@
 //! Later issues (hinted handoff, anti-entropy, gossip) add variants here.
 //! Framing and size limits live in the node's transport; encoding in
 //! [`crate::codec`].
+//!
+//! Failures on the wire are typed ([`ReplicaError`], [`HandshakeRefusal`],
+//! [`OpError`], [`crate::failure::ReplicaFailure`]): never a free-form
+//! string, so a coordinator can decide on them and a client can read them.
+//! Never: put operator-only detail (storage error texts, OS errors) in a
+//! message; log it where it happens.
 
+use crate::failure::ReplicaFailure;
 use crate::key::ObjectKey;
 use crate::quorum::QuorumError;
 use crate::replication::RequestQuorum;
@@ -18,9 +25,11 @@ use crate::version_vector::VersionVector;
 use crate::NodeId;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
+use std::fmt;
 
 /// Version of this message set; a handshake with another version is refused.
-pub const PROTOCOL_VERSION: u16 = 1;
+/// Version 2: typed failures, and the layout and settings digests in [`Hello`].
+pub const PROTOCOL_VERSION: u16 = 2;
 
 /// First frame on every connection, sent by the connecting side.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -30,13 +39,36 @@ pub struct Hello {
     pub cluster: String,
     /// The connecting node, or `None` for a client.
     pub from: Option<NodeId>,
+    /// Digest of the ring layout (members, capacities, zones) the connecting
+    /// node places keys with; nodes that disagree would pick different replicas.
+    pub layout_digest: u64,
+    /// Digest of the replication settings (default N/R/W, bucket overrides,
+    /// the ring's partition count): nodes that disagree would count quorums
+    /// differently.
+    pub settings_digest: u64,
 }
 
 /// The answer to a [`Hello`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum HelloReply {
     Welcome { node: NodeId },
-    Refused { reason: String },
+    Refused { reason: HandshakeRefusal },
+}
+
+/// Why a node refused a [`Hello`]. `ours` is the refusing node's value,
+/// `theirs` the one the connecting node sent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum HandshakeRefusal {
+    #[error("protocol version {theirs} is not supported (the peer speaks {ours})")]
+    ProtocolVersion { ours: u16, theirs: u16 },
+    #[error("cluster {theirs:?} is not the peer's cluster {ours:?}")]
+    ClusterName { ours: String, theirs: String },
+    #[error("the ring layouts differ (digest {theirs:016x}, the peer's is {ours:016x})")]
+    LayoutDigest { ours: u64, theirs: u64 },
+    #[error("the replication settings (N/R/W, buckets, partitions) differ (digest {theirs:016x}, the peer's is {ours:016x})")]
+    SettingsDigest { ours: u64, theirs: u64 },
+    #[error("the connecting node is not a member of the peer's cluster")]
+    NotAMember,
 }
 
 /// Every frame on a connection.
@@ -77,10 +109,25 @@ pub enum Response {
     Coordinate(ClientResponse),
 }
 
-/// A replica could not serve a read or write (storage error, corruption).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ReplicaError {
-    pub message: String,
+/// Why a replica could not serve a read or write. The details (the storage
+/// error's text, the key) are logged on the replica, not sent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum ReplicaError {
+    #[error("storage failed on the replica")]
+    StorageFailed,
+    #[error("the replica's stored record is corrupt")]
+    CorruptRecord,
+    #[error("the merged clock would exceed {limit} entries")]
+    ClockFull { limit: usize },
+    #[error("the key has {count} siblings, more than the limit of {limit}")]
+    TooManySiblings { count: usize, limit: usize },
+    #[error("the object is {bytes} bytes, more than the limit of {limit}")]
+    ObjectTooLarge { bytes: usize, limit: usize },
+    #[error("the replica refused the key as invalid")]
+    BadKey,
+    /// Refused before doing anything: the replica is shutting down.
+    #[error("the replica is shutting down")]
+    ShuttingDown,
 }
 
 /// A client operation, as coordinated by a node.
@@ -119,8 +166,72 @@ pub enum OpError {
     TooManySiblings { count: usize, limit: usize },
     #[error("node is overloaded: more than {limit} requests in flight")]
     Overloaded { limit: usize },
-    #[error("unavailable: {0}")]
-    Unavailable(String),
+    /// This node holds no replica of the key and no node of the preference
+    /// list coordinated the request. `outcome_unknown`: a write reached a
+    /// node and then failed, so it may have been applied.
+    #[error("{}", ForwardFailedText { attempts, outcome_unknown: *outcome_unknown })]
+    ForwardFailed {
+        attempts: Vec<(NodeId, ReplicaFailure)>,
+        outcome_unknown: bool,
+    },
+    /// A forwarded request reached `node`, which holds no replica of the key.
+    #[error("{node} was forwarded a request for a key it holds no replica of; do the nodes agree on membership?")]
+    NotCoordinator { node: NodeId },
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+/// Display text of [`OpError::ForwardFailed`].
+struct ForwardFailedText<'a> {
+    attempts: &'a [(NodeId, ReplicaFailure)],
+    outcome_unknown: bool,
+}
+
+impl fmt::Display for ForwardFailedText<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("no replica could coordinate the request")?;
+        if self.attempts.is_empty() {
+            f.write_str(": no node to forward it to")?;
+        }
+        for (i, (node, why)) in self.attempts.iter().enumerate() {
+            write!(f, "{}{node}: {why}", if i == 0 { ": " } else { "; " })?;
+        }
+        if self.outcome_unknown {
+            f.write_str("; the write may have been applied; read before retrying")?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn n(s: &str) -> NodeId {
+        NodeId::new(s).unwrap()
+    }
+
+    #[test]
+    fn forward_failures_say_who_failed_why_and_whether_a_write_may_have_landed() {
+        let err = OpError::ForwardFailed {
+            attempts: vec![
+                (n("n2"), ReplicaFailure::ConnectRefused),
+                (n("n3"), ReplicaFailure::Timeout { ms: 3000 }),
+            ],
+            outcome_unknown: true,
+        };
+        assert_eq!(
+            err.to_string(),
+            "no replica could coordinate the request: n2: connection refused; \
+             n3: no answer within 3000 ms; the write may have been applied; read before retrying"
+        );
+        let none = OpError::ForwardFailed {
+            attempts: vec![],
+            outcome_unknown: false,
+        };
+        assert_eq!(
+            none.to_string(),
+            "no replica could coordinate the request: no node to forward it to"
+        );
+    }
 }

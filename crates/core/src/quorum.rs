@@ -7,7 +7,9 @@
 //! instead of waiting for a timeout. A failed quorum is a [`QuorumError`] that
 //! says how many answers were needed, how many came and why the rest did not.
 //! Pure bookkeeping: no clock, no IO; time-outs are reported by the caller.
+//! Reasons are typed ([`ReplicaFailure`]), never strings.
 
+use crate::failure::ReplicaFailure;
 use crate::NodeId;
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -30,7 +32,7 @@ pub struct QuorumTally {
     needed: usize,
     asked: usize,
     acks: Vec<NodeId>,
-    failures: Vec<(NodeId, String)>,
+    failures: Vec<(NodeId, ReplicaFailure)>,
 }
 
 /// A quorum that was not met.
@@ -40,7 +42,7 @@ pub struct QuorumError {
     pub asked: usize,
     pub acks: usize,
     /// Each replica that did not acknowledge, and why.
-    pub failures: Vec<(NodeId, String)>,
+    pub failures: Vec<(NodeId, ReplicaFailure)>,
 }
 
 impl fmt::Display for QuorumError {
@@ -70,18 +72,24 @@ impl QuorumTally {
 
     /// Records an acknowledgement (a duplicate from the same node is ignored).
     pub fn ack(&mut self, node: &NodeId) -> Progress {
-        if !self.acks.contains(node) && !self.failures.iter().any(|(n, _)| n == node) {
+        if !self.has_answered(node) {
             self.acks.push(node.clone());
         }
         self.progress()
     }
 
-    /// Records a failure from `node`, with the reason.
-    pub fn fail(&mut self, node: &NodeId, reason: impl Into<String>) -> Progress {
-        if !self.acks.contains(node) && !self.failures.iter().any(|(n, _)| n == node) {
-            self.failures.push((node.clone(), reason.into()));
+    /// Records a failure from `node`, with the reason (a node that already
+    /// answered keeps its first answer).
+    pub fn fail(&mut self, node: &NodeId, reason: ReplicaFailure) -> Progress {
+        if !self.has_answered(node) {
+            self.failures.push((node.clone(), reason));
         }
         self.progress()
+    }
+
+    /// Whether `node` has acknowledged or failed.
+    pub fn has_answered(&self, node: &NodeId) -> bool {
+        self.acks.contains(node) || self.failures.iter().any(|(n, _)| n == node)
     }
 
     /// Where the tally stands now.
@@ -105,17 +113,19 @@ impl QuorumTally {
         &self.acks
     }
 
-    /// The error describing this tally; `waiting` names replicas that had not
-    /// answered when the caller gave up (reported as timed out).
-    pub fn error(&self, waiting: &[NodeId], timeout_ms: u64) -> QuorumError {
+    /// The failures recorded so far, in arrival order.
+    pub fn failed(&self) -> &[(NodeId, ReplicaFailure)] {
+        &self.failures
+    }
+
+    /// The error describing this tally: its failures, then each of `rest`
+    /// (replicas that had not answered when the caller gave up, with why)
+    /// that neither acknowledged nor failed.
+    pub fn error(&self, rest: impl IntoIterator<Item = (NodeId, ReplicaFailure)>) -> QuorumError {
         let mut failures = self.failures.clone();
-        let why = match self.progress() {
-            Progress::Failed => "no answer yet when the quorum became unreachable".to_string(),
-            _ => format!("no answer within {timeout_ms} ms"),
-        };
-        for node in waiting {
-            if !self.acks.contains(node) && !failures.iter().any(|(n, _)| n == node) {
-                failures.push((node.clone(), why.clone()));
+        for (node, why) in rest {
+            if !self.acks.contains(&node) && !failures.iter().any(|(n, _)| *n == node) {
+                failures.push((node, why));
             }
         }
         QuorumError {
@@ -144,13 +154,19 @@ mod tests {
             Progress::Pending,
             "duplicate ack must not count"
         );
-        assert_eq!(t.fail(&n("b"), "refused"), Progress::Pending);
+        assert_eq!(
+            t.fail(&n("b"), ReplicaFailure::ConnectRefused),
+            Progress::Pending
+        );
         assert_eq!(t.ack(&n("c")), Progress::Met);
 
         let mut t = QuorumTally::new(2, 3);
-        t.fail(&n("a"), "connection refused");
-        assert_eq!(t.fail(&n("b"), "connection refused"), Progress::Failed);
-        let err = t.error(&[n("c")], 2000);
+        t.fail(&n("a"), ReplicaFailure::ConnectRefused);
+        assert_eq!(
+            t.fail(&n("b"), ReplicaFailure::ConnectRefused),
+            Progress::Failed
+        );
+        let err = t.error([(n("c"), ReplicaFailure::QuorumUnreachable)]);
         assert_eq!((err.needed, err.asked, err.acks), (2, 3, 0));
         assert_eq!(err.failures.len(), 3);
         let text = err.to_string();
@@ -165,10 +181,14 @@ mod tests {
 
         let mut t = QuorumTally::new(2, 3);
         t.ack(&n("a"));
-        let text = t.error(&[n("b"), n("c")], 2000).to_string();
-        assert!(
-            text.contains("b: no answer within 2000 ms"),
-            "a pending tally timed out: {text}"
+        let timeout = ReplicaFailure::Timeout { ms: 2000 };
+        let text = t
+            .error([(n("b"), timeout.clone()), (n("c"), timeout)])
+            .to_string();
+        assert_eq!(
+            text,
+            "quorum not met: needed 2 of 3 replicas, 1 acknowledged; \
+             b: no answer within 2000 ms; c: no answer within 2000 ms"
         );
     }
 

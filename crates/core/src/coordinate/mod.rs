@@ -1,0 +1,211 @@
+//! Coordination as pure state machines: every decision a coordinator makes
+//! about a client request, with time and replies as inputs (A4, F1).
+//!
+//! [`plan`] decides what this node does with a request: coordinate a read
+//! ([`ReadMachine`]), coordinate a write ([`WriteMachine`]), forward it to a
+//! node that holds a replica ([`ForwardMachine`]), or refuse it (a forwarded
+//! request for a key this node holds no replica of). Each machine is shaped
+//! like quinn-proto's `Connection`: events in, commands out, and the next
+//! instant it needs to be woken at.
+//!
+//! The driver (the node's async coordinator) runs every machine the same way:
+//!
+//! ```text
+//! let mut m = Machine::new(plan, now());
+//! loop {
+//!     while let Some(c) = m.poll_command() {
+//!         match c {
+//!             Answer(a) => reply to the client with a (keep the machine
+//!                          if late replies matter, e.g. read repair),
+//!             other     => perform it; its outcome comes back as a reply,
+//!         }
+//!     }
+//!     let Some(at) = m.poll_timeout() else { break };   // None: answered
+//!     select! {
+//!         (from, reply) = replies.recv() => m.on_reply(&from, reply, now()),
+//!         _ = sleep_until(at)             => m.on_timeout(now()),
+//!     }
+//! }
+//! ```
+//!
+//! `on_reply` takes `now_ms` for symmetry (and later latency bookkeeping) but
+//! never fires a timer: only `on_timeout` does, so a reply that arrives
+//! after the deadline but before the driver's wake-up still counts.
+//!
+//! The driver maps transport outcomes to [`ReplicaFailure`]s (a refused
+//! connection is `ConnectRefused`, a call failing fast because the peer is
+//! in connect backoff is `KnownDown`, ...) and feeds a `ReadLocal` or
+//! `AwaitLocal` outcome back as a reply from the plan's `local` node.
+//!
+//! Never: read a clock, do IO, draw randomness, or know about sockets and
+//! tasks. The preference list arrives as a slice, whoever computed it.
+
+pub mod forward;
+pub mod read;
+pub mod write;
+
+pub use forward::{ForwardCommand, ForwardMachine, ForwardPlan};
+pub use read::{ReadCommand, ReadMachine, ReadPlan, ReplicaReply};
+pub use write::{WriteCommand, WriteMachine, WritePlan, WriteReply};
+
+use crate::protocol::OpError;
+use crate::replication::Replication;
+use crate::NodeId;
+
+/// The timers a coordinator works with, in milliseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// How long a coordinated read or write waits for its quorum.
+    pub request_timeout_ms: u64,
+    /// How long a read waits on its first R replicas before asking the rest.
+    pub read_speculation_ms: u64,
+    /// Extra time a forwarding node waits beyond the request timeout, so the
+    /// target's own answer (even a quorum error) arrives.
+    pub forward_margin_ms: u64,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            request_timeout_ms: 3000,
+            read_speculation_ms: 100,
+            forward_margin_ms: 500,
+        }
+    }
+}
+
+/// Whether a client request reads or writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Operation {
+    Read,
+    Write,
+}
+
+/// What this node does with a client request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Plan {
+    /// Coordinate a get here.
+    Read(ReadPlan),
+    /// Coordinate a put here: apply it locally first, then start the machine.
+    Write(WritePlan),
+    /// Hand it to a node that holds a replica.
+    Forward(ForwardPlan),
+    /// Answer with this error without doing anything.
+    Refuse(OpError),
+}
+
+/// Decides what node `me` does with a request for a key whose preference
+/// list is `preference_list` (its first `replication.n` nodes are the
+/// replicas). `forwarded`: the request was forwarded here by another node,
+/// so it must not be forwarded again. `known_down`: peers the driver knows
+/// are down; they are tried last.
+pub fn plan(
+    me: &NodeId,
+    preference_list: &[NodeId],
+    replication: Replication,
+    operation: Operation,
+    timeouts: &Timeouts,
+    forwarded: bool,
+    known_down: &[NodeId],
+) -> Plan {
+    let replicas = &preference_list[..replication.n.min(preference_list.len())];
+    let ordered = try_order(replicas, known_down);
+    let local = replicas.contains(me).then(|| me.clone());
+    match (local, operation) {
+        (None, _) if forwarded => Plan::Refuse(OpError::NotCoordinator { node: me.clone() }),
+        (None, operation) => Plan::Forward(ForwardPlan {
+            targets: ordered,
+            write: operation == Operation::Write,
+            timeout_ms: timeouts
+                .request_timeout_ms
+                .saturating_add(timeouts.forward_margin_ms),
+        }),
+        (local, Operation::Read) => Plan::Read(ReadPlan {
+            replicas: local_first(&ordered, local.as_ref()),
+            local,
+            r: replication.r,
+            speculate_after_ms: timeouts.read_speculation_ms,
+            timeout_ms: timeouts.request_timeout_ms,
+        }),
+        (local, Operation::Write) => Plan::Write(WritePlan {
+            replicas: local_first(&ordered, local.as_ref()),
+            local,
+            w: replication.w,
+            timeout_ms: timeouts.request_timeout_ms,
+        }),
+    }
+}
+
+/// `nodes` in order, those in `known_down` moved last (each group keeps its
+/// order).
+pub fn try_order(nodes: &[NodeId], known_down: &[NodeId]) -> Vec<NodeId> {
+    let (up, down): (Vec<NodeId>, Vec<NodeId>) =
+        nodes.iter().cloned().partition(|n| !known_down.contains(n));
+    up.into_iter().chain(down).collect()
+}
+
+/// `nodes` without duplicates (first occurrence kept), with `local` moved to
+/// the front when it is one of them.
+pub(crate) fn local_first(nodes: &[NodeId], local: Option<&NodeId>) -> Vec<NodeId> {
+    let mut out: Vec<NodeId> = Vec::with_capacity(nodes.len());
+    if let Some(local) = local.filter(|l| nodes.contains(l)) {
+        out.push(local.clone());
+    }
+    for node in nodes {
+        if !out.contains(node) {
+            out.push(node.clone());
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ids(names: &[&str]) -> Vec<NodeId> {
+        names.iter().map(|s| NodeId::new(s).unwrap()).collect()
+    }
+
+    #[test]
+    fn plan_coordinates_on_a_replica_forwards_elsewhere_and_refuses_a_second_hop() {
+        let prefs = ids(&["n1", "n2", "n3", "n4"]);
+        let rep = Replication { n: 3, r: 2, w: 2 };
+        let t = Timeouts::default();
+        let me = &ids(&["n2"])[0];
+        let down = ids(&["n1"]);
+        let Plan::Read(read) = plan(me, &prefs, rep, Operation::Read, &t, false, &down) else {
+            panic!("a replica coordinates its reads");
+        };
+        assert_eq!(read.replicas, ids(&["n2", "n3", "n1"]), "down peers last");
+        assert_eq!((read.local, read.r), (Some(me.clone()), 2));
+        let Plan::Write(write) = plan(me, &prefs, rep, Operation::Write, &t, true, &[]) else {
+            panic!("a replica coordinates forwarded writes");
+        };
+        assert_eq!((write.replicas.len(), write.w), (3, 2));
+
+        let outsider = &ids(&["n4"])[0];
+        let Plan::Forward(fwd) = plan(outsider, &prefs, rep, Operation::Write, &t, false, &down)
+        else {
+            panic!("a non-replica forwards");
+        };
+        assert_eq!(fwd.targets, ids(&["n2", "n3", "n1"]));
+        assert!(fwd.write);
+        assert_eq!(fwd.timeout_ms, 3500);
+        assert_eq!(
+            plan(outsider, &prefs, rep, Operation::Read, &t, true, &[]),
+            Plan::Refuse(OpError::NotCoordinator {
+                node: outsider.clone()
+            })
+        );
+    }
+
+    #[test]
+    fn local_first_dedupes_and_keeps_order() {
+        let nodes = ids(&["a", "b", "a", "c"]);
+        let b = &ids(&["b"])[0];
+        assert_eq!(local_first(&nodes, Some(b)), ids(&["b", "a", "c"]));
+        let z = &ids(&["z"])[0];
+        assert_eq!(local_first(&nodes, Some(z)), ids(&["a", "b", "c"]));
+    }
+}
