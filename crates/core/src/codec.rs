@@ -227,7 +227,12 @@ mod tests {
                 cluster: "c".into(),
                 from: Some(n("a")),
                 layout_digest: u64::MAX,
-                settings_digest: 7,
+                settings: crate::settings::ClusterSettings {
+                    partitions: 256,
+                    replication: Default::default(),
+                    buckets: Default::default(),
+                },
+                members: vec![],
             }),
             Message::HelloReply(HelloReply::Refused { reason: refusal }),
             Message::Response {

@@ -74,6 +74,27 @@ pub enum ReplicaFailure {
 }
 
 impl ReplicaFailure {
+    /// A short, stable name of the variant, for metric labels and JSON.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ReplicaFailure::Timeout { .. } => "timeout",
+            ReplicaFailure::QuorumUnreachable => "quorum_unreachable",
+            ReplicaFailure::NotAsked => "not_asked",
+            ReplicaFailure::NoAddress => "no_address",
+            ReplicaFailure::ConnectRefused => "connect_refused",
+            ReplicaFailure::ConnectTimeout { .. } => "connect_timeout",
+            ReplicaFailure::ConnectFailed => "connect_failed",
+            ReplicaFailure::ConnectionLost => "connection_lost",
+            ReplicaFailure::KnownDown => "known_down",
+            ReplicaFailure::HandshakeRefused(_) => "handshake_refused",
+            ReplicaFailure::Replica(_) => "replica_error",
+            ReplicaFailure::UnexpectedAnswer => "unexpected_answer",
+            ReplicaFailure::Malformed => "malformed",
+            ReplicaFailure::Overloaded => "overloaded",
+            ReplicaFailure::NotCoordinator => "not_coordinator",
+        }
+    }
+
     /// True when this failure proves the request was never acted on: it
     /// never left this node, or the other side refused it before doing
     /// anything. Only such failures allow sending a write somewhere else.

@@ -138,10 +138,22 @@ mod tests {
         let timeout = || Err(ReplicaFailure::Timeout { ms: 100 });
         let cases: Vec<(&str, Vec<Step>, PeerStatus)> = vec![
             ("never called", vec![], PeerStatus::Up),
-            ("refused", vec![Err(ReplicaFailure::ConnectRefused)], PeerStatus::Down),
-            ("known down", vec![Err(ReplicaFailure::KnownDown)], PeerStatus::Down),
+            (
+                "refused",
+                vec![Err(ReplicaFailure::ConnectRefused)],
+                PeerStatus::Down,
+            ),
+            (
+                "known down",
+                vec![Err(ReplicaFailure::KnownDown)],
+                PeerStatus::Down,
+            ),
             ("one timeout", vec![timeout()], PeerStatus::Suspect),
-            ("two timeouts", vec![timeout(), timeout()], PeerStatus::Suspect),
+            (
+                "two timeouts",
+                vec![timeout(), timeout()],
+                PeerStatus::Suspect,
+            ),
             (
                 "three timeouts",
                 vec![timeout(), timeout(), timeout()],

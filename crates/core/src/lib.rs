@@ -31,6 +31,7 @@ pub mod codec;
 pub mod context;
 pub mod coordinate;
 pub mod failure;
+pub mod health;
 pub mod key;
 pub mod limits;
 pub mod node_id;

@@ -20,6 +20,8 @@ use crate::failure::ReplicaFailure;
 use crate::key::ObjectKey;
 use crate::quorum::QuorumError;
 use crate::replication::RequestQuorum;
+use crate::ring::Member;
+use crate::settings::ClusterSettings;
 use crate::siblings::Siblings;
 use crate::version_vector::VersionVector;
 use crate::NodeId;
@@ -42,10 +44,15 @@ pub struct Hello {
     /// Digest of the ring layout (members, capacities, zones) the connecting
     /// node places keys with; nodes that disagree would pick different replicas.
     pub layout_digest: u64,
-    /// Digest of the replication settings (default N/R/W, bucket overrides,
-    /// the ring's partition count): nodes that disagree would count quorums
-    /// differently.
-    pub settings_digest: u64,
+    /// The settings the connecting node runs with (partitions, default
+    /// N/R/W, bucket overrides): nodes that disagree would place keys or
+    /// count quorums differently. Sent whole, not as a digest, so the
+    /// refusing node can log exactly what differs.
+    pub settings: ClusterSettings,
+    /// The members the connecting node's layout was computed from (static
+    /// membership; gossip replaces this), so a refusal can name the node
+    /// whose capacity or zone differs. Bounded by the handshake frame limit.
+    pub members: Vec<Member>,
 }
 
 /// The answer to a [`Hello`].

@@ -10,8 +10,8 @@
 //! digest on every node. This module only describes and compares: it never
 //! decides placement and never reads configuration files.
 
-use crate::layout::Member;
 use crate::replication::{BucketProps, Replication};
+use crate::ring::Member;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use xxhash_rust::xxh3::xxh3_64;
@@ -88,9 +88,7 @@ pub fn member_differences(ours: &[Member], theirs: &[Member]) -> Vec<String> {
             (None, Some(_)) => out.push(format!("node {id} is a member at the peer, not here")),
             (Some((c1, z1)), Some((c2, z2))) => {
                 if c1 != c2 {
-                    out.push(format!(
-                        "node {id}: capacity {c1} here, {c2} at the peer"
-                    ));
+                    out.push(format!("node {id}: capacity {c1} here, {c2} at the peer"));
                 }
                 if z1 != z2 {
                     out.push(format!("node {id}: zone {z1:?} here, {z2:?} at the peer"));

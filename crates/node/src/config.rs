@@ -8,9 +8,9 @@
 //! layout itself (the RPC handshake refuses a peer that differs).
 
 use crate::commit::FsyncPolicy;
+use ringkv_core::layout::{compute_layout, Layout, LayoutParams, Member, DEFAULT_PARTITIONS};
 use ringkv_core::limits::Limits;
 use ringkv_core::replication::{BucketProps, Replication};
-use ringkv_core::layout::{compute_layout, Layout, LayoutParams, Member, DEFAULT_PARTITIONS};
 use ringkv_core::settings::ClusterSettings;
 use ringkv_core::NodeId;
 use serde::{Deserialize, Serialize};

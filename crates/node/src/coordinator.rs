@@ -117,14 +117,15 @@ impl Coordinator {
             .get(&key.bucket)
             .copied()
             .unwrap_or_default();
-        let replication = match view.settings.replication.resolve(
-            &props,
-            &quorum,
-            view.layout.members().len(),
-        ) {
-            Ok(r) => r,
-            Err(e) => return failed(&request, OpError::BadRequest(e.to_string())),
-        };
+        let replication =
+            match view
+                .settings
+                .replication
+                .resolve(&props, &quorum, view.layout.members().len())
+            {
+                Ok(r) => r,
+                Err(e) => return failed(&request, OpError::BadRequest(e.to_string())),
+            };
         let prefs = view.preference_list(key, replication.n);
         let known_down: Vec<NodeId> = prefs
             .iter()

@@ -23,11 +23,11 @@
 
 use crate::rpc::PeerClient;
 use arc_swap::ArcSwap;
+use ringkv_core::failure::ReplicaFailure;
 use ringkv_core::health::{PeerHealth, PeerStatus};
 use ringkv_core::key::ObjectKey;
 use ringkv_core::layout::{partition_of, Layout};
 use ringkv_core::settings::ClusterSettings;
-use ringkv_core::failure::ReplicaFailure;
 use ringkv_core::NodeId;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -61,11 +61,17 @@ impl Peer {
 
     /// A copy of the health record.
     pub fn health(&self) -> PeerHealth {
-        self.health.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.health
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     pub fn status(&self) -> PeerStatus {
-        self.health.lock().unwrap_or_else(|p| p.into_inner()).status()
+        self.health
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .status()
     }
 }
 
@@ -126,9 +132,7 @@ impl ClusterView {
         if *id == self.me {
             return PeerStatus::Up;
         }
-        self.peers
-            .get(id)
-            .map_or(PeerStatus::Down, |p| p.status())
+        self.peers.get(id).map_or(PeerStatus::Down, |p| p.status())
     }
 
     /// The first `len` nodes of the key's partition's preference list.
