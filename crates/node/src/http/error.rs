@@ -43,7 +43,9 @@ impl From<OpError> for ApiError {
             OpError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
             OpError::TooManySiblings { .. } => (StatusCode::CONFLICT, "too_many_siblings"),
             OpError::Overloaded { .. } => (StatusCode::SERVICE_UNAVAILABLE, "overloaded"),
-            OpError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            OpError::ForwardFailed { .. } | OpError::NotCoordinator { .. } => {
+                (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
+            }
             OpError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         };
         ApiError::new(status, code, e.to_string())
