@@ -51,6 +51,8 @@ pub(crate) struct Input<'a> {
 struct Table<'a> {
     input: &'a Input<'a>,
     slots: Vec<u16>,
+    /// Whether each slot was a hole this round (so moving it again is free).
+    fresh: Vec<bool>,
     deficit: Vec<i64>,
     zone_deficit: Vec<i64>,
     /// Per zone, (deficit, tie-break, node); an entry is stale unless its
@@ -68,6 +70,7 @@ pub(crate) fn assign(input: &Input<'_>) -> Vec<u16> {
     let mut t = Table {
         input,
         slots: vec![HOLE; input.q as usize * n],
+        fresh: vec![false; input.q as usize * n],
         deficit: input.target.iter().map(|&x| i64::from(x)).collect(),
         zone_deficit: vec![0; input.zone_count],
         nodes: vec![BinaryHeap::new(); input.zone_count],
@@ -102,6 +105,7 @@ pub(crate) fn assign(input: &Input<'_>) -> Vec<u16> {
                 },
             };
             t.slots[p as usize * n + j] = node;
+            t.fresh[p as usize * n + j] = true;
         }
     }
     t.slots
@@ -256,34 +260,46 @@ impl Table<'_> {
 
     /// Step 4: find `a` with a deficit, a partition `p2` that `a` fits and
     /// a node `b` of `p2` that fits `p`; move `b` to `p` and `a` into `p2`.
+    /// Slots filled this round are tried first: re-assigning them moves no
+    /// more data than filling them did. Only then may a kept slot move.
     fn repair(&mut self, p: u32) -> Option<u16> {
-        let (n, q) = (self.input.n, self.input.q);
-        let zone_of = self.input.zone_of;
-        let cap = self.input.zone_cap;
         let mut wanting: Vec<u16> = (0..self.deficit.len() as u16)
             .filter(|&i| self.deficit[i as usize] > 0)
             .collect();
         wanting.sort_by_key(|&i| (std::cmp::Reverse(self.deficit[i as usize]), i));
-        for a in wanting {
-            let za = zone_of[a as usize];
-            for off in 1..q {
-                let p2 = (p + off) % q;
-                if self.holds(p2, a) {
+        for fresh_only in [true, false] {
+            for &a in &wanting {
+                if let Some(b) = self.swap_for(p, a, fresh_only) {
+                    return Some(b);
+                }
+            }
+        }
+        None
+    }
+
+    fn swap_for(&mut self, p: u32, a: u16, fresh_only: bool) -> Option<u16> {
+        let (n, q) = (self.input.n, self.input.q);
+        let zone_of = self.input.zone_of;
+        let za = zone_of[a as usize];
+        for off in 1..q {
+            let p2 = (p + off) % q;
+            if self.holds(p2, a) {
+                continue;
+            }
+            let a_in_p2 = self.in_zone(p2, za);
+            for j2 in 0..n {
+                let at = p2 as usize * n + j2;
+                let b = self.slots[at];
+                if b == HOLE || (fresh_only && !self.fresh[at]) {
                     continue;
                 }
-                let a_in_p2 = self.in_zone(p2, za);
-                for j2 in 0..n {
-                    let b = self.slots[p2 as usize * n + j2];
-                    if b == HOLE {
-                        continue;
-                    }
-                    let zb = zone_of[b as usize];
-                    if a_in_p2 - u32::from(zb == za) < cap && self.fits(p, b) {
-                        self.slots[p2 as usize * n + j2] = a;
-                        self.take(p2, a);
-                        // b keeps its count: one slot left, one gained.
-                        return Some(b);
-                    }
+                let zb = zone_of[b as usize];
+                if a_in_p2 - u32::from(zb == za) < self.input.zone_cap && self.fits(p, b) {
+                    self.slots[at] = a;
+                    self.fresh[at] = true;
+                    self.take(p2, a);
+                    // b keeps its count: one slot left, one gained.
+                    return Some(b);
                 }
             }
         }
