@@ -10,7 +10,9 @@
 //!
 //! - A client names a [`key::ObjectKey`] (bucket + key bytes). [`ring::key_position`]
 //!   hashes it onto the ring, and [`ring::Ring::preference_list`] picks the N
-//!   distinct physical nodes that store it (P1–P3).
+//!   distinct physical nodes that store it (P1–P3). Its successor,
+//!   [`layout::Layout`], cuts the circle into Q equal partitions and gives
+//!   each a computed, versioned preference list ([`layout::compute_layout`]).
 //! - The value lives as a [`siblings::Siblings`]: every concurrent version
 //!   with its [`version_vector::Dot`], plus a [`version_vector::VersionVector`]
 //!   summarising everything seen. A put carries a [`context::CausalContext`]
@@ -33,6 +35,7 @@ pub mod coordinate;
 pub mod failure;
 pub mod health;
 pub mod key;
+pub mod layout;
 pub mod limits;
 pub mod node_id;
 pub mod protocol;

@@ -1,42 +1,21 @@
 //! Ring members and the checks a membership list must pass to become a ring.
 //!
-//! A [`Member`] is a physical node as placement sees it: its id, its relative
-//! capacity and its zone. [`validate`] turns a caller's list into the sorted,
+//! A [`Member`] (defined in `crate::layout`, re-exported here) is a physical
+//! node as placement sees it: its id, its relative capacity and its zone.
+//! [`validate`] turns a caller's list into the sorted,
 //! duplicate-free, bounded list the ring is built from, or says exactly which
 //! member is wrong. This module never hashes, never places tokens and never
 //! accepts a list it has not fully checked.
 
 use super::token::TOKENS_PER_CAPACITY_UNIT;
+pub use crate::layout::{Member, MAX_CAPACITY};
 use crate::NodeId;
-use serde::{Deserialize, Serialize};
-
-/// Largest capacity weight one member may have.
-pub const MAX_CAPACITY: u32 = 64;
 
 /// Most capacity units one ring may hold in total (the sum of every member's
 /// capacity). It bounds memory and build time: at most
 /// `MAX_TOTAL_CAPACITY * TOKENS_PER_CAPACITY_UNIT` tokens of 12 bytes each,
 /// about 100 MiB, and also bounds the member count (each member is >= 1 unit).
 pub const MAX_TOTAL_CAPACITY: u32 = 8192;
-
-/// One physical node as the ring sees it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Member {
-    /// The node's id; also the seed of its token positions.
-    pub id: NodeId,
-    /// Relative weight, `1..=MAX_CAPACITY`: a member of capacity 2 owns twice
-    /// the tokens (and so about twice the keys) of one of capacity 1 (P2).
-    pub capacity: u32,
-    /// Failure domain (rack, data centre). `None` is the same zone as `Some("")`.
-    pub zone: Option<String>,
-}
-
-impl Member {
-    /// The zone name, with "no zone" as the empty zone.
-    pub(super) fn zone_name(&self) -> &str {
-        self.zone.as_deref().unwrap_or("")
-    }
-}
 
 /// Why a membership list cannot become a ring.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -174,15 +153,5 @@ mod tests {
             RingError::DuplicateMember(id("n2")).to_string(),
             "node n2 is listed more than once"
         );
-    }
-
-    #[test]
-    fn no_zone_is_the_empty_zone() {
-        let mut a = m("a", 1);
-        assert_eq!(a.zone_name(), "");
-        a.zone = Some(String::new());
-        assert_eq!(a.zone_name(), "");
-        a.zone = Some("eu-1".into());
-        assert_eq!(a.zone_name(), "eu-1");
     }
 }
