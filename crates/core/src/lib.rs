@@ -9,10 +9,14 @@
 //! How the types fit together, following one write:
 //!
 //! - A client names a [`key::ObjectKey`] (bucket + key bytes). [`ring::key_position`]
-//!   hashes it onto the ring, and [`ring::Ring::preference_list`] picks the N
-//!   distinct physical nodes that store it (P1–P3). Its successor,
-//!   [`layout::Layout`], cuts the circle into Q equal partitions and gives
-//!   each a computed, versioned preference list ([`layout::compute_layout`]).
+//!   hashes it onto the 64-bit circle, which is cut into Q equal partitions
+//!   ([`layout::partition_of`]). A [`layout::Layout`], computed by the pure
+//!   [`layout::compute_layout`] from the members, their capacities and zones,
+//!   gives each partition a versioned preference list: its N replicas on
+//!   distinct nodes (and zones), then fallbacks (P1–P3). Every node must
+//!   share the same [`settings::ClusterSettings`].
+//! - [`health::PeerHealth`] folds typed call outcomes into how this node
+//!   judges a peer; coordination asks known-down peers last.
 //! - The value lives as a [`siblings::Siblings`]: every concurrent version
 //!   with its [`version_vector::Dot`], plus a [`version_vector::VersionVector`]
 //!   summarising everything seen. A put carries a [`context::CausalContext`]

@@ -18,9 +18,9 @@
 
 use crate::failure::ReplicaFailure;
 use crate::key::ObjectKey;
+use crate::layout::Member;
 use crate::quorum::QuorumError;
 use crate::replication::RequestQuorum;
-use crate::ring::Member;
 use crate::settings::ClusterSettings;
 use crate::siblings::Siblings;
 use crate::version_vector::VersionVector;

@@ -10,8 +10,8 @@
 //! digest on every node. This module only describes and compares: it never
 //! decides placement and never reads configuration files.
 
+use crate::layout::Member;
 use crate::replication::{BucketProps, Replication};
-use crate::ring::Member;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use xxhash_rust::xxh3::xxh3_64;
