@@ -152,7 +152,7 @@ impl Coordinator {
             }
             tally.ack(node)
         };
-        let mut progress = match self.replica.read(key) {
+        let mut progress = match self.replica.read(key).await {
             Ok(found) => absorb(&mut tally, &self.id, found),
             Err(e) => tally.fail(&self.id, e.message),
         };
@@ -221,9 +221,10 @@ impl Coordinator {
         let deadline = Instant::now() + self.request_timeout;
         let now_ms = (self.wall_clock)();
         check_context(context, &self.ring)?;
-        let (object, dot, ticket) =
-            self.replica
-                .update(key, context, value, now_ms, self.limits.max_siblings)?;
+        let (object, dot, ticket) = self
+            .replica
+            .update(key, context, value, now_ms, self.limits.max_siblings)
+            .await?;
         // Hand back what the writer has seen, never siblings it has not.
         let clock = Siblings::writer_context(context, &dot);
         let mut tally = QuorumTally::new(rep.w, prefs.len());
@@ -258,7 +259,7 @@ impl Coordinator {
         match progress {
             Progress::Met => Ok(clock),
             _ => Err(OpError::Quorum(
-                tally.error(&prefs, self.request_timeout.as_millis() as u64),
+                tally.error(prefs, self.request_timeout.as_millis() as u64),
             )),
         }
     }
