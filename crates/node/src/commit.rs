@@ -9,13 +9,20 @@
 //! every `interval_ms`: a crash can lose up to that much acknowledged data,
 //! in exchange for far fewer fsyncs.
 //!
+//! No engine call runs on an async worker: batches are applied on the
+//! storage write lane ([`Committer::write_on_lane`] demands the lane's
+//! [`WriteTurn`]; [`Committer::write`] queues a batch there) and syncs run on
+//! the sync lane (see [`crate::storage_lanes`]). The write lane is one
+//! thread, so tickets are handed out in write order. For the in-memory
+//! engine the lanes run inline, which keeps the simulation deterministic.
+//!
 //! No lock is held across the sync or any await: writers take a ticket (a
 //! sequence number) and park a oneshot in a waiter list; after each sync the
-//! syncer wakes exactly the writers whose tickets it covered.
-//! A sync that blocks on a real disk runs on tokio's blocking pool; the
-//! in-memory engine syncs inline, which keeps the simulation deterministic.
+//! syncer wakes exactly the writers whose tickets it covered. A failed sync
+//! is sticky: no write is acknowledged or accepted after it.
 
 use crate::metrics::Metrics;
+use crate::storage_lanes::{LaneError, StorageLanes, WriteTurn};
 use ringkv_storage::{Storage, StorageError, WriteBatch};
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -112,15 +119,18 @@ pub struct Committer {
     wake: Notify,
     state: Mutex<SyncState>,
     metrics: Arc<Metrics>,
+    /// Where engine calls run (see [`crate::storage_lanes`]).
+    lanes: Arc<StorageLanes>,
 }
 
 impl Committer {
     /// Creates a committer and starts its syncer task, which stops (after a
-    /// final sync) when `shutdown` is cancelled.
+    /// final sync) when `shutdown` is cancelled. Engine calls run on `lanes`.
     pub fn start(
         storage: Arc<dyn Storage>,
         policy: FsyncPolicy,
         metrics: Arc<Metrics>,
+        lanes: Arc<StorageLanes>,
         shutdown: CancellationToken,
     ) -> (Arc<Self>, tokio::task::JoinHandle<()>) {
         let committer = Arc::new(Committer {
@@ -131,6 +141,7 @@ impl Committer {
             wake: Notify::new(),
             state: Mutex::new(SyncState::default()),
             metrics,
+            lanes,
         });
         let task = tokio::spawn(committer.clone().run(shutdown));
         (committer, task)
@@ -141,14 +152,29 @@ impl Committer {
         &self.storage
     }
 
+    /// The lanes engine calls run on.
+    pub fn lanes(&self) -> &Arc<StorageLanes> {
+        &self.lanes
+    }
+
     fn state(&self) -> std::sync::MutexGuard<'_, SyncState> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Applies `batch` to storage on the write lane; returns its ticket for
+    /// [`Committer::durable`].
+    pub async fn write(self: &Arc<Self>, batch: WriteBatch) -> Result<u64, StorageError> {
+        let this = self.clone();
+        self.lanes
+            .write(move |turn| this.write_on_lane(batch, turn))
+            .await
+            .map_err(lane_error)?
+    }
+
     /// Applies `batch` to storage and returns a ticket to wait on with
-    /// [`Committer::durable`]. Call it while holding the key's lock, so the
-    /// ticket order matches the write order; await durability after unlocking.
-    pub fn write(&self, batch: WriteBatch) -> Result<u64, StorageError> {
+    /// [`Committer::durable`]. Runs only on the write lane (hence `turn`),
+    /// so the ticket order matches the write order; await durability off it.
+    pub fn write_on_lane(&self, batch: WriteBatch, _turn: &WriteTurn) -> Result<u64, StorageError> {
         if self.closing.load(Ordering::Acquire) {
             return Err(StorageError::Engine("node is shutting down".into()));
         }
@@ -159,6 +185,12 @@ impl Committer {
         }
         self.storage.write(batch)?;
         Ok(self.written.fetch_add(1, Ordering::AcqRel) + 1)
+    }
+
+    /// The ticket of the latest write applied so far (0 before the first).
+    /// Waiting on it covers every write applied until now.
+    pub fn last_ticket(&self) -> u64 {
+        self.written.load(Ordering::Acquire)
     }
 
     /// Waits until the write with `ticket` is durable as the policy promises.
@@ -227,13 +259,10 @@ impl Committer {
             return;
         }
         let started = tokio::time::Instant::now();
-        let result = if self.storage.sync_blocks() {
-            let storage = self.storage.clone();
-            tokio::task::spawn_blocking(move || storage.sync())
-                .await
-                .unwrap_or_else(|e| Err(StorageError::Engine(format!("sync task failed: {e}"))))
-        } else {
-            self.storage.sync()
+        let storage = self.storage.clone();
+        let result = match self.lanes.sync(move || storage.sync()).await {
+            Ok(synced) => synced,
+            Err(e) => Err(lane_error(e)),
         };
         self.metrics
             .observe_sync(target - synced, started.elapsed());
@@ -261,6 +290,12 @@ impl Committer {
     /// An error means some acknowledged-or-not write may not be on disk.
     pub async fn close(&self) -> Result<(), String> {
         self.closing.store(true, Ordering::Release);
+        // A write already on the lane may still reach the engine: wait for
+        // it with an empty job queued behind it (FIFO). Every write queued
+        // later is refused by the `closing` check.
+        while let Err(LaneError::Overloaded { .. }) = self.lanes.write(|_| ()).await {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
         self.sync_pending().await;
         let state = self.state();
         match &state.poisoned {
@@ -271,6 +306,10 @@ impl Committer {
             None => Ok(()),
         }
     }
+}
+
+fn lane_error(e: LaneError) -> StorageError {
+    StorageError::Engine(e.to_string())
 }
 
 #[cfg(test)]
@@ -303,13 +342,14 @@ mod tests {
             Arc::new(mem.clone()),
             FsyncPolicy::Always,
             metrics,
+            Arc::new(StorageLanes::inline()),
             shutdown.clone(),
         );
         let mut tickets = Vec::new();
         for i in 0..10u8 {
             let mut b = WriteBatch::new();
             b.put(Keyspace::Data, vec![i], vec![i]);
-            tickets.push(c.write(b).unwrap());
+            tickets.push(c.write(b).await.unwrap());
         }
         let waits = tickets.iter().map(|t| c.durable(*t));
         for r in futures_util::future::join_all(waits).await {
@@ -371,6 +411,7 @@ mod tests {
             flaky.clone(),
             FsyncPolicy::Always,
             Arc::new(Metrics::new()),
+            Arc::new(StorageLanes::inline()),
             shutdown.clone(),
         );
         let batch = || {
@@ -378,13 +419,16 @@ mod tests {
             b.put(Keyspace::Data, b"k".to_vec(), b"v".to_vec());
             b
         };
-        let ticket = c.write(batch()).unwrap();
+        let ticket = c.write(batch()).await.unwrap();
         assert!(
             c.durable(ticket).await.is_err(),
             "a failed fsync is not an acknowledgement"
         );
         flaky.failing.store(false, Ordering::SeqCst);
-        assert!(c.write(batch()).is_err(), "no writes after a failed sync");
+        assert!(
+            c.write(batch()).await.is_err(),
+            "no writes after a failed sync"
+        );
         assert!(
             c.durable(ticket).await.is_err(),
             "a later good sync does not bless the lost write"
@@ -404,13 +448,14 @@ mod tests {
                 interval_ms: 60_000,
             },
             Arc::new(Metrics::new()),
+            Arc::new(StorageLanes::inline()),
             shutdown.clone(),
         );
         let mut b = WriteBatch::new();
         b.put(Keyspace::Data, b"k".to_vec(), b"v".to_vec());
-        c.write(b.clone()).unwrap();
+        c.write(b.clone()).await.unwrap();
         c.close().await.unwrap();
-        assert!(c.write(b).is_err());
+        assert!(c.write(b).await.is_err());
         mem.crash();
         assert_eq!(
             mem.get(Keyspace::Data, b"k").unwrap(),

@@ -4,6 +4,8 @@
 //! reachable two ways: clients speak HTTP ([`http`]), nodes speak framed,
 //! multiplexed RPC ([`rpc`]). Writes reach disk through group commit
 //! ([`commit`]), which is what makes fsync-per-acknowledged-write affordable.
+//! Every call into a blocking engine runs on a [`storage_lanes`] thread,
+//! never on an async worker.
 //! [`node::run`] assembles all of it from a [`config::NodeConfig`] and three
 //! edges — network, storage and wall clock — so tests swap in turmoil's
 //! simulated network and the in-memory engine and run a whole cluster on
@@ -25,6 +27,7 @@ pub mod node;
 pub mod replica;
 pub mod rpc;
 pub mod view;
+pub mod storage_lanes;
 
 pub use config::{NodeConfig, PeerConfig};
 pub use node::{run, system_clock, Edges, StartError};

@@ -6,8 +6,8 @@
 //! so the same code runs as a real process and inside the deterministic
 //! simulation. Shutdown (SIGTERM / Ctrl-C in the binary, a token in tests):
 //! stop accepting HTTP and let in-flight requests finish, stop RPC, then sync
-//! storage so everything written is durable before the process exits, and
-//! record the clean shutdown (see [`crate::actor`]).
+//! storage so everything written is durable before the process exits, stop
+//! the storage lanes, and record the clean shutdown (see [`crate::actor`]).
 
 use crate::commit::Committer;
 use crate::config::NodeConfig;
@@ -19,6 +19,7 @@ use crate::rpc::server::{self, Identity};
 use crate::rpc::{PeerClient, RpcHandler};
 use crate::view::{ClusterView, ViewCell};
 use ringkv_core::coordinate::Timeouts;
+use crate::storage_lanes::StorageLanes;
 use ringkv_core::protocol::{Hello, Request, Response, PROTOCOL_VERSION};
 use ringkv_core::NodeId;
 use ringkv_storage::Storage;
@@ -66,9 +67,12 @@ impl RpcHandler for NodeState {
     fn answer_now(&self, request: Request) -> Result<Response, Request> {
         match request {
             Request::Ping => Ok(Response::Pong),
-            Request::ReplicaRead { key } => {
-                Ok(Response::ReplicaRead(self.coordinator.replica.read(&key)))
-            }
+            // Inline only when the engine never blocks; otherwise the read
+            // goes to the storage read lane through `handle`.
+            Request::ReplicaRead { key } => match self.coordinator.replica.read_now(&key) {
+                Some(found) => Ok(Response::ReplicaRead(found)),
+                None => Err(Request::ReplicaRead { key }),
+            },
             other => Err(other),
         }
     }
@@ -84,9 +88,9 @@ impl RpcHandler for NodeState {
                 // Normally answered inline by `answer_now`; kept for callers
                 // that go straight to `handle`.
                 Request::Ping => Response::Pong,
-                Request::ReplicaRead { key } => Response::ReplicaRead(replica.read(&key)),
+                Request::ReplicaRead { key } => Response::ReplicaRead(replica.read(&key).await),
                 Request::ReplicaWrite { key, object } => {
-                    Response::ReplicaWrite(replica.merge(&key, &object).await)
+                    Response::ReplicaWrite(replica.merge(&key, object).await)
                 }
                 Request::Coordinate { request, forwarded } => {
                     Response::Coordinate(self.coordinator.execute(request, forwarded).await)
@@ -130,11 +134,14 @@ pub async fn run(
         tracing::warn!(node = %config.id, %actor, "last run did not shut down cleanly; minting dots under a new actor epoch");
     }
     let metrics = Arc::new(Metrics::new());
+    let lanes = StorageLanes::for_engine(&*edges.storage)
+        .map_err(|e| StartError::Storage(format!("cannot start the storage lanes: {e}")))?;
     let storage_stop = CancellationToken::new();
     let (committer, commit_task) = Committer::start(
         edges.storage,
         config.fsync,
         metrics.clone(),
+        Arc::new(lanes),
         storage_stop.clone(),
     );
     let layout = Arc::new(config.layout().map_err(StartError::Config)?);
@@ -249,6 +256,7 @@ pub async fn run(
     let closed = committer.close().await;
     storage_stop.cancel();
     let _ = commit_task.await;
+    committer.lanes().close().await;
     match (drained, closed) {
         (true, Ok(())) => {
             if let Err(e) = crate::actor::end(&**committer.storage()) {

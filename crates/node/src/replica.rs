@@ -1,20 +1,39 @@
 //! The local replica: this node's copy of the keys it holds.
 //!
-//! Three operations, each a read-modify-write of one key's [`Siblings`] under
-//! a striped lock (so two writes of one key never interleave, and writes of
-//! different keys rarely contend):
+//! Three operations on one key's [`Siblings`]:
 //!
 //! - [`LocalReplica::read`]: the stored object, checksum-verified.
 //! - [`LocalReplica::merge`]: merge an object sent by a coordinator (or, later,
-//!   by read repair and anti-entropy) into the local copy.
+//!   by read repair, hinted handoff and anti-entropy) into the local copy.
 //! - [`LocalReplica::update`]: apply a client write as its coordinator,
 //!   minting the new version's dot from the local clock.
 //!
-//! The lock is a `std` mutex held only around the storage read and the write
-//! into the engine; waiting for durability (group commit) happens after it is
-//! released, so no lock is ever held across an fsync or an await.
+//! No engine call runs on an async worker. A read runs on the storage read
+//! lane; `update` and `merge` run their whole read-modify-write, including
+//! the engine commit, as one job on the single write lane (see
+//! [`crate::storage_lanes`]). That lane serialises every write, so two writes
+//! of one key never interleave without any per-key lock (the 1024 stripe
+//! locks this module used to hold are gone). Waiting for durability (group
+//! commit) happens back on the caller's task, after the job, so nothing
+//! waits for an fsync on the write lane either. For the in-memory engine the
+//! lanes run inline: no hop, no thread, a deterministic simulation.
+//!
+//! A merge that changes nothing writes nothing and syncs nothing: when the
+//! merged object equals the local copy, there is no commit. The local copy
+//! is then exactly as durable as the write that produced it, which under
+//! `fsync = always` may not be synced yet (it may have landed a moment ago).
+//! We do not track each key's last ticket; the merge waits instead for the
+//! durable point to reach [`Committer::last_ticket`], read on the write lane
+//! right after the load, which covers the write that produced the copy. If
+//! everything is already synced (the common case for hinted handoff and
+//! anti-entropy) that returns at once and causes no sync; otherwise it
+//! shares the next group-commit sync, which the pending writes need anyway.
+//!
+//! Every [`ReplicaError`] is made by [`storage_error`], so its shape can
+//! change in one place.
 
 use crate::commit::Committer;
+use crate::storage_lanes::{LaneError, StorageLanes, WriteTurn};
 use bytes::Bytes;
 use ringkv_core::codec::{decode_object, encode_object};
 use ringkv_core::key::ObjectKey;
@@ -23,103 +42,189 @@ use ringkv_core::protocol::{OpError, ReplicaError};
 use ringkv_core::siblings::Siblings;
 use ringkv_core::version_vector::{Dot, VersionVector};
 use ringkv_core::NodeId;
-use ringkv_storage::{Keyspace, StorageError, WriteBatch};
-use std::sync::{Arc, Mutex};
-
-/// Number of lock stripes (a power of two).
-const STRIPES: usize = 1024;
+use ringkv_storage::{Keyspace, Storage, StorageError, WriteBatch};
+use std::sync::Arc;
 
 /// This node's replica store.
 pub struct LocalReplica {
     /// The actor this node mints dots under (see [`crate::actor`]).
-    actor: NodeId,
+    actor: Arc<NodeId>,
     committer: Arc<Committer>,
-    stripes: Box<[Mutex<()>]>,
 }
 
-fn storage_error(e: impl std::fmt::Display) -> ReplicaError {
+/// Why the local replica could not serve a read or a merge.
+#[derive(Debug, thiserror::Error)]
+pub enum LocalError {
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// The storage lane refused or lost the call (e.g. its queue is full).
+    #[error(transparent)]
+    Lane(#[from] LaneError),
+}
+
+/// The one place a [`ReplicaError`] is made.
+fn storage_error(e: LocalError) -> ReplicaError {
     ReplicaError {
         message: e.to_string(),
     }
 }
 
+/// A lane failure during a client write, as the client sees it.
+fn lane_op_error(e: LaneError) -> OpError {
+    match e {
+        LaneError::Overloaded { capacity, .. } => OpError::Overloaded { limit: capacity },
+        LaneError::Stopped { .. } => OpError::Unavailable(e.to_string()),
+        LaneError::Panicked { .. } => OpError::Internal(format!("local replica: {e}")),
+    }
+}
+
+fn load(storage: &dyn Storage, storage_key: &[u8]) -> Result<Option<Siblings>, StorageError> {
+    let Some(raw) = storage.get(Keyspace::Data, storage_key)? else {
+        return Ok(None);
+    };
+    decode_object(&raw)
+        .map(Some)
+        .map_err(|e| StorageError::Corrupt {
+            keyspace: Keyspace::Data.name(),
+            key_hex: storage_key.iter().map(|b| format!("{b:02x}")).collect(),
+            reason: format!("stored object does not decode: {e}"),
+        })
+}
+
+fn store(
+    committer: &Committer,
+    storage_key: Vec<u8>,
+    object: &Siblings,
+    turn: &WriteTurn,
+) -> Result<u64, StorageError> {
+    let encoded = encode_object(object).map_err(|e| StorageError::Engine(e.to_string()))?;
+    let mut batch = WriteBatch::new();
+    batch.put(Keyspace::Data, storage_key, encoded);
+    committer.write_on_lane(batch, turn)
+}
+
+/// The read-modify-write of a merge (on the write lane). Returns the ticket
+/// to wait on: the new write's, or, if the merge changed nothing, the latest
+/// write's (which covers the one that produced the local copy).
+fn merge_on_lane(
+    committer: &Committer,
+    storage_key: Vec<u8>,
+    incoming: &Siblings,
+    turn: &WriteTurn,
+) -> Result<u64, StorageError> {
+    let local = load(&**committer.storage(), &storage_key)?.unwrap_or_default();
+    let mut merged = local.clone();
+    merged.merge(incoming);
+    if merged == local {
+        return Ok(committer.last_ticket());
+    }
+    if merged.clock().len() > MAX_CLOCK_ENTRIES {
+        // Storing it would make the key undecodable; keep the local copy.
+        return Err(StorageError::Engine(format!(
+            "merged clock would exceed {MAX_CLOCK_ENTRIES} entries; write refused"
+        )));
+    }
+    store(committer, storage_key, &merged, turn)
+}
+
+/// A client write to apply locally (moved onto the write lane).
+struct Update {
+    actor: Arc<NodeId>,
+    storage_key: Vec<u8>,
+    context: VersionVector,
+    value: Option<Bytes>,
+    timestamp_ms: u64,
+    max_siblings: usize,
+}
+
+/// The read-modify-write of a client write (on the write lane).
+fn update_on_lane(
+    committer: &Committer,
+    u: Update,
+    turn: &WriteTurn,
+) -> Result<(Siblings, Dot, u64), OpError> {
+    let internal = |e: StorageError| OpError::Internal(format!("local replica: {e}"));
+    let mut object = load(&**committer.storage(), &u.storage_key)
+        .map_err(internal)?
+        .unwrap_or_default();
+    let dot = object.update(&u.context, &u.actor, u.value, u.timestamp_ms);
+    if object.clock().len() > MAX_CLOCK_ENTRIES {
+        return Err(OpError::BadRequest(format!(
+            "the context would grow this key's clock past {MAX_CLOCK_ENTRIES} entries"
+        )));
+    }
+    if object.len() > u.max_siblings {
+        return Err(OpError::TooManySiblings {
+            count: object.len(),
+            limit: u.max_siblings,
+        });
+    }
+    let ticket = store(committer, u.storage_key, &object, turn).map_err(internal)?;
+    Ok((object, dot, ticket))
+}
+
 impl LocalReplica {
+    /// A replica minting dots under `actor`, storing through `committer`
+    /// (whose lanes it runs its engine calls on).
     pub fn new(actor: NodeId, committer: Arc<Committer>) -> Self {
-        let stripes = (0..STRIPES).map(|_| Mutex::new(())).collect();
         LocalReplica {
-            actor,
+            actor: Arc::new(actor),
             committer,
-            stripes,
         }
     }
 
-    fn stripe(&self, storage_key: &[u8]) -> &Mutex<()> {
-        // The first 8 bytes are the key's ring position: already a good hash.
-        let mut pos = [0u8; 8];
-        pos.copy_from_slice(&storage_key[..8]);
-        &self.stripes[(u64::from_be_bytes(pos) as usize) & (STRIPES - 1)]
+    fn lanes(&self) -> &StorageLanes {
+        self.committer.lanes()
     }
 
-    fn load(&self, storage_key: &[u8]) -> Result<Option<Siblings>, StorageError> {
-        let Some(raw) = self.committer.storage().get(Keyspace::Data, storage_key)? else {
-            return Ok(None);
-        };
-        decode_object(&raw)
-            .map(Some)
-            .map_err(|e| StorageError::Corrupt {
-                keyspace: Keyspace::Data.name(),
-                key_hex: storage_key.iter().map(|b| format!("{b:02x}")).collect(),
-                reason: format!("stored object does not decode: {e}"),
-            })
-    }
-
-    fn store(&self, storage_key: Vec<u8>, object: &Siblings) -> Result<u64, StorageError> {
-        let encoded = encode_object(object).map_err(|e| StorageError::Engine(e.to_string()))?;
-        let mut batch = WriteBatch::new();
-        batch.put(Keyspace::Data, storage_key, encoded);
-        self.committer.write(batch)
-    }
-
-    /// Reads the local copy of a key.
-    pub fn read(&self, key: &ObjectKey) -> Result<Option<Siblings>, ReplicaError> {
-        self.load(&key.storage_key()).map_err(storage_error)
-    }
-
-    /// Merges `incoming` into the local copy; returns once the result is durable.
-    pub async fn merge(&self, key: &ObjectKey, incoming: &Siblings) -> Result<(), ReplicaError> {
-        let ticket = self.merge_now(key, incoming).map_err(storage_error)?;
-        self.committer.durable(ticket).await.map_err(storage_error)
-    }
-
-    fn merge_now(&self, key: &ObjectKey, incoming: &Siblings) -> Result<u64, StorageError> {
+    /// Reads the local copy of a key, on the read lane.
+    pub async fn read(&self, key: &ObjectKey) -> Result<Option<Siblings>, ReplicaError> {
+        let storage = self.committer.storage().clone();
         let storage_key = key.storage_key();
-        let _guard = self
-            .stripe(&storage_key)
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        let merged = match self.load(&storage_key)? {
-            Some(mut local) => {
-                local.merge(incoming);
-                local
-            }
-            None => incoming.clone(),
-        };
-        if merged.clock().len() > MAX_CLOCK_ENTRIES {
-            // Storing it would make the key undecodable; keep the local copy.
-            return Err(StorageError::Engine(format!(
-                "merged clock would exceed {MAX_CLOCK_ENTRIES} entries; write refused"
-            )));
+        match self
+            .lanes()
+            .read(move || load(&*storage, &storage_key))
+            .await
+        {
+            Ok(found) => found.map_err(|e| storage_error(e.into())),
+            Err(e) => Err(storage_error(e.into())),
         }
-        self.store(storage_key, &merged)
+    }
+
+    /// Reads the local copy at once, on the caller's thread, if the engine
+    /// never blocks (inline lanes); `None` means: use [`LocalReplica::read`].
+    pub fn read_now(&self, key: &ObjectKey) -> Option<Result<Option<Siblings>, ReplicaError>> {
+        self.lanes().is_inline().then(|| {
+            load(&**self.committer.storage(), &key.storage_key())
+                .map_err(|e| storage_error(e.into()))
+        })
+    }
+
+    /// Merges `incoming` into the local copy; returns once the result is
+    /// durable. A merge that changes nothing writes nothing (module doc).
+    pub async fn merge(&self, key: &ObjectKey, incoming: Siblings) -> Result<(), ReplicaError> {
+        let committer = self.committer.clone();
+        let storage_key = key.storage_key();
+        let ticket = match self
+            .lanes()
+            .write(move |turn| merge_on_lane(&committer, storage_key, &incoming, turn))
+            .await
+        {
+            Ok(Ok(ticket)) => ticket,
+            Ok(Err(e)) => return Err(storage_error(e.into())),
+            Err(e) => return Err(storage_error(e.into())),
+        };
+        self.durable(ticket).await
     }
 
     /// Coordinates a client write locally: supersedes what `context` covers,
     /// adds `value` (None = delete) with a fresh dot, and writes the new
-    /// object to the engine. Returns it, the new version's dot, and the ticket to wait on for
-    /// durability ([`LocalReplica::durable`]), so the coordinator can send it
-    /// to the other replicas while the local fsync runs. Refuses to grow past
-    /// `max_siblings` versions.
-    pub fn update(
+    /// object to the engine (on the write lane). Returns it, the new
+    /// version's dot, and the ticket to wait on for durability
+    /// ([`LocalReplica::durable`]), so the coordinator can send it to the
+    /// other replicas while the local fsync runs. Refuses to grow past
+    /// `max_siblings` versions; a full write lane is `OpError::Overloaded`.
+    pub async fn update(
         &self,
         key: &ObjectKey,
         context: &VersionVector,
@@ -127,35 +232,27 @@ impl LocalReplica {
         timestamp_ms: u64,
         max_siblings: usize,
     ) -> Result<(Siblings, Dot, u64), OpError> {
-        let storage_key = key.storage_key();
-        let internal = |e: StorageError| OpError::Internal(format!("local replica: {e}"));
-        let _guard = self
-            .stripe(&storage_key)
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        let mut object = self
-            .load(&storage_key)
-            .map_err(internal)?
-            .unwrap_or_default();
-        let dot = object.update(context, &self.actor, value, timestamp_ms);
-        if object.clock().len() > MAX_CLOCK_ENTRIES {
-            return Err(OpError::BadRequest(format!(
-                "the context would grow this key's clock past {MAX_CLOCK_ENTRIES} entries"
-            )));
-        }
-        if object.len() > max_siblings {
-            return Err(OpError::TooManySiblings {
-                count: object.len(),
-                limit: max_siblings,
-            });
-        }
-        let ticket = self.store(storage_key, &object).map_err(internal)?;
-        Ok((object, dot, ticket))
+        let committer = self.committer.clone();
+        let update = Update {
+            actor: self.actor.clone(),
+            storage_key: key.storage_key(),
+            context: context.clone(),
+            value,
+            timestamp_ms,
+            max_siblings,
+        };
+        self.lanes()
+            .write(move |turn| update_on_lane(&committer, update, turn))
+            .await
+            .map_err(lane_op_error)?
     }
 
     /// Waits until the write with `ticket` is durable (per the fsync policy).
     pub async fn durable(&self, ticket: u64) -> Result<(), ReplicaError> {
-        self.committer.durable(ticket).await.map_err(storage_error)
+        self.committer
+            .durable(ticket)
+            .await
+            .map_err(|e| storage_error(e.into()))
     }
 }
 
@@ -165,19 +262,85 @@ mod tests {
     use crate::commit::FsyncPolicy;
     use crate::metrics::Metrics;
     use ringkv_storage::MemStorage;
+    use std::sync::atomic::{AtomicUsize, Ordering};
     use tokio_util::sync::CancellationToken;
 
-    #[tokio::test]
-    async fn a_context_that_would_bloat_the_clock_is_refused_and_the_key_stays_readable() {
+    /// `MemStorage` that counts the writes and syncs reaching it.
+    #[derive(Default)]
+    struct Counting {
+        inner: MemStorage,
+        writes: AtomicUsize,
+        syncs: AtomicUsize,
+    }
+
+    impl Storage for Counting {
+        fn get(&self, ks: Keyspace, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
+            self.inner.get(ks, key)
+        }
+        fn write(&self, batch: WriteBatch) -> Result<(), StorageError> {
+            self.writes.fetch_add(1, Ordering::SeqCst);
+            self.inner.write(batch)
+        }
+        fn sync(&self) -> Result<(), StorageError> {
+            self.syncs.fetch_add(1, Ordering::SeqCst);
+            self.inner.sync()
+        }
+        fn sync_blocks(&self) -> bool {
+            false
+        }
+        #[allow(clippy::type_complexity)]
+        fn scan(
+            &self,
+            ks: Keyspace,
+            start: &[u8],
+            end: Option<&[u8]>,
+            limit: usize,
+        ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StorageError> {
+            self.inner.scan(ks, start, end, limit)
+        }
+        fn approximate_len(&self, ks: Keyspace) -> Result<u64, StorageError> {
+            self.inner.approximate_len(ks)
+        }
+    }
+
+    /// A replica on `storage` under `fsync = always`, and its shutdown.
+    fn replica_on(
+        storage: Arc<dyn Storage>,
+    ) -> (LocalReplica, CancellationToken, tokio::task::JoinHandle<()>) {
         let shutdown = CancellationToken::new();
+        let lanes = Arc::new(StorageLanes::for_engine(&*storage).unwrap());
         let (committer, task) = Committer::start(
-            Arc::new(MemStorage::new()),
+            storage,
             FsyncPolicy::Always,
             Arc::new(Metrics::new()),
+            lanes,
             shutdown.clone(),
         );
         let replica = LocalReplica::new(NodeId::new("n1").unwrap(), committer);
-        let key = ObjectKey::new("b", Bytes::from("k"), 64).unwrap();
+        (replica, shutdown, task)
+    }
+
+    fn key() -> ObjectKey {
+        ObjectKey::new("b", Bytes::from("k"), 64).unwrap()
+    }
+
+    /// An object holding one write by `node`.
+    fn written_by(node: &str, value: &str) -> Siblings {
+        let mut object = Siblings::new();
+        let node = NodeId::new(node).unwrap();
+        object.update(
+            &VersionVector::default(),
+            &node,
+            Some(Bytes::from(value.to_string())),
+            1,
+        );
+        object
+    }
+
+    #[tokio::test]
+    async fn a_context_that_would_bloat_the_clock_is_refused_and_the_key_stays_readable() {
+        let (replica, shutdown, task) = replica_on(Arc::new(MemStorage::new()));
+        let key = key();
         let forged = |from: usize| {
             let entries = (from..from + 600)
                 .map(|i| (NodeId::new(&format!("n1~{}", i + 1)).unwrap(), 1))
@@ -186,18 +349,72 @@ mod tests {
         };
         replica
             .update(&key, &forged(0), Some(Bytes::from("a")), 1, 64)
+            .await
             .unwrap();
         let err = replica
             .update(&key, &forged(600), Some(Bytes::from("b")), 2, 64)
+            .await
             .unwrap_err();
         assert!(
             matches!(err, OpError::BadRequest(ref m) if m.contains("clock")),
             "{err:?}"
         );
         assert_eq!(
-            replica.read(&key).unwrap().unwrap().values().count(),
+            replica.read(&key).await.unwrap().unwrap().values().count(),
             1,
             "the key still decodes"
+        );
+        shutdown.cancel();
+        task.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn merging_an_identical_object_twice_writes_once_and_syncs_once() {
+        let engine = Arc::new(Counting::default());
+        let (replica, shutdown, task) = replica_on(engine.clone());
+        let object = written_by("n2", "v");
+        replica.merge(&key(), object.clone()).await.unwrap();
+        assert_eq!(engine.writes.load(Ordering::SeqCst), 1);
+        assert_eq!(engine.syncs.load(Ordering::SeqCst), 1);
+        // The same object again, an empty one, and one the copy already covers.
+        for stale in [object.clone(), Siblings::new(), object.clone()] {
+            replica.merge(&key(), stale).await.unwrap();
+        }
+        assert_eq!(
+            engine.writes.load(Ordering::SeqCst),
+            1,
+            "no-op merges write nothing"
+        );
+        assert_eq!(engine.syncs.load(Ordering::SeqCst), 1, "and sync nothing");
+        // A merge that adds a concurrent write does write.
+        replica.merge(&key(), written_by("n3", "w")).await.unwrap();
+        assert_eq!(engine.writes.load(Ordering::SeqCst), 2);
+        assert_eq!(replica.read(&key()).await.unwrap().unwrap().len(), 2);
+        shutdown.cancel();
+        task.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_no_op_merge_of_an_unsynced_copy_returns_only_once_it_is_durable() {
+        let mem = MemStorage::new();
+        let (replica, shutdown, task) = replica_on(Arc::new(mem.clone()));
+        // A client write, not yet waited on: its copy may be unsynced.
+        let (object, _, _) = replica
+            .update(
+                &key(),
+                &VersionVector::default(),
+                Some(Bytes::from("v")),
+                1,
+                64,
+            )
+            .await
+            .unwrap();
+        replica.merge(&key(), object.clone()).await.unwrap();
+        mem.crash();
+        assert_eq!(
+            replica.read(&key()).await.unwrap(),
+            Some(object),
+            "the merge was acknowledged, so the copy it matched survives a crash"
         );
         shutdown.cancel();
         task.await.unwrap();

@@ -28,8 +28,10 @@ pub trait Storage: Send + Sync + 'static {
     /// May block on the disk.
     fn sync(&self) -> Result<(), StorageError>;
 
-    /// True when `sync` blocks on a real disk (callers run it on a blocking
-    /// thread); false for the in-memory engine.
+    /// True when the engine's calls can block the calling thread: `sync`
+    /// waits for a real disk, and writes may stall (fjall's write throttle
+    /// sleeps). Callers then keep every call off their async workers; false
+    /// for the in-memory engine, whose calls callers may make inline.
     fn sync_blocks(&self) -> bool;
 
     /// Ordered scan of keys in `[start, end)` (`end` None = to the end of
