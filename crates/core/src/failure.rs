@@ -109,7 +109,8 @@ impl ReplicaFailure {
             | ReplicaFailure::HandshakeRefused(_)
             | ReplicaFailure::Overloaded
             | ReplicaFailure::NotCoordinator
-            | ReplicaFailure::Replica(ReplicaError::ShuttingDown) => true,
+            | ReplicaFailure::Replica(ReplicaError::ShuttingDown)
+            | ReplicaFailure::Replica(ReplicaError::Overloaded) => true,
             ReplicaFailure::Timeout { .. }
             | ReplicaFailure::QuorumUnreachable
             | ReplicaFailure::ConnectionLost

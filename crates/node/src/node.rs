@@ -90,7 +90,11 @@ impl RpcHandler for NodeState {
                 Request::Ping => Response::Pong,
                 Request::ReplicaRead { key } => Response::ReplicaRead(replica.read(&key).await),
                 Request::ReplicaWrite { key, object } => {
-                    Response::ReplicaWrite(replica.merge(&key, object).await)
+                    Response::ReplicaWrite(
+                        replica
+                            .merge(&key, object, self.config.limits.max_siblings)
+                            .await,
+                    )
                 }
                 Request::Coordinate { request, forwarded } => {
                     Response::Coordinate(self.coordinator.execute(request, forwarded).await)

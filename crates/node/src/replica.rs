@@ -63,9 +63,15 @@ pub enum LocalError {
 }
 
 /// The one place a [`ReplicaError`] is made.
+/// The detail is logged here, on the replica; only the kind crosses the wire.
 fn storage_error(e: LocalError) -> ReplicaError {
-    ReplicaError {
-        message: e.to_string(),
+    tracing::warn!(error = %e, "local replica call failed");
+    match e {
+        LocalError::Storage(StorageError::Corrupt { .. }) => ReplicaError::CorruptRecord,
+        LocalError::Storage(_) => ReplicaError::StorageFailed,
+        LocalError::Lane(LaneError::Overloaded { .. }) => ReplicaError::Overloaded,
+        LocalError::Lane(LaneError::Stopped { .. }) => ReplicaError::ShuttingDown,
+        LocalError::Lane(LaneError::Panicked { .. }) => ReplicaError::StorageFailed,
     }
 }
 
@@ -73,7 +79,7 @@ fn storage_error(e: LocalError) -> ReplicaError {
 fn lane_op_error(e: LaneError) -> OpError {
     match e {
         LaneError::Overloaded { capacity, .. } => OpError::Overloaded { limit: capacity },
-        LaneError::Stopped { .. } => OpError::Unavailable(e.to_string()),
+        LaneError::Stopped { .. } => OpError::Internal(format!("local replica: {e}")),
         LaneError::Panicked { .. } => OpError::Internal(format!("local replica: {e}")),
     }
 }
@@ -106,25 +112,39 @@ fn store(
 /// The read-modify-write of a merge (on the write lane). Returns the ticket
 /// to wait on: the new write's, or, if the merge changed nothing, the latest
 /// write's (which covers the one that produced the local copy).
+///
+/// A merge is bounded like a client write, so an object can never grow past
+/// what one frame carries: more than `max_siblings` versions, or a clock
+/// past `MAX_CLOCK_ENTRIES` (which would make the key undecodable), is
+/// refused with a typed error and the local copy is kept.
 fn merge_on_lane(
     committer: &Committer,
     storage_key: Vec<u8>,
     incoming: &Siblings,
+    max_siblings: usize,
     turn: &WriteTurn,
-) -> Result<u64, StorageError> {
-    let local = load(&**committer.storage(), &storage_key)?.unwrap_or_default();
+) -> Result<u64, ReplicaError> {
+    let storage = |e: StorageError| storage_error(e.into());
+    let local = load(&**committer.storage(), &storage_key)
+        .map_err(storage)?
+        .unwrap_or_default();
     let mut merged = local.clone();
     merged.merge(incoming);
     if merged == local {
         return Ok(committer.last_ticket());
     }
     if merged.clock().len() > MAX_CLOCK_ENTRIES {
-        // Storing it would make the key undecodable; keep the local copy.
-        return Err(StorageError::Engine(format!(
-            "merged clock would exceed {MAX_CLOCK_ENTRIES} entries; write refused"
-        )));
+        return Err(ReplicaError::ClockFull {
+            limit: MAX_CLOCK_ENTRIES,
+        });
     }
-    store(committer, storage_key, &merged, turn)
+    if merged.len() > max_siblings {
+        return Err(ReplicaError::TooManySiblings {
+            count: merged.len(),
+            limit: max_siblings,
+        });
+    }
+    store(committer, storage_key, &merged, turn).map_err(storage)
 }
 
 /// A client write to apply locally (moved onto the write lane).
@@ -202,16 +222,23 @@ impl LocalReplica {
 
     /// Merges `incoming` into the local copy; returns once the result is
     /// durable. A merge that changes nothing writes nothing (module doc).
-    pub async fn merge(&self, key: &ObjectKey, incoming: Siblings) -> Result<(), ReplicaError> {
+    pub async fn merge(
+        &self,
+        key: &ObjectKey,
+        incoming: Siblings,
+        max_siblings: usize,
+    ) -> Result<(), ReplicaError> {
         let committer = self.committer.clone();
         let storage_key = key.storage_key();
         let ticket = match self
             .lanes()
-            .write(move |turn| merge_on_lane(&committer, storage_key, &incoming, turn))
+            .write(move |turn| {
+                merge_on_lane(&committer, storage_key, &incoming, max_siblings, turn)
+            })
             .await
         {
             Ok(Ok(ticket)) => ticket,
-            Ok(Err(e)) => return Err(storage_error(e.into())),
+            Ok(Err(e)) => return Err(e),
             Err(e) => return Err(storage_error(e.into())),
         };
         self.durable(ticket).await
@@ -373,12 +400,12 @@ mod tests {
         let engine = Arc::new(Counting::default());
         let (replica, shutdown, task) = replica_on(engine.clone());
         let object = written_by("n2", "v");
-        replica.merge(&key(), object.clone()).await.unwrap();
+        replica.merge(&key(), object.clone(), 64).await.unwrap();
         assert_eq!(engine.writes.load(Ordering::SeqCst), 1);
         assert_eq!(engine.syncs.load(Ordering::SeqCst), 1);
         // The same object again, an empty one, and one the copy already covers.
         for stale in [object.clone(), Siblings::new(), object.clone()] {
-            replica.merge(&key(), stale).await.unwrap();
+            replica.merge(&key(), stale, 64).await.unwrap();
         }
         assert_eq!(
             engine.writes.load(Ordering::SeqCst),
@@ -387,7 +414,7 @@ mod tests {
         );
         assert_eq!(engine.syncs.load(Ordering::SeqCst), 1, "and sync nothing");
         // A merge that adds a concurrent write does write.
-        replica.merge(&key(), written_by("n3", "w")).await.unwrap();
+        replica.merge(&key(), written_by("n3", "w"), 64).await.unwrap();
         assert_eq!(engine.writes.load(Ordering::SeqCst), 2);
         assert_eq!(replica.read(&key()).await.unwrap().unwrap().len(), 2);
         shutdown.cancel();
@@ -409,7 +436,7 @@ mod tests {
             )
             .await
             .unwrap();
-        replica.merge(&key(), object.clone()).await.unwrap();
+        replica.merge(&key(), object.clone(), 64).await.unwrap();
         mem.crash();
         assert_eq!(
             replica.read(&key()).await.unwrap(),
