@@ -273,7 +273,7 @@ impl Coordinator {
             tokio::spawn(async move {
                 let answer = match peer {
                     Some(peer) => peer.call(request, timeout).await,
-                    None => Err(RpcError::Connect(format!("no address known for {node}"))),
+                    None => Err(RpcError::UnknownPeer { node: node.clone() }),
                 };
                 let _ = tx.send((node, answer)).await;
             });

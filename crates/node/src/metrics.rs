@@ -38,6 +38,7 @@ pub struct Metrics {
     quorum_failures: Family<OpLabels, Counter>,
     sync_batch: Histogram,
     sync_seconds: Histogram,
+    rpc_connections_refused: Counter,
 }
 
 impl Default for Metrics {
@@ -79,8 +80,15 @@ impl Metrics {
             "Time one storage sync took",
             sync_seconds.clone(),
         );
+        let rpc_connections_refused = Counter::default();
+        registry.register(
+            "rpc_connections_refused",
+            "Inbound RPC connections closed at once because max_inbound_connections were open",
+            rpc_connections_refused.clone(),
+        );
         Metrics {
             registry,
+            rpc_connections_refused,
             requests,
             latency,
             quorum_failures,
@@ -115,6 +123,11 @@ impl Metrics {
         self.sync_seconds.observe(elapsed.as_secs_f64());
     }
 
+    /// Records an inbound RPC connection closed at the connection cap.
+    pub fn rpc_connection_refused(&self) {
+        self.rpc_connections_refused.inc();
+    }
+
     /// The Prometheus text exposition.
     pub fn encode(&self) -> String {
         let mut out = String::new();
@@ -134,6 +147,7 @@ mod tests {
         m.observe_request("put", 204, Duration::from_millis(2));
         m.quorum_failed("get");
         m.observe_sync(7, Duration::from_millis(1));
+        m.rpc_connection_refused();
         let text = m.encode();
         for want in [
             "ringkv_requests_total{op=\"put\",status=\"204\"} 1",
@@ -141,6 +155,7 @@ mod tests {
             "ringkv_quorum_failures_total{op=\"get\"} 1",
             "ringkv_storage_sync_batch_writes_sum 7",
             "ringkv_storage_sync_duration_seconds_count 1",
+            "ringkv_rpc_connections_refused_total 1",
         ] {
             assert!(text.contains(want), "missing {want} in\n{text}");
         }

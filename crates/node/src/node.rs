@@ -68,6 +68,10 @@ impl RpcHandler for NodeState {
         }
     }
 
+    fn connection_refused(&self) {
+        self.metrics.rpc_connection_refused();
+    }
+
     fn handle(
         self: Arc<Self>,
         _from: Option<NodeId>,
@@ -202,6 +206,7 @@ pub async fn run(
         listener,
         state.clone(),
         identity,
+        config.server_limits(),
         rpc_stop.clone(),
         rpc_tasks.clone(),
     ));

@@ -1,14 +1,30 @@
 //! The answering side: accept connections, check the handshake, serve requests.
 //!
+//! Input from peers is untrusted, like input from clients:
+//! - at most [`ServerLimits::max_inbound_connections`] connections are open
+//!   at once; one over the cap is closed as soon as it is accepted (and
+//!   counted through [`RpcHandler::connection_refused`]);
+//! - a connection must finish its hello within
+//!   [`ServerLimits::handshake_timeout`], and frames before the handshake are
+//!   limited to `MAX_HANDSHAKE_FRAME_BYTES`;
+//! - frame headers are checked before anything is allocated (`frame.rs`).
+//!
 //! Each connection's requests run concurrently, at most
 //! [`MAX_IN_FLIGHT_PER_CONNECTION`] at a time (reading pauses when the limit
 //! is reached, which pushes back on the sender). A handshake that names
-//! another protocol version or cluster is refused with a reason.
+//! another protocol version or cluster is refused with a reason. An answer
+//! that cannot be encoded (larger than a frame) fails that one call with a
+//! typed error answer of the same kind ([`failure_for`]); it never closes the
+//! connection, which carries other callers' requests.
 
 use super::frame::{self, FrameReader};
+use ringkv_core::limits::MAX_FRAME_BYTES;
 use crate::net::Listener;
 use bytes::Bytes;
-use ringkv_core::protocol::{Hello, HelloReply, Message, Request, Response, PROTOCOL_VERSION};
+use ringkv_core::protocol::{
+    ClientResponse, Hello, HelloReply, Message, OpError, ReplicaError, Request, Response,
+    PROTOCOL_VERSION,
+};
 use ringkv_core::NodeId;
 use std::future::Future;
 use std::pin::Pin;
@@ -20,8 +36,29 @@ use tokio_util::task::TaskTracker;
 
 /// Most requests one connection may have in flight at once.
 pub const MAX_IN_FLIGHT_PER_CONNECTION: usize = 1024;
-/// How long a new connection may take to say hello.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default for [`ServerLimits::max_inbound_connections`].
+pub const DEFAULT_MAX_INBOUND_CONNECTIONS: usize = 1024;
+/// Default for [`ServerLimits::handshake_timeout`], in milliseconds.
+pub const DEFAULT_HANDSHAKE_TIMEOUT_MS: u64 = 5_000;
+
+/// Bounds on what connecting peers may hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServerLimits {
+    /// Most inbound connections open at once (handshaken or not); one more
+    /// is closed at once.
+    pub max_inbound_connections: usize,
+    /// How long a new connection may take to say hello before it is closed.
+    pub handshake_timeout: Duration,
+}
+
+impl Default for ServerLimits {
+    fn default() -> Self {
+        ServerLimits {
+            max_inbound_connections: DEFAULT_MAX_INBOUND_CONNECTIONS,
+            handshake_timeout: Duration::from_millis(DEFAULT_HANDSHAKE_TIMEOUT_MS),
+        }
+    }
+}
 
 /// What serves requests arriving over RPC.
 pub trait RpcHandler: Send + Sync + 'static {
@@ -41,6 +78,10 @@ pub trait RpcHandler: Send + Sync + 'static {
     fn answer_now(&self, request: Request) -> Result<Response, Request> {
         Err(request)
     }
+
+    /// Called when a connection is closed at once because
+    /// [`ServerLimits::max_inbound_connections`] are already open.
+    fn connection_refused(&self) {}
 }
 
 /// Who this server is, for handshakes.
@@ -57,9 +98,11 @@ pub async fn serve<H: RpcHandler>(
     listener: Box<dyn Listener>,
     handler: Arc<H>,
     identity: Identity,
+    limits: ServerLimits,
     shutdown: CancellationToken,
     tracker: TaskTracker,
 ) {
+    let open = Arc::new(Semaphore::new(limits.max_inbound_connections));
     loop {
         let accepted = tokio::select! {
             biased;
@@ -68,18 +111,26 @@ pub async fn serve<H: RpcHandler>(
         };
         match accepted {
             Ok((stream, addr)) => {
+                let Ok(slot) = open.clone().try_acquire_owned() else {
+                    drop(stream);
+                    handler.connection_refused();
+                    tracing::debug!(peer = %addr, limit = limits.max_inbound_connections, "too many inbound connections; closed a new one");
+                    continue;
+                };
                 let (handler, identity, shutdown, tasks) = (
                     handler.clone(),
                     identity.clone(),
                     shutdown.clone(),
                     tracker.clone(),
                 );
+                let timeout = limits.handshake_timeout;
                 tracker.spawn(async move {
-                    if let Err(e) =
-                        serve_connection(stream, handler, identity, shutdown, tasks).await
-                    {
+                    let served =
+                        serve_connection(stream, handler, identity, timeout, shutdown, tasks).await;
+                    if let Err(e) = served {
                         tracing::debug!(peer = %addr, error = %e, "rpc connection ended");
                     }
+                    drop(slot);
                 });
             }
             Err(e) => {
@@ -110,20 +161,31 @@ async fn serve_connection<H: RpcHandler>(
     stream: crate::net::BoxStream,
     handler: Arc<H>,
     identity: Identity,
+    handshake_timeout: Duration,
     shutdown: CancellationToken,
     tracker: TaskTracker,
 ) -> Result<(), frame::RpcError> {
     let (mut reader, mut writer) = frame::split(stream);
     frame::limit_to_handshake(&mut reader);
-    let hello = match tokio::time::timeout(HANDSHAKE_TIMEOUT, frame::recv(&mut reader)).await {
+    let first = tokio::select! {
+        biased;
+        _ = shutdown.cancelled() => return Ok(()),
+        first = tokio::time::timeout(handshake_timeout, frame::recv(&mut reader)) => first,
+    };
+    let failed = |reason: String| frame::RpcError::HandshakeFailed {
+        addr: "inbound".into(),
+        reason,
+    };
+    let hello = match first {
         Ok(Ok(Some(Message::Hello(hello)))) => hello,
-        Ok(Ok(other)) => {
-            return Err(frame::RpcError::Handshake(format!(
-                "expected hello, got {other:?}"
-            )))
-        }
+        Ok(Ok(other)) => return Err(failed(format!("expected hello, got {other:?}"))),
         Ok(Err(e)) => return Err(e),
-        Err(_) => return Err(frame::RpcError::Handshake("no hello in time".into())),
+        Err(_) => {
+            return Err(frame::RpcError::HandshakeTimedOut {
+                addr: "inbound".into(),
+                ms: handshake_timeout.as_millis() as u64,
+            })
+        }
     };
     if let Err(reason) = check_hello(&hello, &identity) {
         frame::send(
@@ -133,7 +195,10 @@ async fn serve_connection<H: RpcHandler>(
             }),
         )
         .await?;
-        return Err(frame::RpcError::Handshake(reason));
+        return Err(frame::RpcError::HandshakeRefused {
+            addr: "inbound".into(),
+            reason,
+        });
     }
     frame::send(
         &mut writer,
@@ -177,11 +242,12 @@ async fn dispatch<H: RpcHandler>(
         };
         let request = match handler.answer_now(request) {
             Ok(body) => {
-                let frame = frame::encode(&Message::Response { id, body })?;
-                queue
-                    .send(frame)
-                    .await
-                    .map_err(|_| frame::RpcError::Closed)?;
+                if let Some(frame) = encode_answer(id, body, MAX_FRAME_BYTES) {
+                    queue
+                        .send(frame)
+                        .await
+                        .map_err(|_| frame::RpcError::ConnectionLost)?;
+                }
                 continue;
             }
             Err(request) => request,
@@ -190,24 +256,56 @@ async fn dispatch<H: RpcHandler>(
             .clone()
             .acquire_owned()
             .await
-            .map_err(|_| frame::RpcError::Closed)?;
+            .map_err(|_| frame::RpcError::ConnectionLost)?;
         let (handler, from, queue) = (handler.clone(), from.clone(), queue.clone());
         tracker.spawn(async move {
             let body = handler.handle(from, request).await;
-            match frame::encode(&Message::Response { id, body }) {
-                Ok(bytes) => {
-                    let _ = queue.send(bytes).await;
-                }
-                Err(e) => tracing::error!(error = %e, "could not encode a response"),
+            if let Some(bytes) = encode_answer(id, body, MAX_FRAME_BYTES) {
+                let _ = queue.send(bytes).await;
             }
             drop(permit);
         });
     }
 }
 
+/// The frame answering call `id` with `body`; if `body` cannot be encoded
+/// within `limit` bytes, the frame of [`failure_for`] instead. `None` (the
+/// call is dropped and its caller times out) only if even that fails, which
+/// a short error answer never does.
+fn encode_answer(id: u64, body: Response, limit: usize) -> Option<Bytes> {
+    let error = match frame::encode_within(&Message::Response { id, body: body.clone() }, limit) {
+        Ok(bytes) => return Some(bytes),
+        Err(e) => e,
+    };
+    tracing::error!(error = %error, "could not encode an answer; answering with an error");
+    let failure = failure_for(&body, format!("the answer could not be sent: {error}"))?;
+    frame::encode_within(&Message::Response { id, body: failure }, limit).ok()
+}
+
+/// A failure answer of the same kind as `response`, so the caller gets a
+/// typed error at once instead of a timeout. `None` for `Pong`, which has no
+/// error form (and is too small to fail).
+///
+/// For the lead: a protocol-level `Response::Failed { reason }` would make
+/// this one line; it needs a change to `protocol.rs`.
+pub fn failure_for(response: &Response, message: String) -> Option<Response> {
+    Some(match response {
+        Response::Pong => return None,
+        Response::ReplicaRead(_) => Response::ReplicaRead(Err(ReplicaError { message })),
+        Response::ReplicaWrite(_) => Response::ReplicaWrite(Err(ReplicaError { message })),
+        Response::Coordinate(ClientResponse::Get(_)) => {
+            Response::Coordinate(ClientResponse::Get(Err(OpError::Internal(message))))
+        }
+        Response::Coordinate(ClientResponse::Put(_)) => {
+            Response::Coordinate(ClientResponse::Put(Err(OpError::Internal(message))))
+        }
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ringkv_core::codec::decode_message;
 
     #[test]
     fn hello_checks_version_and_cluster() {
@@ -227,5 +325,45 @@ mod tests {
         assert!(check_hello(&hello(PROTOCOL_VERSION, "other"), &id)
             .unwrap_err()
             .contains("cluster"));
+    }
+
+    #[test]
+    fn an_answer_too_large_to_send_becomes_an_error_answer_of_the_same_kind() {
+        use ringkv_core::siblings::Siblings;
+        use ringkv_core::version_vector::VersionVector;
+        let mut object = Siblings::new();
+        object.update(
+            &VersionVector::new(),
+            &NodeId::new("n1").unwrap(),
+            Some(bytes::Bytes::from(vec![7u8; 4096])),
+            0,
+        );
+        let big = Response::ReplicaRead(Ok(Some(object.clone())));
+        let frame = encode_answer(9, big, 1024).expect("an error answer fits");
+        match decode_message(&frame).unwrap() {
+            Message::Response {
+                id: 9,
+                body: Response::ReplicaRead(Err(e)),
+            } => assert!(e.message.contains("could not be sent"), "{e:?}"),
+            other => panic!("expected a ReplicaRead error, got {other:?}"),
+        }
+        let coordinated = Response::Coordinate(ClientResponse::Get(Ok(Some(object))));
+        let frame = encode_answer(10, coordinated, 1024).expect("an error answer fits");
+        assert!(matches!(
+            decode_message(&frame).unwrap(),
+            Message::Response {
+                id: 10,
+                body: Response::Coordinate(ClientResponse::Get(Err(OpError::Internal(_))))
+            }
+        ));
+        let small = encode_answer(11, Response::Pong, 1024).unwrap();
+        assert_eq!(
+            decode_message(&small).unwrap(),
+            Message::Response {
+                id: 11,
+                body: Response::Pong
+            }
+        );
+        assert_eq!(encode_answer(12, Response::Pong, 1), None, "nothing fits: the call is dropped");
     }
 }
