@@ -102,6 +102,10 @@ pub struct Edges {
     pub wall_clock: WallClock,
     /// Serve the HTTP API (the simulation talks RPC only).
     pub serve_http: bool,
+    /// The running OS boot's id (`/proc/sys/kernel/random/boot_id` on
+    /// Linux); `None` if unknown. An unclean restart on the same boot keeps
+    /// the actor epoch; see [`crate::actor`].
+    pub boot_id: Option<String>,
 }
 
 /// The wall clock of a real process.
@@ -124,10 +128,17 @@ pub async fn run(
 ) -> Result<(), StartError> {
     config.validate().map_err(StartError::Config)?;
     let ring = Ring::new(config.members()).map_err(|e| StartError::Config(e.to_string()))?;
-    let (actor, clean) = crate::actor::begin(&*edges.storage, &config.id, (edges.wall_clock)())
-        .map_err(|e| StartError::Storage(e.to_string()))?;
-    if !clean {
-        tracing::warn!(node = %config.id, %actor, "last run did not shut down cleanly; minting dots under a new actor epoch");
+    let crate::actor::Begun { actor, start } = crate::actor::begin(
+        &*edges.storage,
+        &config.id,
+        (edges.wall_clock)(),
+        edges.boot_id.as_deref(),
+    )
+    .map_err(|e| StartError::Storage(e.to_string()))?;
+    match start {
+        crate::actor::Start::NewBoot => tracing::warn!(node = %config.id, %actor, "last run did not shut down cleanly and the OS restarted since (or its boot id is unknown); minting dots under a new actor epoch"),
+        crate::actor::Start::ProcessCrash => tracing::warn!(node = %config.id, %actor, "last run did not shut down cleanly; same OS boot, so nothing written was lost and the actor epoch is kept"),
+        crate::actor::Start::Fresh | crate::actor::Start::Clean => {}
     }
     let metrics = Arc::new(Metrics::new());
     let storage_stop = CancellationToken::new();

@@ -111,6 +111,8 @@ fn cluster_on(seed: u64, disks: [MemStorage; 3]) -> turmoil::Sim<'static> {
             let storage = storage.clone();
             async move {
                 let started = tokio::time::Instant::now();
+                // A new boot exactly when the test cut the power.
+                let boot_id = format!("{name}-boot-{}", storage.crashes());
                 let edges = Edges {
                     network: Arc::new(SimNetwork),
                     storage: Arc::new(storage),
@@ -118,6 +120,7 @@ fn cluster_on(seed: u64, disks: [MemStorage; 3]) -> turmoil::Sim<'static> {
                         1_800_000_000_000 + started.elapsed().as_millis() as u64
                     }),
                     serve_http: false,
+                    boot_id: Some(boot_id),
                 };
                 ringkv_node::run(node_config(name), edges, CancellationToken::new(), None).await?;
                 Ok(())
