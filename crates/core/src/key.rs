@@ -200,7 +200,10 @@ mod tests {
     fn keys_from_peers_are_validated_like_keys_from_clients() {
         let decode = |bytes: &[u8]| postcard::from_bytes::<ObjectKey>(bytes);
         let ok = decode(&wire(b"carts", b"alice")).unwrap();
-        assert_eq!(ok, ObjectKey::new("carts", Bytes::from("alice"), 8).unwrap());
+        assert_eq!(
+            ok,
+            ObjectKey::new("carts", Bytes::from("alice"), 8).unwrap()
+        );
         assert_eq!(
             wire(b"carts", b"alice"),
             postcard::to_allocvec(&ok).unwrap(),

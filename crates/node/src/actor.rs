@@ -74,7 +74,12 @@ pub enum Start {
 /// both the stored and the current boot id are known and equal; `fresh` is
 /// a value no earlier life of this node id used (e.g. the wall clock in ms),
 /// for a brand-new data directory.
-pub fn next_epoch(stored: Option<u64>, clean_shutdown: bool, same_boot: bool, fresh: u64) -> (u64, Start) {
+pub fn next_epoch(
+    stored: Option<u64>,
+    clean_shutdown: bool,
+    same_boot: bool,
+    fresh: u64,
+) -> (u64, Start) {
     match stored {
         None => (fresh.max(1), Start::Fresh),
         Some(epoch) if clean_shutdown => (epoch, Start::Clean),
@@ -187,8 +192,14 @@ mod tests {
         end(&mem).unwrap();
         assert_eq!(begin(&mem, 900, Some("B")), s("n1~500", Start::Clean));
         // No end(): the process died; the OS (boot B) kept every write.
-        assert_eq!(begin(&mem, 900, Some("B")), s("n1~500", Start::ProcessCrash));
-        assert_eq!(begin(&mem, 900, Some("B")), s("n1~500", Start::ProcessCrash));
+        assert_eq!(
+            begin(&mem, 900, Some("B")),
+            s("n1~500", Start::ProcessCrash)
+        );
+        assert_eq!(
+            begin(&mem, 900, Some("B")),
+            s("n1~500", Start::ProcessCrash)
+        );
         // A power loss: unsynced writes are gone and the boot id changed.
         mem.crash();
         assert_eq!(begin(&mem, 900, Some("C")), s("n1~501", Start::NewBoot));
@@ -196,10 +207,20 @@ mod tests {
         assert_eq!(begin(&mem, 900, None), s("n1~502", Start::NewBoot));
         assert_eq!(begin(&mem, 900, Some("C")), s("n1~503", Start::NewBoot));
         let too_long = "x".repeat(MAX_BOOT_ID_BYTES + 1);
-        assert_eq!(begin(&mem, 900, Some(&too_long)), s("n1~504", Start::NewBoot));
-        assert_eq!(begin(&mem, 900, Some(&too_long)), s("n1~505", Start::NewBoot));
+        assert_eq!(
+            begin(&mem, 900, Some(&too_long)),
+            s("n1~504", Start::NewBoot)
+        );
+        assert_eq!(
+            begin(&mem, 900, Some(&too_long)),
+            s("n1~505", Start::NewBoot)
+        );
         assert_eq!(begin(&mem, 900, Some("")), s("n1~506", Start::NewBoot));
-        assert_eq!(begin(&MemStorage::new(), 900, Some("C")), s("n1~900", Start::Fresh), "a wiped disk never reuses an old actor");
+        assert_eq!(
+            begin(&MemStorage::new(), 900, Some("C")),
+            s("n1~900", Start::Fresh),
+            "a wiped disk never reuses an old actor"
+        );
     }
 
     #[test]

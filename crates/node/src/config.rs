@@ -250,7 +250,10 @@ mod tests {
         assert!(NodeConfig::from_toml("id = 'n1'\nbogus = 1").is_err());
         cfg.buckets.clear();
         cfg.max_inbound_connections = 0;
-        assert!(cfg.validate().unwrap_err().contains("max_inbound_connections"));
+        assert!(cfg
+            .validate()
+            .unwrap_err()
+            .contains("max_inbound_connections"));
         cfg.max_inbound_connections = 1;
         cfg.handshake_timeout_ms = 0;
         assert!(cfg.validate().unwrap_err().contains("handshake_timeout_ms"));

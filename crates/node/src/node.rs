@@ -136,8 +136,12 @@ pub async fn run(
     )
     .map_err(|e| StartError::Storage(e.to_string()))?;
     match start {
-        crate::actor::Start::NewBoot => tracing::warn!(node = %config.id, %actor, "last run did not shut down cleanly and the OS restarted since (or its boot id is unknown); minting dots under a new actor epoch"),
-        crate::actor::Start::ProcessCrash => tracing::warn!(node = %config.id, %actor, "last run did not shut down cleanly; same OS boot, so nothing written was lost and the actor epoch is kept"),
+        crate::actor::Start::NewBoot => {
+            tracing::warn!(node = %config.id, %actor, "last run did not shut down cleanly and the OS restarted since (or its boot id is unknown); minting dots under a new actor epoch")
+        }
+        crate::actor::Start::ProcessCrash => {
+            tracing::warn!(node = %config.id, %actor, "last run did not shut down cleanly; same OS boot, so nothing written was lost and the actor epoch is kept")
+        }
         crate::actor::Start::Fresh | crate::actor::Start::Clean => {}
     }
     let metrics = Arc::new(Metrics::new());

@@ -93,7 +93,11 @@ async fn a_refusing_peer_costs_one_connection_attempt_per_backoff_interval() {
     let net = Arc::new(Counting::default());
     let client = peer(free_addr(), net.clone(), Duration::from_secs(1));
     let results = burst(&client, 50).await;
-    assert_eq!(net.attempts.load(Ordering::SeqCst), 1, "50 concurrent calls, one attempt");
+    assert_eq!(
+        net.attempts.load(Ordering::SeqCst),
+        1,
+        "50 concurrent calls, one attempt"
+    );
     let refused = results
         .iter()
         .filter(|r| matches!(r, Err(RpcError::ConnectRefused { .. })))
@@ -133,7 +137,11 @@ async fn a_black_holed_peer_costs_one_attempt_and_its_error_says_so() {
     let net = Arc::new(Counting::default());
     let client = peer(addr, net.clone(), Duration::from_millis(300));
     let results = burst(&client, 50).await;
-    assert_eq!(net.attempts.load(Ordering::SeqCst), 1, "50 concurrent calls, one attempt");
+    assert_eq!(
+        net.attempts.load(Ordering::SeqCst),
+        1,
+        "50 concurrent calls, one attempt"
+    );
     let timed_out = results
         .iter()
         .filter(|r| matches!(r, Err(RpcError::HandshakeTimedOut { .. })))
@@ -197,7 +205,9 @@ fn frame_of(message: &Message) -> Vec<u8> {
 /// A connection that completed the handshake, then claimed a 100 MB frame.
 async fn handshaken_claim(addr: &str) -> TcpStream {
     let mut s = TcpStream::connect(addr).await.unwrap();
-    s.write_all(&frame_of(&Message::Hello(hello()))).await.unwrap();
+    s.write_all(&frame_of(&Message::Hello(hello())))
+        .await
+        .unwrap();
     let mut len = [0u8; 4];
     s.read_exact(&mut len).await.unwrap();
     let mut reply = vec![0u8; u32::from_be_bytes(len) as usize];
@@ -253,7 +263,10 @@ async fn a_node_flooded_with_huge_claims_and_idle_connections_keeps_serving() {
     let addr = free_addr();
     let shutdown = start_node(&addr).await;
     let early = peer(addr.clone(), Arc::new(TcpNetwork), Duration::from_secs(1));
-    assert_eq!(early.call(Request::Ping, Duration::from_secs(5)).await, Ok(Response::Pong));
+    assert_eq!(
+        early.call(Request::Ping, Duration::from_secs(5)).await,
+        Ok(Response::Pong)
+    );
     let (rss_before, size_before) = memory_kib();
 
     // 200 peers pass the handshake and claim 100 MB each; 200 claim it first.
@@ -268,7 +281,10 @@ async fn a_node_flooded_with_huge_claims_and_idle_connections_keeps_serving() {
         early_claims.push(tokio::spawn(closed_within(s, Duration::from_secs(2))));
     }
     for c in early_claims {
-        assert!(c.await.unwrap(), "a 100 MB claim before the handshake closes the connection");
+        assert!(
+            c.await.unwrap(),
+            "a 100 MB claim before the handshake closes the connection"
+        );
     }
     let (rss_after, size_after) = memory_kib();
     let claimed_kib = 400 * u64::from(CLAIM) / 1024;
@@ -295,18 +311,28 @@ async fn a_node_flooded_with_huge_claims_and_idle_connections_keeps_serving() {
         .map(|s| tokio::spawn(closed_within(s, Duration::from_millis(1_000))))
         .collect();
     // Meanwhile the node serves its established connection.
-    assert_eq!(early.call(Request::Ping, Duration::from_secs(5)).await, Ok(Response::Pong));
+    assert_eq!(
+        early.call(Request::Ping, Duration::from_secs(5)).await,
+        Ok(Response::Pong)
+    );
     put_then_get(&early, "while flooded").await;
     let mut closed_at_once = 0;
     for c in checks {
         closed_at_once += usize::from(c.await.unwrap());
     }
-    assert_eq!(closed_at_once, 2_000 - (1_024 - 201), "over the cap closes at once");
+    assert_eq!(
+        closed_at_once,
+        2_000 - (1_024 - 201),
+        "over the cap closes at once"
+    );
 
     // Unfinished handshakes end after the handshake timeout, freeing the cap.
     tokio::time::sleep(Duration::from_millis(HANDSHAKE_TIMEOUT_MS + 500)).await;
     let late = peer(addr.clone(), Arc::new(TcpNetwork), Duration::from_secs(1));
-    assert_eq!(late.call(Request::Ping, Duration::from_secs(5)).await, Ok(Response::Pong));
+    assert_eq!(
+        late.call(Request::Ping, Duration::from_secs(5)).await,
+        Ok(Response::Pong)
+    );
     put_then_get(&late, "after the flood").await;
     drop(claims);
     shutdown.cancel();

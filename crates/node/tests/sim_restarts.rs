@@ -122,7 +122,11 @@ async fn coordinate(node: &PeerClient, request: ClientRequest) -> ClientResponse
     }
 }
 
-async fn put(node: &PeerClient, context: VersionVector, value: String) -> Result<VersionVector, OpError> {
+async fn put(
+    node: &PeerClient,
+    context: VersionVector,
+    value: String,
+) -> Result<VersionVector, OpError> {
     let request = ClientRequest::Put {
         key: key(),
         context,
@@ -150,7 +154,11 @@ async fn get(node: &PeerClient) -> Option<Siblings> {
 async fn wait_until_up() -> PeerClient {
     loop {
         let node = client();
-        if node.call(Request::Ping, Duration::from_secs(1)).await.is_ok() {
+        if node
+            .call(Request::Ping, Duration::from_secs(1))
+            .await
+            .is_ok()
+        {
             return node;
         }
         tokio::time::sleep(Duration::from_millis(1)).await;
@@ -165,7 +173,10 @@ impl DotOracle {
     fn check(&mut self, object: &Siblings, round: u32) {
         for version in object.versions() {
             let dot = (version.dot.node.as_str().to_string(), version.dot.counter);
-            let seen = self.0.entry(dot.clone()).or_insert_with(|| version.value.clone());
+            let seen = self
+                .0
+                .entry(dot.clone())
+                .or_insert_with(|| version.value.clone());
             assert_eq!(
                 *seen, version.value,
                 "round {round}: dot {dot:?} was minted twice for different values"
@@ -239,7 +250,7 @@ fn run(seed: u64) -> turmoil::Result {
         if phase.load(Ordering::SeqCst) == 1 {
             restarts += 1;
             sim.crash("n1");
-            if restarts % POWER_LOSS_EVERY == 0 {
+            if restarts.is_multiple_of(POWER_LOSS_EVERY) {
                 disk.crash();
             }
             sim.bounce("n1");

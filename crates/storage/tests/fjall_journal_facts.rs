@@ -96,7 +96,10 @@ fn rotation_moves_commits_to_the_next_journal_and_sync_follows_it() {
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut i = 0u64;
     while journals(dir.path()).last().map(|(id, _)| *id) == Some(0) {
-        assert!(Instant::now() < deadline, "no journal rotation after {i} MiB");
+        assert!(
+            Instant::now() < deadline,
+            "no journal rotation after {i} MiB"
+        );
         put(&s, &i.to_be_bytes(), &noise(i, 1024 * 1024));
         i += 1;
         if i > 80 {
@@ -106,14 +109,23 @@ fn rotation_moves_commits_to_the_next_journal_and_sync_follows_it() {
     let found = journals(dir.path());
     let (active_id, active) = found.last().cloned().expect("a journal");
     assert_eq!(active_id, 1, "rotation creates the next id");
-    let old = found.iter().find(|(id, _)| *id == 0).map(|(_, p)| p.clone());
+    let old = found
+        .iter()
+        .find(|(id, _)| *id == 0)
+        .map(|(_, p)| p.clone());
     let old_before = old.as_ref().map(|p| std::fs::read(p).expect("read old"));
     let marker = b"after-rotation-marker-51c2";
     put(&s, b"after", marker);
-    assert!(in_file(&active, marker), "a commit after rotation lands in the highest journal");
+    assert!(
+        in_file(&active, marker),
+        "a commit after rotation lands in the highest journal"
+    );
     if let (Some(old), Some(before)) = (old, old_before) {
         if let Ok(after) = std::fs::read(&old) {
-            assert_eq!(after, before, "the older journal is never written after rotation");
+            assert_eq!(
+                after, before,
+                "the older journal is never written after rotation"
+            );
         }
     }
     s.sync().expect("sync follows the rotation");

@@ -288,7 +288,11 @@ mod tests {
             while let Some(frame) = decoder.decode(&mut src).unwrap() {
                 got.push(frame.to_vec());
             }
-            assert_eq!(got, [b"one".to_vec(), vec![], b"three".to_vec()], "cut at {cut}");
+            assert_eq!(
+                got,
+                [b"one".to_vec(), vec![], b"three".to_vec()],
+                "cut at {cut}"
+            );
         }
     }
 

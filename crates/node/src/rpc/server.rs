@@ -18,9 +18,9 @@
 //! connection, which carries other callers' requests.
 
 use super::frame::{self, FrameReader};
-use ringkv_core::limits::MAX_FRAME_BYTES;
 use crate::net::Listener;
 use bytes::Bytes;
+use ringkv_core::limits::MAX_FRAME_BYTES;
 use ringkv_core::protocol::{
     ClientResponse, Hello, HelloReply, Message, OpError, ReplicaError, Request, Response,
     PROTOCOL_VERSION,
@@ -273,7 +273,13 @@ async fn dispatch<H: RpcHandler>(
 /// call is dropped and its caller times out) only if even that fails, which
 /// a short error answer never does.
 fn encode_answer(id: u64, body: Response, limit: usize) -> Option<Bytes> {
-    let error = match frame::encode_within(&Message::Response { id, body: body.clone() }, limit) {
+    let error = match frame::encode_within(
+        &Message::Response {
+            id,
+            body: body.clone(),
+        },
+        limit,
+    ) {
         Ok(bytes) => return Some(bytes),
         Err(e) => e,
     };
@@ -364,6 +370,10 @@ mod tests {
                 body: Response::Pong
             }
         );
-        assert_eq!(encode_answer(12, Response::Pong, 1), None, "nothing fits: the call is dropped");
+        assert_eq!(
+            encode_answer(12, Response::Pong, 1),
+            None,
+            "nothing fits: the call is dropped"
+        );
     }
 }
