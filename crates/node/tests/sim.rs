@@ -19,6 +19,7 @@ use ringkv_core::siblings::Siblings;
 use ringkv_core::version_vector::VersionVector;
 use ringkv_core::NodeId;
 use ringkv_node::net::{BoxFuture, BoxStream, Listener, Network};
+use ringkv_node::rpc::backoff::RECONNECT_BACKOFF_CAP;
 use ringkv_node::rpc::PeerClient;
 use ringkv_node::{Edges, NodeConfig, PeerConfig};
 use ringkv_storage::MemStorage;
@@ -481,6 +482,9 @@ fn under_random_partitions_no_acknowledged_write_is_lost() {
                         turmoil::repair(*a, *b);
                     }
                 }
+                // Peers that were cut are known down until their reconnection
+                // backoff passes (at most the cap): wait that out.
+                tokio::time::sleep(RECONNECT_BACKOFF_CAP + Duration::from_millis(100)).await;
                 let total: usize = acked.iter().map(Vec::len).sum();
                 assert!(total > 10, "the schedule acknowledged only {total} writes");
                 for (k, want) in acked.iter().enumerate() {

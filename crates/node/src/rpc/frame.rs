@@ -43,14 +43,14 @@ pub enum RpcError {
     #[error("connection to {addr} refused")]
     ConnectRefused { addr: String },
     /// The TCP connection did not open within the connect timeout.
-    #[error("connecting to {addr} took longer than {ms} ms")]
+    #[error("connecting to {addr} took longer than the {ms} ms connect timeout")]
     ConnectTimedOut { addr: String, ms: u64 },
     /// Any other failure to open the TCP connection.
     #[error("cannot connect to {addr}: {reason}")]
     ConnectFailed { addr: String, reason: String },
     /// The connection opened but the peer did not answer the hello in time
     /// (a hung or black-holed node).
-    #[error("{addr} did not answer the handshake within {ms} ms")]
+    #[error("{addr} did not answer the handshake within the {ms} ms connect timeout")]
     HandshakeTimedOut { addr: String, ms: u64 },
     /// The peer answered the hello with a refusal; `reason` is its own words.
     #[error("{addr} refused the handshake: {reason}")]
