@@ -6,17 +6,47 @@
 //! data keyspace is ordered by ring position: a key range of the ring is one
 //! contiguous scan, which is what per-range Merkle trees and range streaming
 //! need.
+//!
+//! Every way in checks the limits: [`ObjectKey::new`] for clients (with the
+//! node's configured `max_key_bytes`), and serde's `Deserialize` for peers
+//! and disks (through [`RawObjectKey`], with the fixed protocol bound
+//! [`MAX_KEY_BYTES_ON_WIRE`]), so a key that decodes is always a valid key:
+//! in particular its bucket fits the one length byte of the storage layout.
+//! The fields stay public for reading; never build an `ObjectKey` with a
+//! struct literal outside this module.
 
-use crate::limits::MAX_BUCKET_BYTES;
+use crate::limits::{MAX_BUCKET_BYTES, MAX_KEY_BYTES_ON_WIRE};
 use crate::ring::key_position;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 /// A bucket (namespace) and a key within it.
+///
+/// Decoding validates (see [`RawObjectKey`]); the wire layout is the same as
+/// `RawObjectKey`'s, so validation changes no bytes.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "RawObjectKey")]
 pub struct ObjectKey {
     pub bucket: String,
     pub key: Bytes,
+}
+
+/// An `ObjectKey` as it arrives from a peer or a disk, before validation.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct RawObjectKey {
+    pub bucket: String,
+    pub key: Bytes,
+}
+
+impl TryFrom<RawObjectKey> for ObjectKey {
+    type Error = KeyError;
+
+    /// Checks an untrusted key as strictly as a client's, against the fixed
+    /// protocol bound [`MAX_KEY_BYTES_ON_WIRE`] (nodes may configure
+    /// different client limits; the wire bound is the same for all).
+    fn try_from(raw: RawObjectKey) -> Result<Self, KeyError> {
+        ObjectKey::new(&raw.bucket, raw.key, MAX_KEY_BYTES_ON_WIRE)
+    }
 }
 
 /// Why a bucket or key was refused.
@@ -60,6 +90,8 @@ impl ObjectKey {
     pub fn storage_key(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(9 + self.bucket.len() + self.key.len());
         out.extend_from_slice(&self.position().to_be_bytes());
+        // Fits: every constructor checks `bucket.len() <= MAX_BUCKET_BYTES`.
+        debug_assert!(self.bucket.len() <= MAX_BUCKET_BYTES);
         out.push(self.bucket.len() as u8);
         out.extend_from_slice(self.bucket.as_bytes());
         out.extend_from_slice(&self.key);
@@ -144,5 +176,55 @@ mod tests {
             ObjectKey::from_storage_key(&tampered),
             Err(KeyError::BadStorageKey)
         );
+    }
+
+    /// Postcard bytes of `(bucket, key)`, written by hand: varint length ++
+    /// bytes, twice (the layout of a two-field struct of a string and bytes).
+    fn wire(bucket: &[u8], key: &[u8]) -> Vec<u8> {
+        fn varint(mut n: usize, out: &mut Vec<u8>) {
+            while n >= 0x80 {
+                out.push((n as u8) | 0x80);
+                n >>= 7;
+            }
+            out.push(n as u8);
+        }
+        let mut out = Vec::new();
+        varint(bucket.len(), &mut out);
+        out.extend_from_slice(bucket);
+        varint(key.len(), &mut out);
+        out.extend_from_slice(key);
+        out
+    }
+
+    #[test]
+    fn keys_from_peers_are_validated_like_keys_from_clients() {
+        let decode = |bytes: &[u8]| postcard::from_bytes::<ObjectKey>(bytes);
+        let ok = decode(&wire(b"carts", b"alice")).unwrap();
+        assert_eq!(
+            ok,
+            ObjectKey::new("carts", Bytes::from("alice"), 8).unwrap()
+        );
+        assert_eq!(
+            wire(b"carts", b"alice"),
+            postcard::to_allocvec(&ok).unwrap(),
+            "the hand-written layout is the real one"
+        );
+        let max_key = vec![7u8; MAX_KEY_BYTES_ON_WIRE];
+        assert!(decode(&wire(b"b", &max_key)).is_ok());
+        let refused: [(&str, Vec<u8>); 6] = [
+            // 300 bytes: `as u8` would have stored it as 44 and misparsed it.
+            ("300-byte bucket", wire(&[b'a'; 300], b"k")),
+            ("65-byte bucket", wire(&[b'a'; 65], b"k")),
+            ("empty bucket", wire(b"", b"k")),
+            ("bucket with '/'", wire(b"a/b", b"k")),
+            ("empty key", wire(b"b", b"")),
+            (
+                "key over the wire bound",
+                wire(b"b", &vec![7u8; MAX_KEY_BYTES_ON_WIRE + 1]),
+            ),
+        ];
+        for (what, bytes) in refused {
+            assert!(decode(&bytes).is_err(), "{what} must be refused");
+        }
     }
 }

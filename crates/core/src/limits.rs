@@ -39,6 +39,14 @@ impl Default for Limits {
 /// Longest bucket name, in bytes.
 pub const MAX_BUCKET_BYTES: usize = 64;
 
+/// Largest key (bytes, bucket excluded) a node accepts from a peer or reads
+/// back from disk. Nodes may configure different `max_key_bytes` for their
+/// clients, so peers are held to this fixed bound instead; it leaves room
+/// for the 9-byte layout header and a 64-byte bucket under the storage key
+/// limit (64 KiB - 2), and every node's `max_key_bytes` must stay within it
+/// ([`Limits::validate`]) so any key a client may write can cross the wire.
+pub const MAX_KEY_BYTES_ON_WIRE: usize = 32 * 1024;
+
 /// Largest RPC frame between nodes. A replica object can hold up to
 /// `max_siblings` values, so this must exceed `max_siblings * max_value_bytes`
 /// plus clocks; [`Limits::validate`] checks that it does.
@@ -55,6 +63,12 @@ impl Limits {
             return Err(
                 "max_key_bytes, max_value_bytes and max_siblings must be at least 1".into(),
             );
+        }
+        if self.max_key_bytes > MAX_KEY_BYTES_ON_WIRE {
+            return Err(format!(
+                "max_key_bytes ({}) must be at most {MAX_KEY_BYTES_ON_WIRE}, the largest key peers accept",
+                self.max_key_bytes
+            ));
         }
         if self.max_in_flight_requests == 0 {
             return Err("max_in_flight_requests must be at least 1".into());
@@ -98,5 +112,15 @@ mod tests {
             ..Limits::default()
         };
         assert!(zero.validate().is_err());
+        let huge_keys = Limits {
+            max_key_bytes: MAX_KEY_BYTES_ON_WIRE + 1,
+            ..Limits::default()
+        };
+        assert!(huge_keys.validate().unwrap_err().contains("max_key_bytes"));
+        let wire_keys = Limits {
+            max_key_bytes: MAX_KEY_BYTES_ON_WIRE,
+            ..Limits::default()
+        };
+        assert!(wire_keys.validate().is_ok());
     }
 }

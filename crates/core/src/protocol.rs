@@ -55,6 +55,21 @@ pub struct Hello {
     pub members: Vec<Member>,
 }
 
+impl Hello {
+    /// The hello of a client (not a node) of `cluster`: only the protocol
+    /// version and cluster name are checked, so the rest is left empty.
+    pub fn client(cluster: impl Into<String>) -> Hello {
+        Hello {
+            protocol_version: PROTOCOL_VERSION,
+            cluster: cluster.into(),
+            from: None,
+            layout_digest: 0,
+            settings: ClusterSettings::default(),
+            members: Vec::new(),
+        }
+    }
+}
+
 /// The answer to a [`Hello`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum HelloReply {

@@ -27,6 +27,17 @@ pub struct ClusterSettings {
     pub buckets: BTreeMap<String, BucketProps>,
 }
 
+impl Default for ClusterSettings {
+    /// Q = 256 and N = 3, R = W = 2, no bucket overrides.
+    fn default() -> Self {
+        ClusterSettings {
+            partitions: crate::layout::DEFAULT_PARTITIONS,
+            replication: Replication::default(),
+            buckets: BTreeMap::new(),
+        }
+    }
+}
+
 impl ClusterSettings {
     /// A 64-bit digest of the canonical encoding (stable across nodes).
     pub fn digest(&self) -> u64 {

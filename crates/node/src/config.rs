@@ -8,6 +8,9 @@
 //! layout itself (the RPC handshake refuses a peer that differs).
 
 use crate::commit::FsyncPolicy;
+use crate::rpc::server::{
+    ServerLimits, DEFAULT_HANDSHAKE_TIMEOUT_MS, DEFAULT_MAX_INBOUND_CONNECTIONS,
+};
 use ringkv_core::layout::{compute_layout, Layout, LayoutParams, Member, DEFAULT_PARTITIONS};
 use ringkv_core::limits::Limits;
 use ringkv_core::replication::{BucketProps, Replication};
@@ -77,6 +80,14 @@ pub struct NodeConfig {
     /// rest of the preference list (speculative retry).
     #[serde(default = "default_read_speculation_ms")]
     pub read_speculation_ms: u64,
+    /// Most inbound RPC connections open at once; one more is closed at once
+    /// (default [`DEFAULT_MAX_INBOUND_CONNECTIONS`]).
+    #[serde(default = "default_max_inbound_connections")]
+    pub max_inbound_connections: usize,
+    /// How long a new RPC connection may take to say hello
+    /// (default [`DEFAULT_HANDSHAKE_TIMEOUT_MS`]).
+    #[serde(default = "default_handshake_timeout_ms")]
+    pub handshake_timeout_ms: u64,
 }
 
 fn default_capacity() -> u32 {
@@ -96,6 +107,12 @@ fn default_connect_timeout_ms() -> u64 {
 }
 fn default_read_speculation_ms() -> u64 {
     100
+}
+fn default_max_inbound_connections() -> usize {
+    DEFAULT_MAX_INBOUND_CONNECTIONS
+}
+fn default_handshake_timeout_ms() -> u64 {
+    DEFAULT_HANDSHAKE_TIMEOUT_MS
 }
 
 impl NodeConfig {
@@ -118,6 +135,16 @@ impl NodeConfig {
             request_timeout_ms: default_request_timeout_ms(),
             connect_timeout_ms: default_connect_timeout_ms(),
             read_speculation_ms: default_read_speculation_ms(),
+            max_inbound_connections: default_max_inbound_connections(),
+            handshake_timeout_ms: default_handshake_timeout_ms(),
+        }
+    }
+
+    /// What the RPC server allows connecting peers.
+    pub fn server_limits(&self) -> ServerLimits {
+        ServerLimits {
+            max_inbound_connections: self.max_inbound_connections,
+            handshake_timeout: std::time::Duration::from_millis(self.handshake_timeout_ms),
         }
     }
 
@@ -186,6 +213,9 @@ impl NodeConfig {
         if self.request_timeout_ms == 0 || self.connect_timeout_ms == 0 {
             return Err("request_timeout_ms and connect_timeout_ms must be positive".into());
         }
+        if self.max_inbound_connections == 0 || self.handshake_timeout_ms == 0 {
+            return Err("max_inbound_connections and handshake_timeout_ms must be positive".into());
+        }
         if let Some(m) = self.members().iter().find(|m| m.id.has_epoch()) {
             return Err(format!(
                 "node id {} may not contain '~' (reserved for actor epochs)",
@@ -227,6 +257,9 @@ mod tests {
         assert_eq!(cfg.replication, Replication::default());
         assert_eq!(cfg.members().len(), 3);
         assert_eq!(cfg.partitions, 256);
+        assert_eq!(cfg.server_limits(), ServerLimits::default());
+        assert_eq!(cfg.max_inbound_connections, 1024);
+        assert_eq!(cfg.handshake_timeout_ms, 5_000);
         cfg.validate().unwrap();
     }
 
@@ -257,6 +290,15 @@ mod tests {
         cfg.partitions = 100;
         assert!(cfg.validate().unwrap_err().contains("power of two"));
         cfg.partitions = 256;
+        cfg.max_inbound_connections = 0;
+        assert!(cfg
+            .validate()
+            .unwrap_err()
+            .contains("max_inbound_connections"));
+        cfg.max_inbound_connections = 1;
+        cfg.handshake_timeout_ms = 0;
+        assert!(cfg.validate().unwrap_err().contains("handshake_timeout_ms"));
+        cfg.handshake_timeout_ms = 1;
         cfg.id = NodeId::new("n1~2").unwrap();
         assert!(cfg
             .validate()

@@ -26,8 +26,8 @@ pub mod net;
 pub mod node;
 pub mod replica;
 pub mod rpc;
-pub mod view;
 pub mod storage_lanes;
+pub mod view;
 
 pub use config::{NodeConfig, PeerConfig};
 pub use node::{run, system_clock, Edges, StartError};

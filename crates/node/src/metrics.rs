@@ -44,6 +44,7 @@ pub struct Metrics {
     replica_call_failures: Family<FailureLabels, Counter>,
     sync_batch: Histogram,
     sync_seconds: Histogram,
+    rpc_connections_refused: Counter,
 }
 
 impl Default for Metrics {
@@ -91,8 +92,15 @@ impl Metrics {
             "Time one storage sync took",
             sync_seconds.clone(),
         );
+        let rpc_connections_refused = Counter::default();
+        registry.register(
+            "rpc_connections_refused",
+            "Inbound RPC connections closed at once because max_inbound_connections were open",
+            rpc_connections_refused.clone(),
+        );
         Metrics {
             registry,
+            rpc_connections_refused,
             requests,
             latency,
             quorum_failures,
@@ -137,6 +145,11 @@ impl Metrics {
         self.sync_seconds.observe(elapsed.as_secs_f64());
     }
 
+    /// Records an inbound RPC connection closed at the connection cap.
+    pub fn rpc_connection_refused(&self) {
+        self.rpc_connections_refused.inc();
+    }
+
     /// The Prometheus text exposition.
     pub fn encode(&self) -> String {
         let mut out = String::new();
@@ -157,6 +170,7 @@ mod tests {
         m.quorum_failed("get");
         m.observe_sync(7, Duration::from_millis(1));
         m.replica_call_failed("connect_refused");
+        m.rpc_connection_refused();
         let text = m.encode();
         for want in [
             "ringkv_requests_total{op=\"put\",status=\"204\"} 1",
@@ -165,6 +179,7 @@ mod tests {
             "ringkv_storage_sync_batch_writes_sum 7",
             "ringkv_storage_sync_duration_seconds_count 1",
             "ringkv_replica_call_failures_total{kind=\"connect_refused\"} 1",
+            "ringkv_rpc_connections_refused_total 1",
         ] {
             assert!(text.contains(want), "missing {want} in\n{text}");
         }

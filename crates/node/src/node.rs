@@ -17,9 +17,9 @@ use crate::net::Network;
 use crate::replica::LocalReplica;
 use crate::rpc::server::{self, Identity};
 use crate::rpc::{PeerClient, RpcHandler};
+use crate::storage_lanes::StorageLanes;
 use crate::view::{ClusterView, ViewCell};
 use ringkv_core::coordinate::Timeouts;
-use crate::storage_lanes::StorageLanes;
 use ringkv_core::protocol::{Hello, Request, Response, PROTOCOL_VERSION};
 use ringkv_core::NodeId;
 use ringkv_storage::Storage;
@@ -77,6 +77,10 @@ impl RpcHandler for NodeState {
         }
     }
 
+    fn connection_refused(&self) {
+        self.metrics.rpc_connection_refused();
+    }
+
     fn handle(
         self: Arc<Self>,
         _from: Option<NodeId>,
@@ -89,13 +93,11 @@ impl RpcHandler for NodeState {
                 // that go straight to `handle`.
                 Request::Ping => Response::Pong,
                 Request::ReplicaRead { key } => Response::ReplicaRead(replica.read(&key).await),
-                Request::ReplicaWrite { key, object } => {
-                    Response::ReplicaWrite(
-                        replica
-                            .merge(&key, object, self.config.limits.max_siblings)
-                            .await,
-                    )
-                }
+                Request::ReplicaWrite { key, object } => Response::ReplicaWrite(
+                    replica
+                        .merge(&key, object, self.config.limits.max_siblings)
+                        .await,
+                ),
                 Request::Coordinate { request, forwarded } => {
                     Response::Coordinate(self.coordinator.execute(request, forwarded).await)
                 }
@@ -111,6 +113,10 @@ pub struct Edges {
     pub wall_clock: WallClock,
     /// Serve the HTTP API (the simulation talks RPC only).
     pub serve_http: bool,
+    /// The running OS boot's id (`/proc/sys/kernel/random/boot_id` on
+    /// Linux); `None` if unknown. An unclean restart on the same boot keeps
+    /// the actor epoch; see [`crate::actor`].
+    pub boot_id: Option<String>,
 }
 
 /// The wall clock of a real process.
@@ -132,10 +138,21 @@ pub async fn run(
     ready: Option<CancellationToken>,
 ) -> Result<(), StartError> {
     config.validate().map_err(StartError::Config)?;
-    let (actor, clean) = crate::actor::begin(&*edges.storage, &config.id, (edges.wall_clock)())
-        .map_err(|e| StartError::Storage(e.to_string()))?;
-    if !clean {
-        tracing::warn!(node = %config.id, %actor, "last run did not shut down cleanly; minting dots under a new actor epoch");
+    let crate::actor::Begun { actor, start } = crate::actor::begin(
+        &*edges.storage,
+        &config.id,
+        (edges.wall_clock)(),
+        edges.boot_id.as_deref(),
+    )
+    .map_err(|e| StartError::Storage(e.to_string()))?;
+    match start {
+        crate::actor::Start::NewBoot => {
+            tracing::warn!(node = %config.id, %actor, "last run did not shut down cleanly and the OS restarted since (or its boot id is unknown); minting dots under a new actor epoch")
+        }
+        crate::actor::Start::ProcessCrash => {
+            tracing::warn!(node = %config.id, %actor, "last run did not shut down cleanly; same OS boot, so nothing written was lost and the actor epoch is kept")
+        }
+        crate::actor::Start::Fresh | crate::actor::Start::Clean => {}
     }
     let metrics = Arc::new(Metrics::new());
     let lanes = StorageLanes::for_engine(&*edges.storage)
@@ -237,6 +254,7 @@ pub async fn run(
         listener,
         state.clone(),
         identity,
+        config.server_limits(),
         rpc_stop.clone(),
         rpc_tasks.clone(),
     ));

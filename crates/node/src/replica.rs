@@ -414,7 +414,10 @@ mod tests {
         );
         assert_eq!(engine.syncs.load(Ordering::SeqCst), 1, "and sync nothing");
         // A merge that adds a concurrent write does write.
-        replica.merge(&key(), written_by("n3", "w"), 64).await.unwrap();
+        replica
+            .merge(&key(), written_by("n3", "w"), 64)
+            .await
+            .unwrap();
         assert_eq!(engine.writes.load(Ordering::SeqCst), 2);
         assert_eq!(replica.read(&key()).await.unwrap().unwrap().len(), 2);
         shutdown.cancel();

@@ -11,14 +11,13 @@
 
 use bytes::Bytes;
 use ringkv_core::key::ObjectKey;
-use ringkv_core::protocol::{
-    ClientRequest, ClientResponse, Hello, OpError, Request, Response, PROTOCOL_VERSION,
-};
+use ringkv_core::protocol::{ClientRequest, ClientResponse, Hello, OpError, Request, Response};
 use ringkv_core::replication::{Replication, RequestQuorum};
 use ringkv_core::siblings::Siblings;
 use ringkv_core::version_vector::VersionVector;
 use ringkv_core::NodeId;
 use ringkv_node::net::{BoxFuture, BoxStream, Listener, Network};
+use ringkv_node::rpc::backoff::RECONNECT_BACKOFF_CAP;
 use ringkv_node::rpc::PeerClient;
 use ringkv_node::{Edges, NodeConfig, PeerConfig};
 use ringkv_storage::MemStorage;
@@ -111,6 +110,8 @@ fn cluster_on(seed: u64, disks: [MemStorage; 3]) -> turmoil::Sim<'static> {
             let storage = storage.clone();
             async move {
                 let started = tokio::time::Instant::now();
+                // A new boot exactly when the test cut the power.
+                let boot_id = format!("{name}-boot-{}", storage.crashes());
                 let edges = Edges {
                     network: Arc::new(SimNetwork),
                     storage: Arc::new(storage),
@@ -118,6 +119,7 @@ fn cluster_on(seed: u64, disks: [MemStorage; 3]) -> turmoil::Sim<'static> {
                         1_800_000_000_000 + started.elapsed().as_millis() as u64
                     }),
                     serve_http: false,
+                    boot_id: Some(boot_id),
                 };
                 ringkv_node::run(node_config(name), edges, CancellationToken::new(), None).await?;
                 Ok(())
@@ -129,11 +131,7 @@ fn cluster_on(seed: u64, disks: [MemStorage; 3]) -> turmoil::Sim<'static> {
 
 /// A simulated client's connection to one node.
 fn client_of(node: &str) -> PeerClient {
-    let hello = Hello {
-        protocol_version: PROTOCOL_VERSION,
-        cluster: "ringkv".into(),
-        from: None,
-    };
+    let hello = Hello::client("ringkv");
     PeerClient::new(
         id(node),
         format!("{node}:{RPC_PORT}"),
@@ -478,6 +476,9 @@ fn under_random_partitions_no_acknowledged_write_is_lost() {
                         turmoil::repair(*a, *b);
                     }
                 }
+                // Peers that were cut are known down until their reconnection
+                // backoff passes (at most the cap): wait that out.
+                tokio::time::sleep(RECONNECT_BACKOFF_CAP + Duration::from_millis(100)).await;
                 let total: usize = acked.iter().map(Vec::len).sum();
                 assert!(total > 10, "the schedule acknowledged only {total} writes");
                 for (k, want) in acked.iter().enumerate() {

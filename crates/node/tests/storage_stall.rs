@@ -11,9 +11,7 @@
 
 use bytes::Bytes;
 use ringkv_core::key::ObjectKey;
-use ringkv_core::protocol::{
-    ClientRequest, ClientResponse, Hello, Request, Response, PROTOCOL_VERSION,
-};
+use ringkv_core::protocol::{ClientRequest, ClientResponse, Hello, Request, Response};
 use ringkv_core::replication::{Replication, RequestQuorum};
 use ringkv_core::version_vector::VersionVector;
 use ringkv_core::NodeId;
@@ -84,11 +82,7 @@ fn key(k: &str) -> ObjectKey {
 }
 
 fn client(rpc: &str) -> PeerClient {
-    let hello = Hello {
-        protocol_version: PROTOCOL_VERSION,
-        cluster: "ringkv".into(),
-        from: None,
-    };
+    let hello = Hello::client("ringkv");
     PeerClient::new(
         NodeId::new("n1").unwrap(),
         rpc.to_string(),
@@ -139,6 +133,7 @@ async fn ping_and_reads_answer_while_writes_are_stalled_in_the_engine() {
         storage: engine.clone(),
         wall_clock: ringkv_node::system_clock(),
         serve_http: false,
+        boot_id: None,
     };
     let (shutdown, ready) = (CancellationToken::new(), CancellationToken::new());
     let node = tokio::spawn(ringkv_node::run(

@@ -217,6 +217,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         storage,
         wall_clock: ringkv_node::system_clock(),
         serve_http: true,
+        boot_id: boot_id(),
     };
     let shutdown = CancellationToken::new();
     let trigger = shutdown.clone();
@@ -226,6 +227,17 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     });
     ringkv_node::run(config, edges, shutdown, None).await?;
     Ok(())
+}
+
+/// Where Linux publishes the id of the running boot (a new UUID per boot).
+const BOOT_ID_PATH: &str = "/proc/sys/kernel/random/boot_id";
+
+/// The running OS boot's id, or `None` if it cannot be read (then an
+/// unclean restart always moves to a new actor epoch, the safe side).
+fn boot_id() -> Option<String> {
+    let id = std::fs::read_to_string(BOOT_ID_PATH).ok()?;
+    let id = id.trim();
+    (!id.is_empty()).then(|| id.to_string())
 }
 
 fn ringkv_storage_open(dir: &std::path::Path) -> Result<Arc<dyn Storage>> {
@@ -313,5 +325,13 @@ mod tests {
         })
         .unwrap_err();
         assert!(err.to_string().contains("not_a_setting"), "{err}");
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn the_boot_id_is_read_and_stable_within_a_boot() {
+        let first = boot_id().expect("Linux publishes a boot id");
+        assert!(!first.is_empty() && !first.contains('\n'));
+        assert_eq!(boot_id().as_deref(), Some(first.as_str()));
     }
 }

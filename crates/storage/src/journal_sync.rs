@@ -5,7 +5,9 @@
 //! sync; under group commit that stalled a node's async workers about half
 //! of the time. This module syncs the same file through a descriptor of its
 //! own instead, so commits proceed while the disk works. It relies on three
-//! facts of fjall 3.1 (checked in its source, and to re-check on upgrades):
+//! facts of fjall 3.1.13 — pinned exactly in the workspace `Cargo.toml` and
+//! checked by `tests/fjall_journal_facts.rs`, which must pass before the pin
+//! moves:
 //!
 //! - journals are `<id>.jnl` files in the database folder, and the active one
 //!   has the highest id;

@@ -4,7 +4,11 @@
 //! `durable` (what would survive a crash), plus the set of keys that differ
 //! between them. `sync` copies the dirty keys from `current` to `durable`;
 //! `crash` copies them back the other way, forgetting exactly the writes not
-//! yet covered by a `sync`. Values are stored framed by [`crate::record`],
+//! yet covered by a `sync`. `crash` models an OS crash or power loss; a
+//! *process* crash loses nothing (the OS keeps what `write` handed it), so
+//! simulating one needs no call here: restart the node on the same engine.
+//! [`MemStorage::crashes`] counts power losses, so a simulated host can
+//! derive a boot id that changes exactly when the OS would have restarted. Values are stored framed by [`crate::record`],
 //! so checksum failures can be injected with [`MemStorage::corrupt`] and are
 //! caught on read like on disk. All maps are `BTreeMap`s, so iteration order
 //! and therefore every run is deterministic. This module must never read the
@@ -32,6 +36,8 @@ struct State {
     /// `(keyspace index, key)` of every key written since the last `sync`;
     /// outside this set `current` and `durable` agree.
     dirty: BTreeSet<(usize, Vec<u8>)>,
+    /// How many times `crash` ran.
+    crashes: u64,
 }
 
 impl State {
@@ -83,6 +89,13 @@ impl MemStorage {
         let mut guard = self.lock();
         let state = &mut *guard;
         State::settle(&mut state.dirty, &state.durable, &mut state.current);
+        state.crashes += 1;
+    }
+
+    /// How many simulated power losses ([`MemStorage::crash`]) this engine
+    /// has seen; a simulated host's boot id can be derived from it.
+    pub fn crashes(&self) -> u64 {
+        self.lock().crashes
     }
 
     /// Test hook: flips a byte of the stored (framed) record so checksum
@@ -215,7 +228,9 @@ mod tests {
         put(&s, "lost", "2");
         assert_eq!(get(&s, "lost").as_deref(), Some("2"));
 
+        assert_eq!(s.crashes(), 0);
         s.clone().crash();
+        assert_eq!(s.crashes(), 1, "clones share the engine and its count");
 
         let table = [
             ("kept", Some("1")),

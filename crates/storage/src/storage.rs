@@ -20,8 +20,11 @@ pub trait Storage: Send + Sync + 'static {
     fn get(&self, ks: Keyspace, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError>;
 
     /// Applies a batch atomically (all or nothing, visible to reads at
-    /// once). NOT durable until a later `sync` returns. A batch with any
-    /// oversized key or value is rejected whole, before anything is applied.
+    /// once). NOT durable until a later `sync` returns, but it survives a
+    /// crash of the *process* (its bytes are in the OS when this returns;
+    /// only an OS crash or power loss can lose it) — the node's actor
+    /// epochs rely on this. A batch with any oversized key or value is
+    /// rejected whole, before anything is applied.
     fn write(&self, batch: WriteBatch) -> Result<(), StorageError>;
 
     /// Makes every write that returned before this call durable (fsync).

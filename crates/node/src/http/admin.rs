@@ -20,7 +20,7 @@ pub async fn cluster(State(state): State<Arc<NodeState>>) -> Response {
     let layout = &view.layout;
     let config = &state.config;
     let slots = layout.slot_counts();
-    let total: usize = slots.iter().sum();
+    let total: u64 = slots.iter().map(|&s| u64::from(s)).sum();
     let now_ms = state.coordinator.origin.elapsed().as_millis() as u64;
     let nodes: Vec<_> = layout
         .members()
@@ -52,7 +52,7 @@ pub async fn cluster(State(state): State<Arc<NodeState>>) -> Response {
                 "capacity": m.capacity,
                 "zone": m.zone,
                 "slots": slots,
-                "share": if total == 0 { 0.0 } else { slots as f64 / total as f64 },
+                "share": if total == 0 { 0.0 } else { f64::from(slots) / total as f64 },
                 "self": m.id == config.id,
                 "health": health,
             })

@@ -7,13 +7,24 @@
 //! refused connection fails at once. A call that times out on a connection
 //! that has said nothing since the call went out drops the connection, so a
 //! half-open TCP connection (left by a partition or a vanished host) is
-//! replaced on the next call instead of timing calls out forever. Locks: a `std` mutex guards only map and
-//! slot updates; opening a connection is serialised by a tokio mutex so a burst
-//! of calls to a down peer makes one attempt, not hundreds.
+//! replaced on the next call instead of timing calls out forever.
+//!
+//! A peer that cannot be reached costs one connection attempt per backoff
+//! interval ([`super::backoff`]): after a failed attempt, calls fail at once
+//! with [`RpcError::KnownDown`] until the interval passes, then one call tries
+//! again. Locks: `std` mutexes guard only map, slot and backoff updates;
+//! opening a connection is serialised by a tokio mutex, and every caller
+//! rechecks the backoff after taking it, so a burst of calls to a down peer
+//! makes one attempt, not hundreds. Connection failures are typed (refused,
+//! timed out, handshake refused with the peer's reason, ...), never strings
+//! to parse.
 
+use super::backoff::Backoff;
 use super::frame::{self, FrameReader, RpcError};
 use crate::net::Network;
 use bytes::Bytes;
+use ringkv_core::codec::{encode_request, request_frame, EncodedRequest};
+use ringkv_core::limits::MAX_FRAME_BYTES;
 use ringkv_core::protocol::{Hello, HelloReply, Message, Request, Response};
 use ringkv_core::NodeId;
 use std::collections::HashMap;
@@ -50,6 +61,7 @@ pub struct PeerClient {
     connect_timeout: Duration,
     live: Mutex<Option<Arc<Connection>>>,
     connecting: tokio::sync::Mutex<()>,
+    backoff: Mutex<Backoff>,
 }
 
 impl PeerClient {
@@ -69,7 +81,14 @@ impl PeerClient {
             connect_timeout,
             live: Mutex::new(None),
             connecting: tokio::sync::Mutex::new(()),
+            backoff: Mutex::new(Backoff::default()),
         }
+    }
+
+    /// Replaces the reconnection backoff (tests, tuning).
+    pub fn with_backoff(self, backoff: Backoff) -> Self {
+        *self.backoff.lock().unwrap_or_else(|p| p.into_inner()) = backoff;
+        self
     }
 
     pub fn peer(&self) -> &NodeId {
@@ -78,6 +97,16 @@ impl PeerClient {
 
     /// Sends `request` and waits for its response until `timeout` elapses.
     pub async fn call(&self, request: Request, timeout: Duration) -> Result<Response, RpcError> {
+        let body = encode_request(&request).map_err(|e| RpcError::Codec(e.to_string()))?;
+        self.call_encoded(&body, timeout).await
+    }
+
+    /// Like [`PeerClient::call`] with a body encoded once for several peers.
+    pub async fn call_encoded(
+        &self,
+        body: &EncodedRequest,
+        timeout: Duration,
+    ) -> Result<Response, RpcError> {
         let deadline = Instant::now() + timeout;
         let ms = timeout.as_millis() as u64;
         let conn = self.connection(deadline, ms).await?;
@@ -95,14 +124,21 @@ impl PeerClient {
         };
         if conn.closed.is_cancelled() {
             forget();
-            return Err(RpcError::Closed);
+            return Err(RpcError::ConnectionLost);
         }
-        let frame = frame::encode(&Message::Request { id, body: request })?;
+        let frame = Bytes::from(request_frame(id, body));
+        if frame.len() > MAX_FRAME_BYTES {
+            forget();
+            return Err(RpcError::FrameTooLarge {
+                len: frame.len(),
+                limit: MAX_FRAME_BYTES,
+            });
+        }
         match timeout_at(deadline, conn.queue.send(frame)).await {
             Ok(Ok(())) => {}
             Ok(Err(_)) => {
                 forget();
-                return Err(RpcError::Closed);
+                return Err(RpcError::ConnectionLost);
             }
             Err(_) => {
                 forget();
@@ -112,7 +148,7 @@ impl PeerClient {
         let sent_ms = conn.opened.elapsed().as_millis() as u64;
         match timeout_at(deadline, rx).await {
             Ok(Ok(response)) => Ok(response),
-            Ok(Err(_)) => Err(RpcError::Closed),
+            Ok(Err(_)) => Err(RpcError::ConnectionLost),
             Err(_) => {
                 forget();
                 // Nothing at all came back since this call went out: the
@@ -131,50 +167,90 @@ impl PeerClient {
         slot.as_ref().filter(|c| !c.closed.is_cancelled()).cloned()
     }
 
+    /// `Err(KnownDown)` while the backoff says the peer is down.
+    fn admit(&self, now: Instant) -> Result<(), RpcError> {
+        let backoff = self.backoff.lock().unwrap_or_else(|p| p.into_inner());
+        backoff.admit(now).map_err(|wait| RpcError::KnownDown {
+            addr: self.addr.clone(),
+            retry_in_ms: wait.as_millis().max(1) as u64,
+        })
+    }
+
     async fn connection(&self, deadline: Instant, ms: u64) -> Result<Arc<Connection>, RpcError> {
         if let Some(conn) = self.current() {
             return Ok(conn);
         }
+        self.admit(Instant::now())?;
         let _one_at_a_time = timeout_at(deadline, self.connecting.lock())
             .await
             .map_err(|_| RpcError::Timeout { ms })?;
         if let Some(conn) = self.current() {
             return Ok(conn);
         }
-        let connect_deadline = deadline.min(Instant::now() + self.connect_timeout);
-        let conn = timeout_at(connect_deadline, self.open())
-            .await
-            .map_err(|_| {
-                RpcError::Connect(format!(
-                    "{} did not answer within the connect timeout",
-                    self.addr
-                ))
-            })??;
-        *self.live.lock().unwrap_or_else(|p| p.into_inner()) = Some(conn.clone());
-        Ok(conn)
+        // An attempt that ended while this call waited for the lock decides.
+        self.admit(Instant::now())?;
+        let started = Instant::now();
+        let connect_deadline = deadline.min(started + self.connect_timeout);
+        let result = self.open(started, connect_deadline).await;
+        let mut backoff = self.backoff.lock().unwrap_or_else(|p| p.into_inner());
+        match result {
+            Ok(conn) => {
+                backoff.succeeded();
+                *self.live.lock().unwrap_or_else(|p| p.into_inner()) = Some(conn.clone());
+                Ok(conn)
+            }
+            Err(e) => {
+                let wait = backoff.failed(Instant::now());
+                tracing::debug!(peer = %self.peer, error = %e, retry_in_ms = wait.as_millis() as u64, "connection attempt failed");
+                Err(e)
+            }
+        }
     }
 
-    async fn open(&self) -> Result<Arc<Connection>, RpcError> {
-        let stream = self
-            .network
-            .connect(&self.addr)
-            .await
-            .map_err(|e| RpcError::Connect(format!("{}: {e}", self.addr)))?;
+    /// Opens the TCP connection and does the handshake, both by `deadline`.
+    async fn open(&self, started: Instant, deadline: Instant) -> Result<Arc<Connection>, RpcError> {
+        let budget_ms = || deadline.saturating_duration_since(started).as_millis() as u64;
+        let addr = || self.addr.clone();
+        let stream = match timeout_at(deadline, self.network.connect(&self.addr)).await {
+            Err(_) => {
+                return Err(RpcError::ConnectTimedOut {
+                    addr: addr(),
+                    ms: budget_ms(),
+                })
+            }
+            Ok(Err(e)) => return Err(connect_error(addr(), e)),
+            Ok(Ok(stream)) => stream,
+        };
+        match timeout_at(deadline, self.handshake(stream)).await {
+            Err(_) => Err(RpcError::HandshakeTimedOut {
+                addr: addr(),
+                ms: budget_ms(),
+            }),
+            Ok(result) => result,
+        }
+    }
+
+    async fn handshake(&self, stream: crate::net::BoxStream) -> Result<Arc<Connection>, RpcError> {
+        let failed = |reason: String| RpcError::HandshakeFailed {
+            addr: self.addr.clone(),
+            reason,
+        };
         let (mut reader, mut writer) = frame::split(stream);
         frame::limit_to_handshake(&mut reader);
         frame::send(&mut writer, &Message::Hello(self.hello.clone())).await?;
         match frame::recv(&mut reader).await? {
             Some(Message::HelloReply(HelloReply::Welcome { node })) if node == self.peer => {}
             Some(Message::HelloReply(HelloReply::Welcome { node })) => {
-                return Err(RpcError::Handshake(format!(
-                    "expected node {} at {}, found {node}",
-                    self.peer, self.addr
-                )))
+                return Err(failed(format!("expected node {}, found {node}", self.peer)))
             }
             Some(Message::HelloReply(HelloReply::Refused { reason })) => {
-                return Err(RpcError::Handshake(reason))
+                return Err(RpcError::HandshakeRefused {
+                    addr: self.addr.clone(),
+                    reason,
+                })
             }
-            other => return Err(RpcError::Handshake(format!("unexpected answer {other:?}"))),
+            None => return Err(failed("connection closed before the answer".into())),
+            Some(other) => return Err(failed(format!("unexpected answer {other:?}"))),
         }
         frame::allow_full_frames(&mut reader);
         let (queue, rx) = mpsc::channel(SEND_QUEUE);
@@ -201,14 +277,25 @@ impl PeerClient {
     }
 }
 
-/// Routes responses to their callers until the connection ends, then fails
-/// every call still waiting (by dropping its sender).
 /// Where the reader records when it last heard from the peer.
 struct Heard {
     opened: Instant,
     last_ms: Arc<AtomicU64>,
 }
 
+/// Classifies a failed TCP connect.
+fn connect_error(addr: String, e: std::io::Error) -> RpcError {
+    match e.kind() {
+        std::io::ErrorKind::ConnectionRefused => RpcError::ConnectRefused { addr },
+        _ => RpcError::ConnectFailed {
+            addr,
+            reason: e.to_string(),
+        },
+    }
+}
+
+/// Routes responses to their callers until the connection ends, then fails
+/// every call still waiting (by dropping its sender).
 async fn read_loop(
     mut reader: FrameReader,
     pending: Arc<Pending>,

@@ -5,16 +5,20 @@
 //! - [`client`]: [`client::PeerClient`], one persistent connection per peer,
 //!   opened lazily with a versioned handshake; calls carry request ids, so
 //!   many are in flight at once, and every call has a deadline.
-//! - [`server`]: accepts connections, checks the handshake, and hands each
+//! - [`backoff`]: the pure reconnection decision, so a down peer costs one
+//!   connection attempt per interval and calls to it fail fast meanwhile.
+//! - [`server`]: accepts connections (at most `max_inbound_connections`),
+//!   checks the handshake (within `handshake_timeout`), and hands each
 //!   request to an [`server::RpcHandler`] concurrently (bounded per connection).
 //!
 //! Messages themselves ([`ringkv_core::protocol`]) and their encoding
 //! ([`ringkv_core::codec`]) are pure and live in the core.
 
+pub mod backoff;
 pub mod client;
 pub mod frame;
 pub mod server;
 
 pub use client::PeerClient;
-pub use frame::RpcError;
+pub use frame::{failure_of, RpcError};
 pub use server::RpcHandler;

@@ -1,14 +1,32 @@
 //! The answering side: accept connections, check the handshake, serve requests.
 //!
+//! Input from peers is untrusted, like input from clients:
+//! - at most [`ServerLimits::max_inbound_connections`] connections are open
+//!   at once; one over the cap is closed as soon as it is accepted (and
+//!   counted through [`RpcHandler::connection_refused`]);
+//! - a connection must finish its hello within
+//!   [`ServerLimits::handshake_timeout`], and frames before the handshake are
+//!   limited to `MAX_HANDSHAKE_FRAME_BYTES`;
+//! - frame headers are checked before anything is allocated (`frame.rs`).
+//!
 //! Each connection's requests run concurrently, at most
 //! [`MAX_IN_FLIGHT_PER_CONNECTION`] at a time (reading pauses when the limit
 //! is reached, which pushes back on the sender). A handshake that names
-//! another protocol version or cluster is refused with a reason.
+//! another protocol version or cluster is refused with a reason. An answer
+//! that cannot be encoded (larger than a frame) fails that one call with a
+//! typed error answer of the same kind ([`failure_for`]); it never closes the
+//! connection, which carries other callers' requests.
 
 use super::frame::{self, FrameReader};
 use crate::net::Listener;
 use bytes::Bytes;
-use ringkv_core::protocol::{Hello, HelloReply, Message, Request, Response, PROTOCOL_VERSION};
+use ringkv_core::layout::Member;
+use ringkv_core::limits::MAX_FRAME_BYTES;
+use ringkv_core::protocol::{
+    ClientResponse, HandshakeRefusal, Hello, HelloReply, Message, OpError, ReplicaError, Request,
+    Response, PROTOCOL_VERSION,
+};
+use ringkv_core::settings::{member_differences, ClusterSettings};
 use ringkv_core::NodeId;
 use std::future::Future;
 use std::pin::Pin;
@@ -20,8 +38,29 @@ use tokio_util::task::TaskTracker;
 
 /// Most requests one connection may have in flight at once.
 pub const MAX_IN_FLIGHT_PER_CONNECTION: usize = 1024;
-/// How long a new connection may take to say hello.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default for [`ServerLimits::max_inbound_connections`].
+pub const DEFAULT_MAX_INBOUND_CONNECTIONS: usize = 1024;
+/// Default for [`ServerLimits::handshake_timeout`], in milliseconds.
+pub const DEFAULT_HANDSHAKE_TIMEOUT_MS: u64 = 5_000;
+
+/// Bounds on what connecting peers may hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServerLimits {
+    /// Most inbound connections open at once (handshaken or not); one more
+    /// is closed at once.
+    pub max_inbound_connections: usize,
+    /// How long a new connection may take to say hello before it is closed.
+    pub handshake_timeout: Duration,
+}
+
+impl Default for ServerLimits {
+    fn default() -> Self {
+        ServerLimits {
+            max_inbound_connections: DEFAULT_MAX_INBOUND_CONNECTIONS,
+            handshake_timeout: Duration::from_millis(DEFAULT_HANDSHAKE_TIMEOUT_MS),
+        }
+    }
+}
 
 /// What serves requests arriving over RPC.
 pub trait RpcHandler: Send + Sync + 'static {
@@ -41,13 +80,21 @@ pub trait RpcHandler: Send + Sync + 'static {
     fn answer_now(&self, request: Request) -> Result<Response, Request> {
         Err(request)
     }
+
+    /// Called when a connection is closed at once because
+    /// [`ServerLimits::max_inbound_connections`] are already open.
+    fn connection_refused(&self) {}
 }
 
-/// Who this server is, for handshakes.
+/// Who this server is, for handshakes: a connecting node must name the same
+/// cluster and run with the same settings, members and layout.
 #[derive(Clone)]
 pub struct Identity {
     pub node: NodeId,
     pub cluster: String,
+    pub layout_digest: u64,
+    pub settings: ClusterSettings,
+    pub members: Vec<Member>,
 }
 
 /// Accepts connections until `shutdown` is cancelled. Connection tasks and
@@ -57,9 +104,11 @@ pub async fn serve<H: RpcHandler>(
     listener: Box<dyn Listener>,
     handler: Arc<H>,
     identity: Identity,
+    limits: ServerLimits,
     shutdown: CancellationToken,
     tracker: TaskTracker,
 ) {
+    let open = Arc::new(Semaphore::new(limits.max_inbound_connections));
     loop {
         let accepted = tokio::select! {
             biased;
@@ -68,18 +117,26 @@ pub async fn serve<H: RpcHandler>(
         };
         match accepted {
             Ok((stream, addr)) => {
+                let Ok(slot) = open.clone().try_acquire_owned() else {
+                    drop(stream);
+                    handler.connection_refused();
+                    tracing::debug!(peer = %addr, limit = limits.max_inbound_connections, "too many inbound connections; closed a new one");
+                    continue;
+                };
                 let (handler, identity, shutdown, tasks) = (
                     handler.clone(),
                     identity.clone(),
                     shutdown.clone(),
                     tracker.clone(),
                 );
+                let timeout = limits.handshake_timeout;
                 tracker.spawn(async move {
-                    if let Err(e) =
-                        serve_connection(stream, handler, identity, shutdown, tasks).await
-                    {
+                    let served =
+                        serve_connection(stream, handler, identity, timeout, shutdown, tasks).await;
+                    if let Err(e) = served {
                         tracing::debug!(peer = %addr, error = %e, "rpc connection ended");
                     }
+                    drop(slot);
                 });
             }
             Err(e) => {
@@ -90,18 +147,51 @@ pub async fn serve<H: RpcHandler>(
     }
 }
 
-fn check_hello(hello: &Hello, identity: &Identity) -> Result<(), String> {
+/// Checks a hello against this node's identity. A refusal is typed (it is
+/// sent to the peer); for a node whose settings or members differ, the
+/// returned lines say exactly what differs, for this node's log. Clients
+/// (`from: None`) only need the protocol version and cluster name.
+fn check_hello(hello: &Hello, identity: &Identity) -> Result<(), (HandshakeRefusal, Vec<String>)> {
     if hello.protocol_version != PROTOCOL_VERSION {
-        return Err(format!(
-            "protocol version {} is not supported (this node speaks {PROTOCOL_VERSION})",
-            hello.protocol_version
-        ));
+        let refusal = HandshakeRefusal::ProtocolVersion {
+            ours: PROTOCOL_VERSION,
+            theirs: hello.protocol_version,
+        };
+        return Err((refusal, Vec::new()));
     }
     if hello.cluster != identity.cluster {
-        return Err(format!(
-            "cluster {:?} is not this node's cluster {:?}",
-            hello.cluster, identity.cluster
-        ));
+        let refusal = HandshakeRefusal::ClusterName {
+            ours: identity.cluster.clone(),
+            theirs: hello.cluster.clone(),
+        };
+        return Err((refusal, Vec::new()));
+    }
+    let Some(from) = &hello.from else {
+        return Ok(());
+    };
+    if !identity.members.iter().any(|m| m.id == *from) {
+        return Err((HandshakeRefusal::NotAMember, Vec::new()));
+    }
+    let settings = identity.settings.differences(&hello.settings);
+    if !settings.is_empty() {
+        let refusal = HandshakeRefusal::SettingsDigest {
+            ours: identity.settings.digest(),
+            theirs: hello.settings.digest(),
+        };
+        return Err((refusal, settings));
+    }
+    if hello.layout_digest != identity.layout_digest {
+        let mut why = member_differences(&identity.members, &hello.members);
+        if why.is_empty() {
+            why.push(
+                "same members and settings but a different layout: the nodes run different releases of the layout algorithm".into(),
+            );
+        }
+        let refusal = HandshakeRefusal::LayoutDigest {
+            ours: identity.layout_digest,
+            theirs: hello.layout_digest,
+        };
+        return Err((refusal, why));
     }
     Ok(())
 }
@@ -110,22 +200,39 @@ async fn serve_connection<H: RpcHandler>(
     stream: crate::net::BoxStream,
     handler: Arc<H>,
     identity: Identity,
+    handshake_timeout: Duration,
     shutdown: CancellationToken,
     tracker: TaskTracker,
 ) -> Result<(), frame::RpcError> {
     let (mut reader, mut writer) = frame::split(stream);
     frame::limit_to_handshake(&mut reader);
-    let hello = match tokio::time::timeout(HANDSHAKE_TIMEOUT, frame::recv(&mut reader)).await {
-        Ok(Ok(Some(Message::Hello(hello)))) => hello,
-        Ok(Ok(other)) => {
-            return Err(frame::RpcError::Handshake(format!(
-                "expected hello, got {other:?}"
-            )))
-        }
-        Ok(Err(e)) => return Err(e),
-        Err(_) => return Err(frame::RpcError::Handshake("no hello in time".into())),
+    let first = tokio::select! {
+        biased;
+        _ = shutdown.cancelled() => return Ok(()),
+        first = tokio::time::timeout(handshake_timeout, frame::recv(&mut reader)) => first,
     };
-    if let Err(reason) = check_hello(&hello, &identity) {
+    let failed = |reason: String| frame::RpcError::HandshakeFailed {
+        addr: "inbound".into(),
+        reason,
+    };
+    let hello = match first {
+        Ok(Ok(Some(Message::Hello(hello)))) => hello,
+        Ok(Ok(other)) => return Err(failed(format!("expected hello, got {other:?}"))),
+        Ok(Err(e)) => return Err(e),
+        Err(_) => {
+            return Err(frame::RpcError::HandshakeTimedOut {
+                addr: "inbound".into(),
+                ms: handshake_timeout.as_millis() as u64,
+            })
+        }
+    };
+    if let Err((reason, differences)) = check_hello(&hello, &identity) {
+        tracing::warn!(
+            peer = ?hello.from,
+            %reason,
+            differences = %differences.join("; "),
+            "refused a peer's handshake: every node must be started with the same peers, capacities, zones and settings"
+        );
         frame::send(
             &mut writer,
             &Message::HelloReply(HelloReply::Refused {
@@ -133,7 +240,10 @@ async fn serve_connection<H: RpcHandler>(
             }),
         )
         .await?;
-        return Err(frame::RpcError::Handshake(reason));
+        return Err(frame::RpcError::HandshakeRefused {
+            addr: "inbound".into(),
+            reason,
+        });
     }
     frame::send(
         &mut writer,
@@ -177,11 +287,12 @@ async fn dispatch<H: RpcHandler>(
         };
         let request = match handler.answer_now(request) {
             Ok(body) => {
-                let frame = frame::encode(&Message::Response { id, body })?;
-                queue
-                    .send(frame)
-                    .await
-                    .map_err(|_| frame::RpcError::Closed)?;
+                if let Some(frame) = encode_answer(id, body, MAX_FRAME_BYTES) {
+                    queue
+                        .send(frame)
+                        .await
+                        .map_err(|_| frame::RpcError::ConnectionLost)?;
+                }
                 continue;
             }
             Err(request) => request,
@@ -190,42 +301,194 @@ async fn dispatch<H: RpcHandler>(
             .clone()
             .acquire_owned()
             .await
-            .map_err(|_| frame::RpcError::Closed)?;
+            .map_err(|_| frame::RpcError::ConnectionLost)?;
         let (handler, from, queue) = (handler.clone(), from.clone(), queue.clone());
         tracker.spawn(async move {
             let body = handler.handle(from, request).await;
-            match frame::encode(&Message::Response { id, body }) {
-                Ok(bytes) => {
-                    let _ = queue.send(bytes).await;
-                }
-                Err(e) => tracing::error!(error = %e, "could not encode a response"),
+            if let Some(bytes) = encode_answer(id, body, MAX_FRAME_BYTES) {
+                let _ = queue.send(bytes).await;
             }
             drop(permit);
         });
     }
 }
 
+/// The frame answering call `id` with `body`; if `body` cannot be encoded
+/// within `limit` bytes, the frame of [`failure_for`] instead. `None` (the
+/// call is dropped and its caller times out) only if even that fails, which
+/// a short error answer never does.
+fn encode_answer(id: u64, body: Response, limit: usize) -> Option<Bytes> {
+    let error = match frame::encode_within(
+        &Message::Response {
+            id,
+            body: body.clone(),
+        },
+        limit,
+    ) {
+        Ok(bytes) => return Some(bytes),
+        Err(e) => e,
+    };
+    tracing::error!(error = %error, "could not encode an answer; answering with an error");
+    let failure = failure_for(&body, &error)?;
+    frame::encode_within(&Message::Response { id, body: failure }, limit).ok()
+}
+
+/// A failure answer of the same kind as `response`, so the caller gets a
+/// typed error at once instead of a timeout. `None` for `Pong`, which has no
+/// error form (and is too small to fail).
+///
+pub fn failure_for(response: &Response, error: &frame::RpcError) -> Option<Response> {
+    let replica = match error {
+        frame::RpcError::FrameTooLarge { len, limit } => ReplicaError::ObjectTooLarge {
+            bytes: *len,
+            limit: *limit,
+        },
+        _ => ReplicaError::StorageFailed,
+    };
+    let message = format!("the answer could not be sent: {error}");
+    Some(match response {
+        Response::Pong => return None,
+        Response::ReplicaRead(_) => Response::ReplicaRead(Err(replica)),
+        Response::ReplicaWrite(_) => Response::ReplicaWrite(Err(replica)),
+        Response::Coordinate(ClientResponse::Get(_)) => {
+            Response::Coordinate(ClientResponse::Get(Err(OpError::Internal(message))))
+        }
+        Response::Coordinate(ClientResponse::Put(_)) => {
+            Response::Coordinate(ClientResponse::Put(Err(OpError::Internal(message))))
+        }
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ringkv_core::codec::decode_message;
 
-    #[test]
-    fn hello_checks_version_and_cluster() {
-        let id = Identity {
+    fn member(id: &str, capacity: u32) -> Member {
+        Member {
+            id: NodeId::new(id).unwrap(),
+            capacity,
+            zone: None,
+        }
+    }
+
+    fn settings(n: usize) -> ClusterSettings {
+        ClusterSettings {
+            partitions: 256,
+            replication: ringkv_core::replication::Replication { n, r: 1, w: 1 },
+            buckets: Default::default(),
+        }
+    }
+
+    fn identity() -> Identity {
+        Identity {
             node: NodeId::new("n1").unwrap(),
             cluster: "c".into(),
-        };
-        let hello = |v, c: &str| Hello {
-            protocol_version: v,
-            cluster: c.into(),
-            from: None,
-        };
-        assert!(check_hello(&hello(PROTOCOL_VERSION, "c"), &id).is_ok());
-        assert!(check_hello(&hello(PROTOCOL_VERSION + 1, "c"), &id)
-            .unwrap_err()
-            .contains("protocol version"));
-        assert!(check_hello(&hello(PROTOCOL_VERSION, "other"), &id)
-            .unwrap_err()
-            .contains("cluster"));
+            layout_digest: 7,
+            settings: settings(2),
+            members: vec![member("n1", 1), member("n2", 1)],
+        }
+    }
+
+    fn hello_from(from: Option<&str>) -> Hello {
+        let id = identity();
+        Hello {
+            protocol_version: PROTOCOL_VERSION,
+            cluster: "c".into(),
+            from: from.map(|f| NodeId::new(f).unwrap()),
+            layout_digest: id.layout_digest,
+            settings: id.settings,
+            members: id.members,
+        }
+    }
+
+    #[test]
+    fn hello_checks_version_cluster_membership_settings_and_layout() {
+        let id = identity();
+        assert!(check_hello(&hello_from(Some("n2")), &id).is_ok());
+        assert!(
+            check_hello(&hello_from(None), &id).is_ok(),
+            "a client needs only version and cluster"
+        );
+        let mut version = hello_from(Some("n2"));
+        version.protocol_version += 1;
+        let mut cluster = hello_from(Some("n2"));
+        cluster.cluster = "other".into();
+        let mut settings_differ = hello_from(Some("n2"));
+        settings_differ.settings = settings(1);
+        let mut members_differ = hello_from(Some("n2"));
+        members_differ.layout_digest = 8;
+        members_differ.members = vec![member("n1", 1), member("n2", 2)];
+        let cases: Vec<(&str, Hello, &str, Option<&str>)> = vec![
+            ("version", version, "protocol version", None),
+            ("cluster", cluster, "cluster", None),
+            ("stranger", hello_from(Some("n9")), "not a member", None),
+            (
+                "settings",
+                settings_differ,
+                "replication settings",
+                Some("replication: n=2 r=1 w=1 here, n=1 r=1 w=1 at the peer"),
+            ),
+            (
+                "layout",
+                members_differ,
+                "layouts differ",
+                Some("node n2: capacity 1 here, 2 at the peer"),
+            ),
+        ];
+        for (name, hello, refusal, difference) in cases {
+            let (why, differences) = check_hello(&hello, &id).unwrap_err();
+            assert!(why.to_string().contains(refusal), "{name}: {why}");
+            if let Some(d) = difference {
+                assert_eq!(differences, vec![d.to_string()], "{name}");
+            }
+        }
+    }
+
+    #[test]
+    fn an_answer_too_large_to_send_becomes_an_error_answer_of_the_same_kind() {
+        use ringkv_core::siblings::Siblings;
+        use ringkv_core::version_vector::VersionVector;
+        let mut object = Siblings::new();
+        object.update(
+            &VersionVector::new(),
+            &NodeId::new("n1").unwrap(),
+            Some(bytes::Bytes::from(vec![7u8; 4096])),
+            0,
+        );
+        let big = Response::ReplicaRead(Ok(Some(object.clone())));
+        let frame = encode_answer(9, big, 1024).expect("an error answer fits");
+        match decode_message(&frame).unwrap() {
+            Message::Response {
+                id: 9,
+                body: Response::ReplicaRead(Err(e)),
+            } => assert!(
+                matches!(e, ReplicaError::ObjectTooLarge { limit: 1024, .. }),
+                "{e:?}"
+            ),
+            other => panic!("expected a ReplicaRead error, got {other:?}"),
+        }
+        let coordinated = Response::Coordinate(ClientResponse::Get(Ok(Some(object))));
+        let frame = encode_answer(10, coordinated, 1024).expect("an error answer fits");
+        assert!(matches!(
+            decode_message(&frame).unwrap(),
+            Message::Response {
+                id: 10,
+                body: Response::Coordinate(ClientResponse::Get(Err(OpError::Internal(_))))
+            }
+        ));
+        let small = encode_answer(11, Response::Pong, 1024).unwrap();
+        assert_eq!(
+            decode_message(&small).unwrap(),
+            Message::Response {
+                id: 11,
+                body: Response::Pong
+            }
+        );
+        assert_eq!(
+            encode_answer(12, Response::Pong, 1),
+            None,
+            "nothing fits: the call is dropped"
+        );
     }
 }
