@@ -147,12 +147,12 @@ pub enum ReplicaError {
     ObjectTooLarge { bytes: usize, limit: usize },
     #[error("the replica refused the key as invalid")]
     BadKey,
-    /// Refused before doing anything: the replica's storage queue is full.
-    #[error("the replica is overloaded (its storage queue is full)")]
-    Overloaded,
     /// Refused before doing anything: the replica is shutting down.
     #[error("the replica is shutting down")]
     ShuttingDown,
+    /// Refused before doing anything: the replica's storage queue is full.
+    #[error("the replica is overloaded (its storage queue is full)")]
+    Overloaded,
 }
 
 /// A client operation, as coordinated by a node.

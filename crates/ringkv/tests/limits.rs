@@ -118,7 +118,7 @@ fn requests_past_the_in_flight_limit_get_503_overloaded() {
     let (status, message, took) = slow.join().unwrap();
     assert_eq!(status, 503, "{message}");
     assert!(
-        message.contains("n2") && message.contains("connect timeout"),
+        message.contains("n2") && message.contains("could not connect within"),
         "{message}"
     );
     assert!(
