@@ -113,7 +113,27 @@ fn http_contract_of_a_three_node_cluster() {
         "ok"
     );
     let cluster = http(p1, "GET", "/v1/cluster", &[], b"").unwrap().json();
-    assert_eq!(cluster["nodes"].as_array().unwrap().len(), 3);
+    let nodes = cluster["nodes"].as_array().unwrap();
+    assert_eq!(nodes.len(), 3);
+    let layout = &cluster["layout"];
+    assert_eq!(layout["version"], 1);
+    assert_eq!(layout["partitions"], 256);
+    assert_eq!(layout["replication"], 3);
+    assert_eq!(layout["digest"].as_str().unwrap().len(), 16);
+    // N = 3 of 3 nodes: every node holds a replica of every partition.
+    for node in nodes {
+        assert_eq!(node["slots"], 256, "{node}");
+        let share = node["share"].as_f64().unwrap();
+        assert!((share - 1.0 / 3.0).abs() < 1e-9, "{node}");
+    }
+    assert_eq!(nodes.iter().filter(|n| n["self"] == true).count(), 1);
+    let peer = nodes.iter().find(|n| n["self"] == false).unwrap();
+    assert_eq!(peer["health"]["status"], "up", "{peer}");
+    // Every node computed the same layout.
+    let digest_of = |port| {
+        http(port, "GET", "/v1/cluster", &[], b"").unwrap().json()["layout"]["digest"].clone()
+    };
+    assert_eq!(digest_of(p2), layout["digest"]);
     let metrics = http(p1, "GET", "/metrics", &[], b"").unwrap().text();
     assert!(
         metrics.contains("ringkv_requests_total{op=\"put\",status=\"204\"}"),
