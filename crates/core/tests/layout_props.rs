@@ -4,9 +4,8 @@
 //! statistical: targets are exact to one slot, so the only slack is rounding
 //! and the assignment's rare repairs. Q = 256 and N = 3 unless a test needs
 //! otherwise; case counts are small so the file runs in seconds in debug.
-//! Known gap: removing a node with two zones and N = 3 can move a slot or two
-//! more than the node held (the repair only re-assigns slots filled in the
-//! same round, an augmenting path of length two).
+//! Removing a node moves exactly its slots unless the zone rule and the
+//! balance bound force more (`leaver_only_impossible` checks that by counting).
 //! `worst_cases_seen` (ignored; run with `--ignored --nocapture`) prints the
 //! worst numbers over many deterministic member sets. Public API only.
 
@@ -117,6 +116,58 @@ fn eleventh_node_movement(ids: &[NodeId], zones: usize) -> (f64, bool) {
     )
 }
 
+/// Whether no layout can move only `gone`'s slots and keep every node within
+/// one slot of its share: some zone's count, with every kept slot staying
+/// put, must lie between its kept slots plus the holes the zone rule forces
+/// it into and its kept slots plus the holes it has room for, and also
+/// between the sums of its nodes' floor and ceiling shares (if any cap cuts
+/// a share, shares are not the ideals: each zone keeps its count); no choice of counts in those ranges sums to
+/// `Q * N`. A necessary condition checked by counting, not a search.
+fn leaver_only_impossible(ten: &[Member], before: &Layout, after: &Layout, gone: &NodeId) -> bool {
+    let balance = after.balance();
+    let cap = balance.zone_cap as usize;
+    let zone_of = |id: &NodeId| ten.iter().find(|m| &m.id == id).unwrap().zone.clone();
+    let mut zones: Vec<Option<String>> = after.members().iter().map(|m| m.zone.clone()).collect();
+    zones.sort();
+    let size = |z: &Option<String>| zones.iter().filter(|&y| y == z).count();
+    let mut distinct = zones.clone();
+    distinct.dedup();
+    let spread: usize = distinct.iter().map(|y| size(y).min(cap)).sum();
+    let (mut low, mut high) = (0, 0);
+    for z in &distinct {
+        let least_here = (N + size(z).min(cap)).saturating_sub(spread);
+        let (mut kept, mut forced, mut open) = (0, 0, 0);
+        for p in 0..Q {
+            let old: Vec<&NodeId> = before.replicas(p, N).collect();
+            let stays = old
+                .iter()
+                .filter(|&&id| id != gone && zone_of(id) == *z)
+                .count();
+            kept += stays;
+            if old.contains(&gone) {
+                forced += least_here.saturating_sub(stays);
+                open += usize::from(stays < cap && stays < size(z));
+            }
+        }
+        let inside = balance.nodes.iter().filter(|n| zone_of(&n.id) == *z);
+        let (least, most) = if balance.nodes.iter().all(|n| n.notes.is_empty()) {
+            inside.fold((0, 0), |(l, m), n| {
+                (l + n.ideal.floor() as usize, m + n.ideal.ceil() as usize)
+            })
+        } else {
+            let now = inside.map(|n| n.slots as usize).sum();
+            (now, now)
+        };
+        let (lo, hi) = ((kept + forced).max(least), (kept + open).min(most));
+        if lo > hi {
+            return true;
+        }
+        low += lo;
+        high += hi;
+    }
+    low > Q as usize * N || high < Q as usize * N
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(48))]
 
@@ -185,10 +236,11 @@ proptest! {
         prop_assert!(onto_newcomer, "a moved slot went to an old node");
     }
 
-    /// Zones of equal size here: with unequal ones, a removal can leave a
-    /// zone whose capacity share is a whole replica of every partition, and
-    /// then the zone rule forces moves beyond the removed node's slots
-    /// (e.g. 10 nodes in zones of 3, 3, 2, 2; removing one of the first).
+    /// Zones of (nearly) equal size: 10 nodes in 1, 2 or 5 zones. With two
+    /// zones (a 2 + 1 split per partition) the leaver's zone must fill every
+    /// hole where it was the partition's only replica of the zone; when that
+    /// is more than its nodes' shares allow, kept slots must move, and only
+    /// then may the layout move more (the counting check says so).
     #[test]
     fn removing_1_of_10_nodes_moves_only_the_slots_it_held(
         ids in names(10),
@@ -203,19 +255,49 @@ proptest! {
         let after = compute_layout(&nine, params(N), Some(&before)).unwrap();
         let held = slots_by_id(&before)[&ids[gone]] as usize;
         let moved = after.moved_slots(&before);
-        if zones == 2 {
-            // Two zones, N = 3 (a 2 + 1 split per partition): the greedy
-            // sometimes ends one repair short and moves a kept slot (seen:
-            // 78 for 77). Bounded here at 5 %; see the module docs.
-            prop_assert!(moved * 100 <= held * 105, "moved {} for {} held", moved, held);
-        } else {
-            prop_assert_eq!(moved, held);
-            for p in 0..Q {
-                let new: Vec<&NodeId> = after.replicas(p, N).collect();
-                for id in before.replicas(p, N) {
-                    prop_assert!(id == &ids[gone] || new.contains(&id), "partition {} lost {}", p, id);
-                }
+        if zones == 2 && moved != held {
+            // Rare (about 1 removal in 300): the leaver's zone must fill more
+            // holes than its nodes' ceiling shares allow, or the like.
+            prop_assert!(leaver_only_impossible(&ten, &before, &after, &ids[gone]), "moved {} for {} held", moved, held);
+            prop_assert!(after.balance().on_target(), "{:?}", after.balance());
+            return Ok(());
+        }
+        prop_assert_eq!(moved, held);
+        for p in 0..Q {
+            let new: Vec<&NodeId> = after.replicas(p, N).collect();
+            for id in before.replicas(p, N) {
+                prop_assert!(id == &ids[gone] || new.contains(&id), "partition {} lost {}", p, id);
             }
+        }
+        prop_assert!(after.balance().on_target(), "{:?}", after.balance());
+    }
+
+    /// Unequal zones (10 nodes in zones of 4, 3, 3 or 3, 3, 2, 2; one replica
+    /// per zone): a removal can leave a zone whose new share needs it in more
+    /// partitions than the leaver's holes can give it (with 3, 3, 2, 2 a
+    /// 3-node zone's share becomes a whole replica of every partition), and
+    /// then kept slots must move. Only then does the layout move more.
+    #[test]
+    fn removing_a_node_moves_more_only_when_no_layout_moves_less(
+        ids in names(10),
+        gone in 0usize..10,
+        zones in 3usize..=4,
+    ) {
+        let ten: Vec<Member> = ids
+            .iter()
+            .enumerate()
+            .map(|(i, id)| member(id, 1, Some(format!("z{}", i % zones))))
+            .collect();
+        let before = compute_layout(&ten, params(N), None).unwrap();
+        let mut nine = ten.clone();
+        nine.remove(gone);
+        let after = compute_layout(&nine, params(N), Some(&before)).unwrap();
+        let held = slots_by_id(&before)[&ids[gone]] as usize;
+        let moved = after.moved_slots(&before);
+        prop_assert!(moved >= held);
+        if moved > held {
+            let forced = leaver_only_impossible(&ten, &before, &after, &ids[gone]);
+            prop_assert!(forced, "moved {} for {} held though the counts allow a leaver-only layout", moved, held);
         }
         prop_assert!(after.balance().on_target(), "{:?}", after.balance());
     }

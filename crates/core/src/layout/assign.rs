@@ -1,4 +1,4 @@
-//! Which nodes hold each partition's replicas: keep, trim, fill, repair.
+//! Which nodes hold each partition's replicas: keep, trim, fill, augment.
 //!
 //! Given integer slot targets (from `target`), this fills a `Q x N` table of
 //! member indices so that every partition has `N` distinct nodes, no zone
@@ -18,15 +18,23 @@
 //!    pattern). Picking zones first is what keeps a zone that must appear in
 //!    every partition from being starved by larger nodes elsewhere (Ryser's
 //!    greedy on the zone level). Cost: `O(Q * N * log(members))`.
-//! 4. **Repair** when no eligible node has a deficit left: move some node
-//!    `b` from another partition into the hole and give `b`'s old slot to a
-//!    node `a` that still has a deficit. If even that fails (it should not:
-//!    the targets admit an assignment), the hole goes to the eligible node
-//!    closest to its target and the balance report shows it off target.
+//! 4. **Augment** when no eligible node has a deficit left: a breadth-first
+//!    search for an augmenting path that re-seats nodes among the slots
+//!    filled this round (`augment`). Filling the holes is a maximum flow, so
+//!    this fills every hole whenever the kept slots and the targets allow it
+//!    at all: then only the trimmed slots and the departed nodes' slots
+//!    change hands.
+//! 5. **Repair** only when no such path exists (the kept slots themselves
+//!    must move, e.g. a zone that must now appear in partitions that have no
+//!    hole): move some node `b` from another partition, kept or not, into
+//!    the hole and give `b`'s old slot to a node `a` that still has a
+//!    deficit. If even that fails, the hole goes to the eligible node closest
+//!    to its target and the balance report shows it off target.
 //!
-//! Only slots the trim step emptied, or that departed nodes held, change
-//! hands (plus two per repair). This module never orders replicas for
-//! reading and never sees ids, only member indices.
+//! This module never orders replicas for reading and never sees ids, only
+//! member indices.
+
+mod augment;
 
 use super::rendezvous::{mix, score};
 use std::collections::BinaryHeap;
@@ -53,6 +61,11 @@ struct Table<'a> {
     slots: Vec<u16>,
     /// Whether each slot was a hole this round (so moving it again is free).
     fresh: Vec<bool>,
+    /// Per node, the slots it was given this round (stale entries included:
+    /// check `slots` and `fresh`).
+    fresh_of: Vec<Vec<u32>>,
+    /// Per zone, its nodes.
+    zone_members: Vec<Vec<u16>>,
     deficit: Vec<i64>,
     zone_deficit: Vec<i64>,
     /// Per zone, (deficit, tie-break, node); an entry is stale unless its
@@ -67,10 +80,16 @@ struct Table<'a> {
 pub(crate) fn assign(input: &Input<'_>) -> Vec<u16> {
     let n = input.n;
     let members = input.target.len();
+    let mut zone_members = vec![Vec::new(); input.zone_count];
+    for (i, &z) in input.zone_of.iter().enumerate() {
+        zone_members[z as usize].push(i as u16);
+    }
     let mut t = Table {
         input,
         slots: vec![HOLE; input.q as usize * n],
         fresh: vec![false; input.q as usize * n],
+        fresh_of: vec![Vec::new(); members],
+        zone_members,
         deficit: input.target.iter().map(|&x| i64::from(x)).collect(),
         zone_deficit: vec![0; input.zone_count],
         nodes: vec![BinaryHeap::new(); input.zone_count],
@@ -94,18 +113,17 @@ pub(crate) fn assign(input: &Input<'_>) -> Vec<u16> {
     }
     for p in 0..input.q {
         for j in 0..n {
-            if t.slots[p as usize * n + j] != HOLE {
+            let at = p as usize * n + j;
+            if t.slots[at] != HOLE {
                 continue;
             }
-            let node = match t.pick(p) {
-                Some(i) => i,
-                None => match t.repair(p) {
-                    Some(i) => i,
-                    None => t.overfill(p),
-                },
-            };
-            t.slots[p as usize * n + j] = node;
-            t.fresh[p as usize * n + j] = true;
+            // `augment` fills the partition's first hole, which is `at`.
+            if let Some(i) = t.pick(p) {
+                t.put(at, i);
+            } else if !augment::augment(&mut t, p) {
+                let i = t.repair(p).unwrap_or_else(|| t.overfill(p));
+                t.put(at, i);
+            }
         }
     }
     t.slots
@@ -115,6 +133,13 @@ impl Table<'_> {
     fn partition(&self, p: u32) -> &[u16] {
         let n = self.input.n;
         &self.slots[p as usize * n..(p as usize + 1) * n]
+    }
+
+    /// Gives slot `at` (a hole) to node `i`; its count is booked elsewhere.
+    fn put(&mut self, at: usize, i: u16) {
+        self.slots[at] = i;
+        self.fresh[at] = true;
+        self.fresh_of[i as usize].push(at as u32);
     }
 
     fn holds(&self, p: u32, node: u16) -> bool {
@@ -258,26 +283,19 @@ impl Table<'_> {
         }
     }
 
-    /// Step 4: find `a` with a deficit, a partition `p2` that `a` fits and
+    /// Step 5: find `a` with a deficit, a partition `p2` that `a` fits and
     /// a node `b` of `p2` that fits `p`; move `b` to `p` and `a` into `p2`.
-    /// Slots filled this round are tried first: re-assigning them moves no
-    /// more data than filling them did. Only then may a kept slot move.
+    /// Only called when no augmenting path exists, so `b`'s slot in `p2` may
+    /// be a kept one: that moves data beyond the holes, as it must.
     fn repair(&mut self, p: u32) -> Option<u16> {
         let mut wanting: Vec<u16> = (0..self.deficit.len() as u16)
             .filter(|&i| self.deficit[i as usize] > 0)
             .collect();
         wanting.sort_by_key(|&i| (std::cmp::Reverse(self.deficit[i as usize]), i));
-        for fresh_only in [true, false] {
-            for &a in &wanting {
-                if let Some(b) = self.swap_for(p, a, fresh_only) {
-                    return Some(b);
-                }
-            }
-        }
-        None
+        wanting.into_iter().find_map(|a| self.swap_for(p, a))
     }
 
-    fn swap_for(&mut self, p: u32, a: u16, fresh_only: bool) -> Option<u16> {
+    fn swap_for(&mut self, p: u32, a: u16) -> Option<u16> {
         let (n, q) = (self.input.n, self.input.q);
         let zone_of = self.input.zone_of;
         let za = zone_of[a as usize];
@@ -290,13 +308,12 @@ impl Table<'_> {
             for j2 in 0..n {
                 let at = p2 as usize * n + j2;
                 let b = self.slots[at];
-                if b == HOLE || (fresh_only && !self.fresh[at]) {
+                if b == HOLE {
                     continue;
                 }
                 let zb = zone_of[b as usize];
                 if a_in_p2 - u32::from(zb == za) < self.input.zone_cap && self.fits(p, b) {
-                    self.slots[at] = a;
-                    self.fresh[at] = true;
+                    self.put(at, a);
                     self.take(p2, a);
                     // b keeps its count: one slot left, one gained.
                     return Some(b);

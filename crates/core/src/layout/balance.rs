@@ -66,12 +66,17 @@ impl Balance {
 pub(super) fn balance(layout: &Layout) -> Balance {
     let zones = Zones::new(&layout.members);
     let slots = layout.slot_counts();
+    // The layout's own slots as the previous layout: the rounding then keeps
+    // each zone's count wherever it is within one slot of its share.
+    let n = layout.replication;
+    let bounds = target::zone_bounds(&zones, n, &layout.replicas, n);
     let t = target::targets(
         &layout.members,
         &zones,
         layout.partitions,
-        layout.replication,
+        n,
         &slots,
+        Some(&bounds),
     );
     let nodes = layout
         .members

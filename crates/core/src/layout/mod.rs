@@ -15,13 +15,17 @@
 //!   (it cannot hold two replicas of a partition) and no zone exceeds
 //!   `Q * zone_cap`, then rounded by largest remainder. Shares follow capacity
 //!   (P2) to within one slot wherever the caps allow; [`Layout::balance`] says
-//!   which nodes the caps cut and by how much.
+//!   which nodes the caps cut and by how much. Given a previous layout, each
+//!   zone's total is steered (still within one slot per node) towards what
+//!   the kept replicas and the holes allow without moving a kept slot.
 //! - **Assignment** (`assign`): keep every previous replica that is still
 //!   valid, trim nodes above their target, fill the holes zone-first by
-//!   largest deficit. So a change moves only the slots it must: a new node's
-//!   target is taken from the nodes that are over their new targets, all of
-//!   it onto the new node; a departed node's slots, and only those, go to the
-//!   rest (P1).
+//!   largest deficit, and where that gets stuck search an augmenting path
+//!   over the slots filled this round. So a change moves only the slots it
+//!   must: a new node's target is taken from the nodes that are over their
+//!   new targets, all of it onto the new node; a departed node's slots, and
+//!   only those, go to the rest (P1), unless the zone rule and the one-slot
+//!   balance leave no such layout (unequal zones, rarely two zones).
 //! - **Zones** (P3): a partition never holds more than `zone_cap` replicas of
 //!   one zone, the smallest cap the zone sizes allow: 1 when there are at
 //!   least N zones, `ceil(N / zones)` when there are fewer.
@@ -187,7 +191,11 @@ pub fn compute_layout(
     for &i in mapped.iter().flatten().filter(|&&i| i != assign::HOLE) {
         previous_slots[i as usize] += 1;
     }
-    let targets = target::targets(&members, &zones, q, n, &previous_slots);
+    let bounds = mapped
+        .as_deref()
+        .zip(previous)
+        .map(|(prev, p)| target::zone_bounds(&zones, n, prev, p.replication));
+    let targets = target::targets(&members, &zones, q, n, &previous_slots, bounds.as_deref());
     let input = assign::Input {
         q,
         n,

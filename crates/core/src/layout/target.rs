@@ -14,6 +14,13 @@
 //! cap. Equal remainders go first to the node that held more slots in the
 //! previous layout (fewer moves), then to the lower member index.
 //!
+//! Given a previous layout, [`zone_bounds`] says how many slots each zone can
+//! hold without moving a kept replica (the zone rule can force a zone into
+//! every hole of the partitions it would otherwise miss), and the zone totals
+//! are steered into those bounds as far as keeping every node within one slot
+//! of its share allows: a zone total may be anything from the sum of its
+//! nodes' floors to the sum of their ceilings.
+//!
 //! Such targets always admit an assignment (the fractional one, `share / Q`
 //! per cell, is a feasible flow, so an integral one exists). This module
 //! only computes numbers; it never assigns partitions.
@@ -67,7 +74,16 @@ fn water_fill(budget: f64, weights: &[f64], cap: f64) -> (Vec<f64>, Vec<bool>) {
 
 /// Rounds `shares` to integers summing to `total`, none above `cap`, by
 /// largest remainder; `prefer` breaks equal remainders (higher first).
-fn round(shares: &[f64], total: u64, cap: u64, prefer: &[u32]) -> Vec<u64> {
+/// `bounds`, if given, are the totals each item can reach without moving a
+/// kept slot: an item whose floor is below its low bound is rounded up
+/// first, one whose floor already reaches its high bound last.
+fn round(
+    shares: &[f64],
+    total: u64,
+    cap: u64,
+    prefer: &[u32],
+    bounds: Option<&[(u64, u64)]>,
+) -> Vec<u64> {
     let floors: Vec<u64> = shares
         .iter()
         .map(|&s| ((s + 1e-6).floor().max(0.0) as u64).min(cap))
@@ -76,9 +92,15 @@ fn round(shares: &[f64], total: u64, cap: u64, prefer: &[u32]) -> Vec<u64> {
     let mut missing = total.saturating_sub(floors.iter().sum());
     let mut order: Vec<usize> = (0..shares.len()).collect();
     let rem = |i: usize| shares[i] - floors[i] as f64;
+    let class = |i: usize| match bounds.map(|b| b[i]) {
+        Some((lo, _)) if floors[i] < lo => 0,
+        Some((_, hi)) if floors[i] >= hi => 2,
+        _ => 1,
+    };
     order.sort_by(|&a, &b| {
-        rem(b)
-            .total_cmp(&rem(a))
+        class(a)
+            .cmp(&class(b))
+            .then(rem(b).total_cmp(&rem(a)))
             .then(prefer[b].cmp(&prefer[a]))
             .then(a.cmp(&b))
     });
@@ -99,14 +121,115 @@ fn round(shares: &[f64], total: u64, cap: u64, prefer: &[u32]) -> Vec<u64> {
     out
 }
 
+/// Moves rounded totals into their `bounds` as far as `[least, most]` allow,
+/// one slot at a time, from or to the items furthest over or under their
+/// share that stay within their own bounds; the sum is unchanged.
+fn steer(out: &mut [u64], shares: &[f64], least: &[u64], most: &[u64], bounds: &[(u64, u64)]) {
+    let over = |out: &[u64], j: usize| out[j] as f64 - shares[j];
+    for i in 0..out.len() {
+        while out[i] < bounds[i].0.min(most[i]) {
+            let donor = (0..out.len())
+                .filter(|&j| j != i && out[j] > least[j].max(bounds[j].0))
+                .max_by(|&a, &b| {
+                    (out[a] > bounds[a].1)
+                        .cmp(&(out[b] > bounds[b].1))
+                        .then(over(out, a).total_cmp(&over(out, b)))
+                        .then(b.cmp(&a))
+                });
+            let Some(j) = donor else { break };
+            out[j] -= 1;
+            out[i] += 1;
+        }
+        while out[i] > bounds[i].1.max(least[i]) {
+            let taker = (0..out.len())
+                .filter(|&j| j != i && out[j] < most[j].min(bounds[j].1))
+                .max_by(|&a, &b| {
+                    (out[a] < bounds[a].0)
+                        .cmp(&(out[b] < bounds[b].0))
+                        .then(over(out, b).total_cmp(&over(out, a)))
+                        .then(b.cmp(&a))
+                });
+            let Some(j) = taker else { break };
+            out[j] += 1;
+            out[i] -= 1;
+        }
+    }
+}
+
+/// Per zone, the fewest and most slots it can hold if every previous replica
+/// that `assign` keeps stays put: kept slots, plus the holes the zone rule
+/// forces it into (a partition whose other zones cannot make up `n`), or
+/// plus every hole it has room for. `previous` is `Q * prev_n` new member
+/// indices (`HOLE` for a departed node). `O(Q * n + zones * n)`.
+pub(crate) fn zone_bounds(
+    zones: &Zones,
+    n: usize,
+    previous: &[u16],
+    prev_n: usize,
+) -> Vec<(u64, u64)> {
+    let cap = zones.cap(n);
+    let fit: Vec<u64> = zones.sizes.iter().map(|&s| u64::from(s.min(cap))).collect();
+    let spread: u64 = fit.iter().sum();
+    // Least replicas zone z must hold in any partition.
+    let least: Vec<u64> = fit
+        .iter()
+        .map(|&f| (n as u64 + f).saturating_sub(spread))
+        .collect();
+    let size = |z: usize| u64::from(zones.sizes[z]);
+    let (lo_of, hi_of) = (
+        |z: usize, k: u64, _h: u64| least[z].saturating_sub(k),
+        |z: usize, k: u64, h: u64| (u64::from(cap) - k).min(size(z) - k).min(h),
+    );
+    let mut bounds = vec![(0u64, 0u64); zones.count()];
+    let mut by_holes = vec![0u64; n + 1];
+    for chunk in previous.chunks(prev_n) {
+        let mut kept: Vec<(u16, u32)> = Vec::with_capacity(n);
+        let mut in_zone: Vec<(u32, u64)> = Vec::with_capacity(n);
+        for &r in chunk {
+            if r == super::assign::HOLE || kept.len() == n || kept.iter().any(|k| k.0 == r) {
+                continue;
+            }
+            let z = zones.of[r as usize];
+            match in_zone.iter_mut().find(|e| e.0 == z) {
+                Some(e) if e.1 >= u64::from(cap) => continue,
+                Some(e) => e.1 += 1,
+                None => in_zone.push((z, 1)),
+            }
+            kept.push((r, z));
+        }
+        let h = (n - kept.len()) as u64;
+        by_holes[h as usize] += 1;
+        for &(z, k) in &in_zone {
+            let z = z as usize;
+            bounds[z].0 += k + lo_of(z, k, h);
+            bounds[z].1 += k + hi_of(z, k, h);
+            if h > 0 {
+                // Undo the absent-zone contribution added below.
+                bounds[z].0 -= lo_of(z, 0, h);
+                bounds[z].1 -= hi_of(z, 0, h);
+            }
+        }
+    }
+    for (z, b) in bounds.iter_mut().enumerate() {
+        for (h, &count) in by_holes.iter().enumerate().skip(1) {
+            b.0 += count * lo_of(z, 0, h as u64);
+            b.1 += count * hi_of(z, 0, h as u64);
+        }
+    }
+    bounds
+}
+
 /// Computes the targets. `previous` is each member's slot count in the
-/// previous layout (0 for a new member); `n <= members.len()`.
+/// previous layout (0 for a new member); `n <= members.len()`. `bounds`
+/// (from [`zone_bounds`]) steer each zone's rounding so that, where a
+/// rounding within one slot of its share allows it, no kept slot must move.
 pub(crate) fn targets(
     members: &[Member],
     zones: &Zones,
     q: u32,
     n: usize,
     previous: &[u32],
+    bounds: Option<&[(u64, u64)]>,
 ) -> Targets {
     let total = f64::from(q) * n as f64;
     let qf = f64::from(q);
@@ -170,12 +293,24 @@ pub(crate) fn targets(
         zone_share[zones.of[i] as usize] += share[i];
         zone_prev[zones.of[i] as usize] += previous[i];
     }
-    let zone_total = round(
+    let mut zone_total = round(
         &zone_share,
         u64::from(q) * n as u64,
         u64::from(q) * u64::from(zone_cap),
         &zone_prev,
+        bounds,
     );
+    if let Some(bounds) = bounds {
+        // A zone may hold anything from the sum of its nodes' floors to the
+        // sum of their ceilings: every node stays within one slot of its share.
+        let (mut least, mut most) = (vec![0u64; zones.count()], vec![0u64; zones.count()]);
+        for (&z, &s) in zones.of.iter().zip(&share) {
+            let floor = (s + 1e-6).floor().max(0.0) as u64;
+            least[z as usize] += floor.min(u64::from(q));
+            most[z as usize] += (floor + u64::from(s - floor as f64 > 1e-6)).min(u64::from(q));
+        }
+        steer(&mut zone_total, &zone_share, &least, &most, bounds);
+    }
     let mut target = vec![0u32; members.len()];
     for (z, &zt) in zone_total.iter().enumerate() {
         let inside: Vec<usize> = (0..members.len())
@@ -183,7 +318,10 @@ pub(crate) fn targets(
             .collect();
         let s: Vec<f64> = inside.iter().map(|&i| share[i]).collect();
         let p: Vec<u32> = inside.iter().map(|&i| previous[i]).collect();
-        for (j, t) in round(&s, zt, u64::from(q), &p).into_iter().enumerate() {
+        for (j, t) in round(&s, zt, u64::from(q), &p, None)
+            .into_iter()
+            .enumerate()
+        {
             target[inside[j]] = t as u32;
         }
     }
@@ -216,7 +354,7 @@ mod tests {
 
     fn run(spec: &[(u32, &str)], q: u32, n: usize) -> Targets {
         let m = members(spec);
-        targets(&m, &Zones::new(&m), q, n, &vec![0; m.len()])
+        targets(&m, &Zones::new(&m), q, n, &vec![0; m.len()], None)
     }
 
     #[test]
@@ -290,9 +428,32 @@ mod tests {
     }
 
     #[test]
+    fn zone_totals_are_steered_into_their_bounds_within_one_slot_per_node() {
+        // 9 equal nodes, zones of 5 and 4: shares 85.33, zone totals 426.67
+        // and 341.33; rounding alone gives 427 and 341.
+        let spec: Vec<(u32, &str)> = (0..9).map(|i| (1, ["a", "b"][i % 2])).collect();
+        let m = members(&spec);
+        let zones = Zones::new(&m);
+        let sum = |t: &Targets, z: u32| -> u32 {
+            (0..9)
+                .filter(|&i| zones.of[i] == z)
+                .map(|i| t.target[i])
+                .sum()
+        };
+        let plain = targets(&m, &zones, 256, 3, &[0; 9], None);
+        assert_eq!((sum(&plain, 0), sum(&plain, 1)), (427, 341));
+        // Zone b must hold at least 344 (its kept slots plus forced holes):
+        // 4 nodes of ceiling 86 reach 344, but 5 nodes of floor 85 need 425.
+        let want = [(0, 1000), (344, 1000)];
+        let steered = targets(&m, &zones, 256, 3, &[0; 9], Some(&want));
+        assert_eq!((sum(&steered, 0), sum(&steered, 1)), (425, 343));
+        assert!(steered.target.iter().all(|&t| t == 85 || t == 86));
+    }
+
+    #[test]
     fn equal_remainders_go_to_the_previous_holders() {
         let m = members(&[(1, ""); 3]);
-        let got = targets(&m, &Zones::new(&m), 4, 1, &[0, 0, 5]);
+        let got = targets(&m, &Zones::new(&m), 4, 1, &[0, 0, 5], None);
         assert_eq!(got.target, [1, 1, 2]);
     }
 }
