@@ -125,6 +125,8 @@ fn http_contract_of_a_three_node_cluster() {
         assert_eq!(node["slots"], 256, "{node}");
         let share = node["share"].as_f64().unwrap();
         assert!((share - 1.0 / 3.0).abs() < 1e-9, "{node}");
+        assert_eq!(node["ideal_slots"], 256.0, "{node}");
+        assert_eq!(node["balance_notes"], serde_json::json!([]), "{node}");
     }
     assert_eq!(nodes.iter().filter(|n| n["self"] == true).count(), 1);
     let peer = nodes.iter().find(|n| n["self"] == false).unwrap();

@@ -20,13 +20,15 @@ pub async fn cluster(State(state): State<Arc<NodeState>>) -> Response {
     let layout = &view.layout;
     let config = &state.config;
     let slots = layout.slot_counts();
+    let balance = layout.balance();
     let total: u64 = slots.iter().map(|&s| u64::from(s)).sum();
     let now_ms = state.coordinator.origin.elapsed().as_millis() as u64;
     let nodes: Vec<_> = layout
         .members()
         .iter()
         .zip(&slots)
-        .map(|(m, &slots)| {
+        .zip(&balance.nodes)
+        .map(|((m, &slots), share)| {
             let peer = view.peer(&m.id);
             let rpc = match peer {
                 Some(p) => p.rpc.clone(),
@@ -53,6 +55,10 @@ pub async fn cluster(State(state): State<Arc<NodeState>>) -> Response {
                 "zone": m.zone,
                 "slots": slots,
                 "share": if total == 0 { 0.0 } else { f64::from(slots) / total as f64 },
+                "ideal_slots": share.ideal,
+                // Why the node's slots differ from its capacity share, if
+                // they do: capped at one replica per partition, or by its zone.
+                "balance_notes": share.notes.iter().map(|n| format!("{n:?}")).collect::<Vec<_>>(),
                 "self": m.id == config.id,
                 "health": health,
             })
