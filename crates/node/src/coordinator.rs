@@ -175,13 +175,12 @@ impl Coordinator {
         let timeout = Duration::from_millis(plan.timeout_ms);
         let mut machine = ReadMachine::new(plan, self.now_ms());
         loop {
+            let mut read_local = false;
             while let Some(command) = machine.poll_command() {
                 match command {
-                    ReadCommand::ReadLocal => {
-                        let local = self.replica.read(&key).await;
-                        let reply = local.map_err(ReplicaFailure::Replica);
-                        machine.on_reply(&self.id, reply, self.now_ms());
-                    }
+                    // Read the local copy after the sends are out, so the
+                    // peers work while this node reads.
+                    ReadCommand::ReadLocal => read_local = true,
                     ReadCommand::Send { to } => self.send(view, to, &request, timeout, &tx),
                     ReadCommand::Answer(answer) => {
                         if answer.is_err() {
@@ -190,6 +189,12 @@ impl Coordinator {
                         return answer.map_err(OpError::Quorum);
                     }
                 }
+            }
+            if read_local {
+                let local = self.replica.read(&key).await;
+                let reply = local.map_err(ReplicaFailure::Replica);
+                machine.on_reply(&self.id, reply, self.now_ms());
+                continue;
             }
             let Some(at) = machine.poll_timeout() else {
                 return Err(OpError::Internal("read ended without an answer".into()));

@@ -15,7 +15,7 @@ use crate::coordinator::{Coordinator, WallClock};
 use crate::metrics::Metrics;
 use crate::net::Network;
 use crate::replica::LocalReplica;
-use crate::rpc::server::{self, Identity};
+use crate::rpc::server::{self, Identity, Reply};
 use crate::rpc::{PeerClient, RpcHandler};
 use crate::storage_lanes::StorageLanes;
 use crate::view::{ClusterView, ViewCell};
@@ -74,6 +74,20 @@ impl RpcHandler for NodeState {
                 None => Err(Request::ReplicaRead { key }),
             },
             other => Err(other),
+        }
+    }
+
+    fn answer_detached(&self, request: Request, reply: Reply) -> Result<(), (Request, Reply)> {
+        match request {
+            // With a blocking engine: read on the storage read lane, and let
+            // the lane thread queue the answer (no task, no wake-up hop).
+            Request::ReplicaRead { key } => {
+                self.coordinator
+                    .replica
+                    .read_detached(&key, move |found| reply.send(Response::ReplicaRead(found)));
+                Ok(())
+            }
+            other => Err((other, reply)),
         }
     }
 

@@ -43,7 +43,7 @@ use ringkv_core::siblings::Siblings;
 use ringkv_core::version_vector::{Dot, VersionVector};
 use ringkv_core::NodeId;
 use ringkv_storage::{Keyspace, Storage, StorageError, WriteBatch};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 /// This node's replica store.
 pub struct LocalReplica {
@@ -218,6 +218,32 @@ impl LocalReplica {
             load(&**self.committer.storage(), &key.storage_key())
                 .map_err(|e| storage_error(e.into()))
         })
+    }
+
+    /// Reads the local copy on the read lane and hands the result to `done`
+    /// on the lane's thread (or at once, if the lane refuses the job), so a
+    /// caller that only forwards the answer needs no task of its own.
+    pub fn read_detached(
+        &self,
+        key: &ObjectKey,
+        done: impl FnOnce(Result<Option<Siblings>, ReplicaError>) + Send + 'static,
+    ) {
+        let committer = self.committer.clone();
+        let storage_key = key.storage_key();
+        let done = Arc::new(Mutex::new(Some(done)));
+        let finish = done.clone();
+        let submitted = self.lanes().spawn_read(move || {
+            let found = load(&**committer.storage(), &storage_key)
+                .map_err(|e| storage_error(e.into()));
+            if let Some(done) = finish.lock().unwrap_or_else(|p| p.into_inner()).take() {
+                done(found);
+            }
+        });
+        if let Err(e) = submitted {
+            if let Some(done) = done.lock().unwrap_or_else(|p| p.into_inner()).take() {
+                done(Err(storage_error(e.into())));
+            }
+        }
     }
 
     /// Merges `incoming` into the local copy; returns once the result is

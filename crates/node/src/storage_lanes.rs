@@ -175,6 +175,18 @@ impl StorageLanes {
         }
     }
 
+    /// Queues a read-only job on the read lane without waiting for it (it
+    /// reports its own result); runs it at once with inline lanes.
+    pub fn spawn_read(&self, job: impl FnOnce() + Send + 'static) -> Result<(), LaneError> {
+        match &self.mode {
+            Mode::Inline { .. } => {
+                job();
+                Ok(())
+            }
+            Mode::Threads(lanes) => lanes.read.submit(Box::new(job)),
+        }
+    }
+
     /// Runs `job` on the write lane, after every write queued before it.
     pub async fn write<T: Send + 'static>(
         &self,

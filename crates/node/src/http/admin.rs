@@ -37,7 +37,10 @@ pub async fn cluster(State(state): State<Arc<NodeState>>) -> Response {
             };
             let health = peer.map(|p| {
                 let h = p.health();
+                let (connected, retry_in) = p.client.connection_state();
                 serde_json::json!({
+                    "connected": connected,
+                    "reconnect_in_ms": retry_in.map(|d| d.as_millis() as u64),
                     "status": h.status(),
                     "consecutive_failures": h.consecutive_failures,
                     "last_success_ms_ago": h.last_success_ms.map(|t| now_ms.saturating_sub(t)),

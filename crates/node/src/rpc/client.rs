@@ -95,6 +95,14 @@ impl PeerClient {
         &self.peer
     }
 
+    /// The connection's state, for operators: whether a connection is open,
+    /// and how long until the next connection attempt while in backoff.
+    pub fn connection_state(&self) -> (bool, Option<Duration>) {
+        let connected = self.current().is_some();
+        let backoff = self.backoff.lock().unwrap_or_else(|p| p.into_inner());
+        (connected, backoff.admit(Instant::now()).err())
+    }
+
     /// Sends `request` and waits for its response until `timeout` elapses.
     pub async fn call(&self, request: Request, timeout: Duration) -> Result<Response, RpcError> {
         let body = encode_request(&request).map_err(|e| RpcError::Codec(e.to_string()))?;

@@ -81,9 +81,45 @@ pub trait RpcHandler: Send + Sync + 'static {
         Err(request)
     }
 
+    /// Answers from another thread, without a task: `reply` is completed
+    /// exactly once, e.g. by a storage lane thread once its read is done.
+    /// Gives back any request it does not take.
+    #[allow(
+        clippy::result_large_err,
+        reason = "the request is handed back by value, never boxed, on the hot read path"
+    )]
+    fn answer_detached(&self, request: Request, reply: Reply) -> Result<(), (Request, Reply)> {
+        Err((request, reply))
+    }
+
     /// Called when a connection is closed at once because
     /// [`ServerLimits::max_inbound_connections`] are already open.
     fn connection_refused(&self) {}
+}
+
+/// Where the answer to one request goes: its id and its connection's send
+/// queue. Completing it from any thread (a storage lane) costs no task: the
+/// frame is queued at once, or, if the queue is full, by a small task that
+/// waits for room.
+pub struct Reply {
+    id: u64,
+    queue: mpsc::Sender<Bytes>,
+    runtime: tokio::runtime::Handle,
+}
+
+impl Reply {
+    /// Sends `body` as the answer.
+    pub fn send(self, body: Response) {
+        let Some(frame) = encode_answer(self.id, body, MAX_FRAME_BYTES) else {
+            return;
+        };
+        if let Err(mpsc::error::TrySendError::Full(frame)) = self.queue.try_send(frame) {
+            let queue = self.queue;
+            self.runtime.spawn(async move {
+                let _ = queue.send(frame).await;
+            });
+        }
+    }
 }
 
 /// Who this server is, for handshakes: a connecting node must name the same
@@ -296,6 +332,15 @@ async fn dispatch<H: RpcHandler>(
                 continue;
             }
             Err(request) => request,
+        };
+        let reply = Reply {
+            id,
+            queue: queue.clone(),
+            runtime: tokio::runtime::Handle::current(),
+        };
+        let request = match handler.answer_detached(request, reply) {
+            Ok(()) => continue,
+            Err((request, _)) => request,
         };
         let permit = permits
             .clone()
