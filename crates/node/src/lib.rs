@@ -24,6 +24,7 @@ pub mod http;
 pub mod metrics;
 pub mod net;
 pub mod node;
+pub mod read_gate;
 pub mod replica;
 pub mod rpc;
 pub mod storage_lanes;

@@ -233,8 +233,8 @@ impl LocalReplica {
         let done = Arc::new(Mutex::new(Some(done)));
         let finish = done.clone();
         let submitted = self.lanes().spawn_read(move || {
-            let found = load(&**committer.storage(), &storage_key)
-                .map_err(|e| storage_error(e.into()));
+            let found =
+                load(&**committer.storage(), &storage_key).map_err(|e| storage_error(e.into()));
             if let Some(done) = finish.lock().unwrap_or_else(|p| p.into_inner()).take() {
                 done(found);
             }

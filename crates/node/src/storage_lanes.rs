@@ -15,7 +15,10 @@
 //!   holds a [`WriteTurn`], which `Committer::write_on_lane` demands.
 //! - the **read lane**, [`READ_LANE_THREADS`] threads sharing one bounded
 //!   queue ([`READ_LANE_QUEUE`]): reads of any key still answer while the
-//!   write lane is stalled in the engine.
+//!   write lane is stalled in the engine. A read skips the lane and runs
+//!   inline on its worker when the [`ReadGate`] allows it: one inline read
+//!   at a time, and only while reads are fast (a thread hop per read cost
+//!   about a sixth of get throughput; see `read_gate.rs`).
 //! - the **sync lane**, one thread for the group-commit fsync, so a sync
 //!   never waits behind writes and never borrows tokio's blocking pool.
 //!
@@ -33,6 +36,7 @@
 //! This module must never call the engine itself, await while holding a
 //! lock, or queue without a bound.
 
+use crate::read_gate::ReadGate;
 use ringkv_storage::Storage;
 use std::fmt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -94,6 +98,8 @@ pub struct LaneSizes {
     pub read_threads: usize,
     pub read_queue: usize,
     pub write_queue: usize,
+    /// Let reads run inline through the [`ReadGate`] (default true).
+    pub inline_reads: bool,
 }
 
 impl Default for LaneSizes {
@@ -102,6 +108,7 @@ impl Default for LaneSizes {
             read_threads: READ_LANE_THREADS,
             read_queue: READ_LANE_QUEUE,
             write_queue: WRITE_LANE_QUEUE,
+            inline_reads: true,
         }
     }
 }
@@ -119,6 +126,9 @@ enum Mode {
 }
 
 struct ThreadLanes {
+    /// Whether a read may skip the read lane and run inline (see
+    /// [`ReadGate`]); `None`: every read takes the lane.
+    gate: Option<ReadGate>,
     read: Lane,
     write: Lane,
     sync: Lane,
@@ -151,6 +161,7 @@ impl StorageLanes {
     pub fn threads(sizes: LaneSizes) -> std::io::Result<Self> {
         Ok(StorageLanes {
             mode: Mode::Threads(Box::new(ThreadLanes {
+                gate: sizes.inline_reads.then(ReadGate::default),
                 read: Lane::start(LaneKind::Read, sizes.read_threads.max(1), sizes.read_queue)?,
                 write: Lane::start(LaneKind::Write, 1, sizes.write_queue)?,
                 sync: Lane::start(LaneKind::Sync, 1, SYNC_LANE_QUEUE)?,
@@ -171,7 +182,14 @@ impl StorageLanes {
     ) -> Result<T, LaneError> {
         match &self.mode {
             Mode::Inline { .. } => Ok(job()),
-            Mode::Threads(lanes) => lanes.read.run(job).await,
+            Mode::Threads(lanes) => match lanes.gate.as_ref().and_then(ReadGate::try_inline) {
+                Some(_inline) => {
+                    catch_unwind(AssertUnwindSafe(job)).map_err(|_| LaneError::Panicked {
+                        lane: LaneKind::Read,
+                    })
+                }
+                None => lanes.read.run(job).await,
+            },
         }
     }
 
@@ -183,7 +201,14 @@ impl StorageLanes {
                 job();
                 Ok(())
             }
-            Mode::Threads(lanes) => lanes.read.submit(Box::new(job)),
+            Mode::Threads(lanes) => match lanes.gate.as_ref().and_then(ReadGate::try_inline) {
+                Some(_inline) => {
+                    catch_unwind(AssertUnwindSafe(job)).map_err(|_| LaneError::Panicked {
+                        lane: LaneKind::Read,
+                    })
+                }
+                None => lanes.read.submit(Box::new(job)),
+            },
         }
     }
 
@@ -323,8 +348,51 @@ mod tests {
             read_threads: 2,
             read_queue: 4,
             write_queue: 2,
+            inline_reads: false,
         })
         .unwrap()
+    }
+
+    fn lane_thread() -> bool {
+        std::thread::current()
+            .name()
+            .is_some_and(|n| n.starts_with("ringkv-read"))
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn reads_run_inline_one_at_a_time_and_on_the_lane_after_a_slow_one() {
+        let lanes = Arc::new(StorageLanes::threads(LaneSizes::default()).unwrap());
+        assert!(
+            !lanes.read(lane_thread).await.unwrap(),
+            "a lone fast read runs inline"
+        );
+        // Hold one read inline (on a worker) until released.
+        let (entered_tx, entered_rx) = std::sync::mpsc::channel::<()>();
+        let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+        let held = {
+            let lanes = lanes.clone();
+            tokio::spawn(async move {
+                lanes
+                    .read(move || {
+                        entered_tx.send(()).unwrap();
+                        release_rx.recv().unwrap();
+                    })
+                    .await
+            })
+        };
+        entered_rx.recv().unwrap();
+        assert!(
+            lanes.read(lane_thread).await.unwrap(),
+            "a read while another is inline goes to the lane"
+        );
+        std::thread::sleep(Duration::from_millis(30));
+        release_tx.send(()).unwrap();
+        held.await.unwrap().unwrap();
+        assert!(
+            lanes.read(lane_thread).await.unwrap(),
+            "after a slow inline read, reads take the lane for the cool-down"
+        );
+        lanes.close().await;
     }
 
     #[tokio::test]

@@ -131,7 +131,10 @@ fn http_contract_of_a_three_node_cluster() {
     assert_eq!(nodes.iter().filter(|n| n["self"] == true).count(), 1);
     let peer = nodes.iter().find(|n| n["self"] == false).unwrap();
     assert_eq!(peer["health"]["status"], "up", "{peer}");
-    assert_eq!(peer["health"]["connected"], true, "writes went to every replica: {peer}");
+    assert_eq!(
+        peer["health"]["connected"], true,
+        "writes went to every replica: {peer}"
+    );
     // Every node computed the same layout.
     let digest_of = |port| {
         http(port, "GET", "/v1/cluster", &[], b"").unwrap().json()["layout"]["digest"].clone()
