@@ -41,7 +41,7 @@ pub struct Hello {
     pub cluster: String,
     /// The connecting node, or `None` for a client.
     pub from: Option<NodeId>,
-    /// Digest of the ring layout (members, capacities, zones) the connecting
+    /// Digest of the layout (members, capacities, zones, Q, N) the connecting
     /// node places keys with; nodes that disagree would pick different replicas.
     pub layout_digest: u64,
     /// The settings the connecting node runs with (partitions, default
@@ -85,7 +85,7 @@ pub enum HandshakeRefusal {
     ProtocolVersion { ours: u16, theirs: u16 },
     #[error("cluster {theirs:?} is not the peer's cluster {ours:?}")]
     ClusterName { ours: String, theirs: String },
-    #[error("the ring layouts differ (digest {theirs:016x}, the peer's is {ours:016x})")]
+    #[error("the layouts differ (digest {theirs:016x}, the peer's is {ours:016x})")]
     LayoutDigest { ours: u64, theirs: u64 },
     #[error("the replication settings (N/R/W, buckets, partitions) differ (digest {theirs:016x}, the peer's is {ours:016x})")]
     SettingsDigest { ours: u64, theirs: u64 },

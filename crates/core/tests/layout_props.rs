@@ -1,7 +1,7 @@
 //! Property tests of the partitioned layout (P1–P3), for arbitrary node names.
 //!
-//! Each bound is in the test's name. Unlike the token ring's, they are not
-//! statistical: targets are exact to one slot, so the only slack is rounding
+//! Each bound is in the test's name. Unlike the bounds of the random token
+//! ring this layout replaced, they are not statistical: targets are exact to one slot, so the only slack is rounding
 //! and the assignment's rare repairs. Q = 256 and N = 3 unless a test needs
 //! otherwise; case counts are small so the file runs in seconds in debug.
 //! Removing a node moves exactly its slots unless the zone rule and the

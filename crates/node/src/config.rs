@@ -153,7 +153,7 @@ impl NodeConfig {
         toml::from_str(text).map_err(|e| e.to_string())
     }
 
-    /// The ring members: this node and its peers.
+    /// The layout's members: this node and its peers.
     pub fn members(&self) -> Vec<Member> {
         let me = Member {
             id: self.id.clone(),

@@ -50,10 +50,6 @@ pub enum StartError {
     },
 }
 
-/// Extra time a forwarding node waits beyond the request deadline, so the
-/// target's own answer (even a quorum error) arrives.
-const FORWARD_MARGIN_MS: u64 = 500;
-
 /// The state shared by every request a node serves.
 pub struct NodeState {
     pub config: NodeConfig,
@@ -222,7 +218,7 @@ pub async fn run(
         timeouts: Timeouts {
             request_timeout_ms: config.request_timeout_ms,
             read_speculation_ms: config.read_speculation_ms,
-            forward_margin_ms: FORWARD_MARGIN_MS,
+            forward_margin_ms: Timeouts::default().forward_margin_ms,
         },
         wall_clock: edges.wall_clock,
         metrics: metrics.clone(),
