@@ -63,8 +63,8 @@ impl RpcHandler for NodeState {
     fn answer_now(&self, request: Request) -> Result<Response, Request> {
         match request {
             Request::Ping => Ok(Response::Pong),
-            // Inline only when the engine never blocks; otherwise the read
-            // goes to the storage read lane through `handle`.
+            // Inline when the engine never blocks or the read gate admits
+            // it; otherwise `answer_detached` sends it to the read lane.
             Request::ReplicaRead { key } => match self.coordinator.replica.read_now(&key) {
                 Some(found) => Ok(Response::ReplicaRead(found)),
                 None => Err(Request::ReplicaRead { key }),

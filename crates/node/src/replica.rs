@@ -211,12 +211,17 @@ impl LocalReplica {
         }
     }
 
-    /// Reads the local copy at once, on the caller's thread, if the engine
-    /// never blocks (inline lanes); `None` means: use [`LocalReplica::read`].
+    /// Reads the local copy at once, on the caller's thread, if the read may
+    /// run inline (a non-blocking engine, or the read gate admits it);
+    /// `None` means: use [`LocalReplica::read`] or [`LocalReplica::read_detached`].
     pub fn read_now(&self, key: &ObjectKey) -> Option<Result<Option<Siblings>, ReplicaError>> {
-        self.lanes().is_inline().then(|| {
-            load(&**self.committer.storage(), &key.storage_key())
-                .map_err(|e| storage_error(e.into()))
+        let storage = &**self.committer.storage();
+        let found = self
+            .lanes()
+            .read_inline(|| load(storage, &key.storage_key()))?;
+        Some(match found {
+            Ok(found) => found.map_err(|e| storage_error(e.into())),
+            Err(e) => Err(storage_error(e.into())),
         })
     }
 

@@ -193,6 +193,22 @@ impl StorageLanes {
         }
     }
 
+    /// Runs a read-only job at once on the caller's thread if it may run
+    /// inline (inline lanes, or the read gate admits it); `None` otherwise.
+    pub fn read_inline<T>(&self, job: impl FnOnce() -> T) -> Option<Result<T, LaneError>> {
+        match &self.mode {
+            Mode::Inline { .. } => Some(Ok(job())),
+            Mode::Threads(lanes) => {
+                let _inline = lanes.gate.as_ref().and_then(ReadGate::try_inline)?;
+                Some(
+                    catch_unwind(AssertUnwindSafe(job)).map_err(|_| LaneError::Panicked {
+                        lane: LaneKind::Read,
+                    }),
+                )
+            }
+        }
+    }
+
     /// Queues a read-only job on the read lane without waiting for it (it
     /// reports its own result); runs it at once with inline lanes.
     pub fn spawn_read(&self, job: impl FnOnce() + Send + 'static) -> Result<(), LaneError> {
