@@ -1,23 +1,49 @@
 //! `ringkv bench`: closed-loop load against a cluster over HTTP.
 //!
-//! `--concurrency` workers each keep one request in flight, spread round-robin
-//! over the `--node` URLs, until `--ops` requests are done. Reads draw keys
-//! uniformly from `--keys`; each worker writes its own share of the keys and
-//! passes back the context of its previous write, as a real client would, so
-//! puts overwrite instead of piling up siblings. With `--read-ratio` > 0 every
-//! key is written once first so reads find it. Prints throughput and p50/p99/p99.9/max latency
-//! per operation, and the number of errors (which are not timed).
+//! Before loading, every `--node` must answer `GET /v1/health`; if one does
+//! not, the run stops at once and says which. Then `--concurrency` workers
+//! each keep one request in flight, spread round-robin over the `--node`
+//! URLs, until `--ops` requests are done. Reads draw keys uniformly from
+//! `--keys`.
+//!
+//! **Writes never pile up siblings.** Each key has exactly one writer (worker
+//! `w` owns every `workers`-th key), so no two workers ever race on a key and
+//! the owner's context is always the key's latest version. When the run
+//! writes at all, the worker count is capped at `--keys` for that reason:
+//! with `--keys 10 --concurrency 50` ten workers run, one per key. (A
+//! per-key lock would keep 50 workers but 40 of them would only wait on the
+//! lock, measuring the lock rather than the cluster.) Before its first write
+//! of a key, a worker reads it (untimed) and writes with that context, so a
+//! run supersedes what earlier runs left and repeated runs leave each key
+//! with one value. After a failed put, which may still have been applied,
+//! the worker forgets the key's context and reads it again before the next
+//! write. This needs reads to see the last write: `--r` + `--w` > N (the
+//! cluster defaults do).
+//!
+//! **Only successes count.** Throughput and latency percentiles are computed
+//! from successful requests; failures are counted by kind (HTTP status and
+//! error code, or connection error). The command exits non-zero when the
+//! share of failed requests is above `--max-error-rate` (default 0: any
+//! failure fails the run).
 
 use anyhow::{bail, Result};
 use bytes::Bytes;
 use clap::Args;
 use hdrhistogram::Histogram;
-use indicatif::{ProgressBar, ProgressStyle};
-use ringkv_client::Client;
-use std::collections::HashMap;
+use indicatif::{ProgressBar, ProgressState, ProgressStyle};
+use ringkv_client::{Client, ClientError};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+/// How long each node has to answer the health check before the run.
+const HEALTH_CHECK_TIMEOUT: Duration = Duration::from_secs(5);
+/// The progress bar shows no ETA before the run has lasted this long...
+const ETA_MIN_ELAPSED: Duration = Duration::from_secs(1);
+/// ...and before this share of the operations is done, so the estimate
+/// comes from a steady-state rate, not from the first few requests.
+const ETA_MIN_DONE_FRACTION: f64 = 0.02;
 
 #[derive(Args, Debug, Clone)]
 pub struct BenchArgs {
@@ -27,7 +53,8 @@ pub struct BenchArgs {
     /// Requests to send in total.
     #[arg(long, default_value_t = 100_000)]
     pub ops: u64,
-    /// Requests in flight at once.
+    /// Requests in flight at once (capped at --keys when the run writes, so
+    /// each key has one writer).
     #[arg(long, default_value_t = 50)]
     pub concurrency: u64,
     /// Value size in bytes.
@@ -47,68 +74,171 @@ pub struct BenchArgs {
     /// Write quorum per request (default: the cluster's).
     #[arg(long)]
     pub w: Option<usize>,
+    /// Largest share of failed requests (0..=1) that still exits 0; the
+    /// default 0 fails the run on any failed request.
+    #[arg(long, default_value_t = 0.0)]
+    pub max_error_rate: f64,
     /// Hide the progress bar.
     #[arg(long)]
     pub quiet: bool,
 }
 
-struct Tally {
-    reads: Histogram<u64>,
-    writes: Histogram<u64>,
-    errors: u64,
-    first_error: Option<String>,
+impl BenchArgs {
+    fn validate(&self) -> Result<()> {
+        if !(0.0..=1.0).contains(&self.read_ratio) {
+            bail!("--read-ratio must be between 0 and 1");
+        }
+        if !(0.0..=1.0).contains(&self.max_error_rate) {
+            bail!("--max-error-rate must be between 0 and 1");
+        }
+        if self.concurrency == 0 || self.keys == 0 || self.nodes.is_empty() {
+            bail!("--concurrency, --keys and --node must be non-empty");
+        }
+        Ok(())
+    }
+
+    /// Whether any request of the run is a write.
+    fn writes(&self) -> bool {
+        self.read_ratio < 1.0
+    }
 }
 
-fn histogram() -> Histogram<u64> {
-    // 1 µs .. 60 s, 3 significant digits; these bounds are always valid.
-    Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid histogram bounds")
+/// How many workers run: `--concurrency`, capped at `--keys` when the run
+/// writes, so every worker owns at least one key and no key has two writers.
+fn worker_count(concurrency: u64, keys: u64, writes: bool) -> u64 {
+    if writes {
+        concurrency.min(keys)
+    } else {
+        concurrency
+    }
+}
+
+/// The keys worker `w` of `workers` writes: every `workers`-th key, so each
+/// key has exactly one writer.
+fn own_keys(w: u64, workers: u64, keys: u64) -> Vec<u64> {
+    (w..keys).step_by(workers.max(1) as usize).collect()
 }
 
 fn key_of(i: u64) -> Vec<u8> {
     format!("k{i}").into_bytes()
 }
 
-/// The keys worker `w` writes: every `concurrency`-th key, so each key has
-/// one writer and a put can carry the context of that writer's last put
-/// (a real client's read-modify-write, without siblings piling up).
-fn own_keys(w: u64, concurrency: u64, keys: u64) -> Vec<u64> {
-    let own: Vec<u64> = (w..keys).step_by(concurrency as usize).collect();
-    if own.is_empty() {
-        vec![w % keys]
-    } else {
-        own
+/// The kind a failure is counted under.
+fn kind_of(e: &ClientError) -> String {
+    match e {
+        ClientError::Status { status, code, .. } => format!("HTTP {status} {code}"),
+        ClientError::Transport(m) => format!("connection error ({m})"),
+        ClientError::BadResponse(_) => "unexpected response".to_string(),
+        ClientError::BadUrl(_) => "bad node URL".to_string(),
     }
 }
 
-/// One worker: its keys and the last context it got for each.
+/// Failed requests by kind, each with its count and first message.
+#[derive(Default)]
+struct Failures {
+    by_kind: BTreeMap<String, (u64, String)>,
+}
+
+impl Failures {
+    fn record(&mut self, e: &ClientError) {
+        let entry = self
+            .by_kind
+            .entry(kind_of(e))
+            .or_insert_with(|| (0, e.to_string()));
+        entry.0 += 1;
+    }
+
+    fn merge(&mut self, other: Failures) {
+        for (kind, (n, first)) in other.by_kind {
+            self.by_kind.entry(kind).or_insert((0, first)).0 += n;
+        }
+    }
+
+    fn total(&self) -> u64 {
+        self.by_kind.values().map(|(n, _)| n).sum()
+    }
+}
+
+/// One worker: its keys and what it knows of each. An entry means the key
+/// was read (or written) in this run; `None` inside means it does not exist.
 struct Worker {
     client: Client,
     keys: Vec<u64>,
-    contexts: HashMap<u64, String>,
+    contexts: HashMap<u64, Option<String>>,
 }
 
 impl Worker {
-    async fn put(
-        &mut self,
-        args: &BenchArgs,
-        i: u64,
-        value: &Bytes,
-    ) -> Result<(), ringkv_client::ClientError> {
-        let context = self.contexts.get(&i).map(String::as_str);
-        let new = self
-            .client
-            .put(&args.bucket, &key_of(i), value.clone(), context, args.w)
-            .await?;
-        self.contexts.insert(i, new);
+    /// Reads key `i` to learn its context, so the next put supersedes it.
+    async fn learn(&mut self, args: &BenchArgs, i: u64) -> Result<(), ClientError> {
+        let fetched = self.client.get(&args.bucket, &key_of(i), args.r).await?;
+        self.contexts.insert(i, fetched.and_then(|f| f.context));
         Ok(())
+    }
+
+    /// Writes key `i` with the context of what this run last saw of it,
+    /// reading it first if this run has not.
+    async fn put(&mut self, args: &BenchArgs, i: u64, value: &Bytes) -> Result<(), ClientError> {
+        if !self.contexts.contains_key(&i) {
+            self.learn(args, i).await?;
+        }
+        let context = self.contexts.get(&i).cloned().flatten();
+        let key = key_of(i);
+        let put = self.client.put(
+            &args.bucket,
+            &key,
+            value.clone(),
+            context.as_deref(),
+            args.w,
+        );
+        match put.await {
+            Ok(new) => {
+                self.contexts.insert(i, Some(new));
+                Ok(())
+            }
+            Err(e) => {
+                // The write may have been applied: read again before the next.
+                self.contexts.remove(&i);
+                Err(e)
+            }
+        }
     }
 }
 
-async fn populate(args: Arc<BenchArgs>, mut worker: Worker, value: Bytes) -> Result<Worker> {
+/// Untimed preparation: read every owned key (and, when the run reads,
+/// write it so reads find it). Returns the worker, the requests sent and
+/// the failures; a key that could not be read is read again before its
+/// first timed write.
+async fn prepare(
+    args: Arc<BenchArgs>,
+    mut worker: Worker,
+    value: Bytes,
+) -> (Worker, u64, Failures) {
+    let (mut sent, mut failures) = (0, Failures::default());
     for i in worker.keys.clone() {
-        worker.put(&args, i, &value).await?;
+        sent += 1;
+        if let Err(e) = worker.learn(&args, i).await {
+            failures.record(&e);
+            continue;
+        }
+        if args.read_ratio > 0.0 {
+            sent += 1;
+            if let Err(e) = worker.put(&args, i, &value).await {
+                failures.record(&e);
+            }
+        }
     }
-    Ok(worker)
+    (worker, sent, failures)
+}
+
+struct Tally {
+    reads: Histogram<u64>,
+    writes: Histogram<u64>,
+    failures: Failures,
+}
+
+fn histogram() -> Histogram<u64> {
+    // 1 µs .. 60 s, 3 significant digits; these bounds are always valid.
+    Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid histogram bounds")
 }
 
 async fn measure(
@@ -123,41 +253,104 @@ async fn measure(
     let mut tally = Tally {
         reads: histogram(),
         writes: histogram(),
-        errors: 0,
-        first_error: None,
+        failures: Failures::default(),
     };
     while next.fetch_add(1, Ordering::Relaxed) < args.ops {
-        let read = rng.f64() < args.read_ratio;
+        let read = worker.keys.is_empty() || rng.f64() < args.read_ratio;
         let started = Instant::now();
         let result = if read {
             let key = key_of(rng.u64(0..args.keys));
-            worker
-                .client
-                .get(&args.bucket, &key, args.r)
-                .await
-                .map(|_| ())
+            let get = worker.client.get(&args.bucket, &key, args.r);
+            get.await.map(|_| ())
         } else {
             let i = worker.keys[rng.usize(0..worker.keys.len())];
             worker.put(&args, i, &value).await
         };
         let micros = started.elapsed().as_micros().clamp(1, 60_000_000) as u64;
         match result {
-            Ok(()) => {
-                let h = if read {
-                    &mut tally.reads
-                } else {
-                    &mut tally.writes
-                };
-                h.saturating_record(micros);
-            }
-            Err(e) => {
-                tally.errors += 1;
-                tally.first_error.get_or_insert_with(|| e.to_string());
-            }
+            Ok(()) if read => tally.reads.saturating_record(micros),
+            Ok(()) => tally.writes.saturating_record(micros),
+            Err(e) => tally.failures.record(&e),
         }
         bar.inc(1);
     }
     tally
+}
+
+/// Fails at once, naming every node that does not answer `GET /v1/health`.
+async fn check_health(nodes: &[String], clients: &[Client]) -> Result<()> {
+    let checks = nodes.iter().zip(clients).map(|(url, client)| async move {
+        match tokio::time::timeout(HEALTH_CHECK_TIMEOUT, client.health()).await {
+            Ok(Ok(_)) => None,
+            Ok(Err(e)) => Some(format!("{url}: {e}")),
+            Err(_) => Some(format!(
+                "{url}: no answer within {} s",
+                HEALTH_CHECK_TIMEOUT.as_secs()
+            )),
+        }
+    });
+    let bad: Vec<String> = futures_util::future::join_all(checks)
+        .await
+        .into_iter()
+        .flatten()
+        .collect();
+    if !bad.is_empty() {
+        bail!(
+            "nothing was loaded: {} of {} nodes did not answer GET /v1/health:\n  {}\n\
+             start the cluster (e.g. `ringkv dev`) or pass only --node URLs of running nodes",
+            bad.len(),
+            nodes.len(),
+            bad.join("\n  ")
+        );
+    }
+    Ok(())
+}
+
+/// The time left at the run's average rate so far, or None while the run
+/// is too young for that rate to mean anything.
+fn steady_eta(done: u64, total: u64, elapsed: Duration) -> Option<Duration> {
+    let young = elapsed < ETA_MIN_ELAPSED || (done as f64) < total as f64 * ETA_MIN_DONE_FRACTION;
+    if done == 0 || young {
+        return None;
+    }
+    let per_op = elapsed.as_secs_f64() / done as f64;
+    Some(Duration::from_secs_f64(
+        total.saturating_sub(done) as f64 * per_op,
+    ))
+}
+
+fn progress_bar(args: &BenchArgs) -> ProgressBar {
+    if args.quiet {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(args.ops);
+    let style =
+        ProgressStyle::with_template("{bar:40} {pos}/{len} ops  {avg_rate}  eta {eta_steady}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .with_key(
+                "avg_rate",
+                |s: &ProgressState, w: &mut dyn std::fmt::Write| {
+                    let secs = s.elapsed().as_secs_f64();
+                    let _ = if secs > 0.0 {
+                        write!(w, "{:.0} ops/s", s.pos() as f64 / secs)
+                    } else {
+                        write!(w, "- ops/s")
+                    };
+                },
+            )
+            .with_key(
+                "eta_steady",
+                |s: &ProgressState, w: &mut dyn std::fmt::Write| {
+                    let eta = steady_eta(s.pos(), s.len().unwrap_or(0), s.elapsed());
+                    let _ = match eta.map(|d| d.as_secs()) {
+                        None => write!(w, "-"),
+                        Some(s) if s >= 60 => write!(w, "{}m{:02}s", s / 60, s % 60),
+                        Some(s) => write!(w, "{s}s"),
+                    };
+                },
+            );
+    bar.set_style(style);
+    bar
 }
 
 fn report(name: &str, h: &Histogram<u64>, elapsed: Duration) {
@@ -166,7 +359,7 @@ fn report(name: &str, h: &Histogram<u64>, elapsed: Duration) {
     }
     let ms = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
     println!(
-        "{name:<5} {:>9} ops  {:>9.0} ops/s  p50 {:>7.2} ms  p99 {:>7.2} ms  p99.9 {:>7.2} ms  max {:>7.2} ms",
+        "{name:<5} {:>9} ok   {:>9.0} ops/s  p50 {:>7.2} ms  p99 {:>7.2} ms  p99.9 {:>7.2} ms  max {:>7.2} ms",
         h.len(),
         h.len() as f64 / elapsed.as_secs_f64(),
         ms(0.5),
@@ -176,91 +369,112 @@ fn report(name: &str, h: &Histogram<u64>, elapsed: Duration) {
     );
 }
 
+/// Prints the failures by kind.
+fn report_failures(failures: &Failures, requests: u64) {
+    let failed = failures.total();
+    if failed == 0 {
+        println!("errors 0");
+        return;
+    }
+    println!(
+        "errors {failed} of {requests} requests ({:.2}%), by kind:",
+        failed as f64 * 100.0 / requests.max(1) as f64
+    );
+    for (kind, (n, first)) in &failures.by_kind {
+        println!("  {n:>9}  {kind}  (first: {first})");
+    }
+}
+
 pub async fn run(args: BenchArgs) -> Result<()> {
-    if !(0.0..=1.0).contains(&args.read_ratio) {
-        bail!("--read-ratio must be between 0 and 1");
-    }
-    if args.concurrency == 0 || args.keys == 0 || args.nodes.is_empty() {
-        bail!("--concurrency, --keys and --node must be non-empty");
-    }
+    args.validate()?;
     let clients = args
         .nodes
         .iter()
         .map(|n| Client::new(n))
         .collect::<Result<Vec<_>, _>>()?;
+    check_health(&args.nodes, &clients).await?;
+    let workers = worker_count(args.concurrency, args.keys, args.writes());
+    if workers < args.concurrency && !args.quiet {
+        eprintln!(
+            "--concurrency {} capped at --keys {workers}: each key has one writer, so puts never race",
+            args.concurrency
+        );
+    }
     let value = Bytes::from(vec![b'x'; args.value_size]);
     let args = Arc::new(args);
-    let mut workers: Vec<Worker> = (0..args.concurrency)
+    let mut pool: Vec<Worker> = (0..workers)
         .map(|w| Worker {
             client: clients[w as usize % clients.len()].clone(),
-            keys: own_keys(w, args.concurrency, args.keys),
+            keys: own_keys(w, workers, args.keys),
             contexts: HashMap::new(),
         })
         .collect();
-    if args.read_ratio > 0.0 {
-        eprintln!("writing {} keys first so reads find them...", args.keys);
-        let tasks: Vec<_> = workers
-            .into_iter()
-            .map(|w| tokio::spawn(populate(args.clone(), w, value.clone())))
-            .collect();
-        workers = Vec::new();
-        for t in tasks {
-            workers.push(t.await??);
-        }
+    let (mut failures, mut requests) = (Failures::default(), 0);
+    if !args.quiet {
+        eprintln!("reading each key before its first write (untimed)...");
     }
-    let bar = if args.quiet {
-        ProgressBar::hidden()
-    } else {
-        ProgressBar::new(args.ops)
-    };
-    bar.set_style(
-        ProgressStyle::with_template("{bar:40} {pos}/{len} ops  {per_sec}  eta {eta}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
+    let tasks: Vec<_> = pool
+        .into_iter()
+        .map(|w| tokio::spawn(prepare(args.clone(), w, value.clone())))
+        .collect();
+    pool = Vec::new();
+    for t in tasks {
+        let (worker, sent, failed) = t.await?;
+        pool.push(worker);
+        requests += sent;
+        failures.merge(failed);
+    }
+    let bar = progress_bar(&args);
     let next = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
-    let tasks: Vec<_> = workers
+    let tasks: Vec<_> = pool
         .into_iter()
         .enumerate()
         .map(|(w, worker)| {
-            tokio::spawn(measure(
+            let seed = w as u64 + 1;
+            let task = measure(
                 args.clone(),
                 worker,
                 next.clone(),
                 value.clone(),
-                w as u64 + 1,
+                seed,
                 bar.clone(),
-            ))
+            );
+            tokio::spawn(task)
         })
         .collect();
-    let (mut reads, mut writes, mut errors, mut first_error) = (histogram(), histogram(), 0, None);
+    let (mut reads, mut writes) = (histogram(), histogram());
     for task in tasks {
         let t = task.await?;
         reads.add(&t.reads)?;
         writes.add(&t.writes)?;
-        errors += t.errors;
-        first_error = first_error.or(t.first_error);
+        failures.merge(t.failures);
     }
     let elapsed = started.elapsed();
     bar.finish_and_clear();
+    requests += args.ops;
+    let ok = reads.len() + writes.len();
     println!(
-        "{} ops in {:.2} s: {:.0} ops/s total ({} workers, {}-byte values, {} keys, read ratio {})",
+        "{ok} of {} ops ok in {:.2} s: {:.0} ops/s, successes only ({workers} workers, {}-byte values, {} keys, read ratio {})",
         args.ops,
         elapsed.as_secs_f64(),
-        args.ops as f64 / elapsed.as_secs_f64(),
-        args.concurrency,
+        ok as f64 / elapsed.as_secs_f64(),
         args.value_size,
         args.keys,
         args.read_ratio
     );
     report("get", &reads, elapsed);
     report("put", &writes, elapsed);
-    println!(
-        "errors {errors}{}",
-        first_error
-            .map(|e| format!(" (first: {e})"))
-            .unwrap_or_default()
-    );
+    report_failures(&failures, requests);
+    let rate = failures.total() as f64 / requests.max(1) as f64;
+    if rate > args.max_error_rate {
+        bail!(
+            "{} of {requests} requests failed ({:.2}%), above --max-error-rate {}",
+            failures.total(),
+            rate * 100.0,
+            args.max_error_rate
+        );
+    }
     Ok(())
 }
 
@@ -269,14 +483,76 @@ mod tests {
     use super::*;
 
     #[test]
-    fn workers_split_the_keys_and_never_come_up_empty() {
+    fn every_key_has_exactly_one_writer() {
         assert_eq!(own_keys(1, 4, 10), vec![1, 5, 9]);
-        let all: Vec<u64> = (0..4).flat_map(|w| own_keys(w, 4, 10)).collect();
-        assert_eq!(all.len(), 10, "every key has exactly one writer");
+        let mut all: Vec<u64> = (0..4).flat_map(|w| own_keys(w, 4, 10)).collect();
+        all.sort();
+        assert_eq!(all, (0..10).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn writers_are_capped_at_the_key_count() {
+        assert_eq!(worker_count(50, 10, true), 10);
+        assert_eq!(worker_count(50, 10, false), 50, "reads alone never race");
+        assert_eq!(worker_count(4, 10, true), 4);
+        let workers = worker_count(50, 10, true);
+        assert!((0..workers).all(|w| !own_keys(w, workers, 10).is_empty()));
+    }
+
+    #[test]
+    fn eta_is_hidden_until_the_rate_is_steady() {
+        let total = 1000;
+        assert_eq!(steady_eta(0, total, Duration::from_secs(5)), None);
+        assert_eq!(steady_eta(500, total, Duration::from_millis(200)), None);
+        assert_eq!(steady_eta(1, total, Duration::from_secs(2)), None);
+        let eta = steady_eta(500, total, Duration::from_secs(6)).unwrap();
+        assert_eq!(eta.as_secs(), 6);
         assert_eq!(
-            own_keys(7, 50, 3),
-            vec![1],
-            "more workers than keys: share one"
+            steady_eta(total, total, Duration::from_secs(12)),
+            Some(Duration::ZERO)
         );
+    }
+
+    #[test]
+    fn failures_are_counted_by_kind() {
+        let mut f = Failures::default();
+        let busy = ClientError::Status {
+            status: 503,
+            code: "quorum_unavailable".into(),
+            message: "needed 3".into(),
+        };
+        f.record(&busy);
+        f.record(&busy);
+        let mut other = Failures::default();
+        other.record(&ClientError::Transport("client error (Connect)".into()));
+        f.merge(other);
+        assert_eq!(f.total(), 3);
+        assert_eq!(f.by_kind["HTTP 503 quorum_unavailable"].0, 2);
+        assert_eq!(f.by_kind["connection error (client error (Connect))"].0, 1);
+    }
+
+    #[test]
+    fn rates_out_of_range_are_refused() {
+        let mut args = BenchArgs {
+            nodes: vec!["http://127.0.0.1:1".into()],
+            ops: 1,
+            concurrency: 1,
+            value_size: 1,
+            read_ratio: 0.0,
+            keys: 1,
+            bucket: "b".into(),
+            r: None,
+            w: None,
+            max_error_rate: 0.0,
+            quiet: true,
+        };
+        assert!(args.validate().is_ok());
+        for bad in [-0.1, 1.5, f64::NAN] {
+            args.max_error_rate = bad;
+            let e = args.validate().unwrap_err().to_string();
+            assert!(e.contains("--max-error-rate"), "{e}");
+        }
+        args.max_error_rate = 1.0;
+        assert!(args.validate().is_ok());
     }
 }
