@@ -1,30 +1,22 @@
 //! `ringkv bench`: closed-loop load against a cluster over HTTP.
 //!
-//! Before loading, every `--node` must answer `GET /v1/health`; if one does
-//! not, the run stops at once and says which. Then `--concurrency` workers
-//! each keep one request in flight, spread round-robin over the `--node`
-//! URLs, until `--ops` requests are done. Reads draw keys uniformly from
-//! `--keys`.
+//! Every `--node` must first answer `GET /v1/health`, or the run stops at
+//! once naming the nodes that did not. Then `--concurrency` workers each keep
+//! one request in flight, round-robin over the nodes, until `--ops` are done.
 //!
-//! **Writes never pile up siblings.** Each key has exactly one writer (worker
-//! `w` owns every `workers`-th key), so no two workers ever race on a key and
-//! the owner's context is always the key's latest version. When the run
-//! writes at all, the worker count is capped at `--keys` for that reason:
-//! with `--keys 10 --concurrency 50` ten workers run, one per key. (A
-//! per-key lock would keep 50 workers but 40 of them would only wait on the
-//! lock, measuring the lock rather than the cluster.) Before its first write
-//! of a key, a worker reads it (untimed) and writes with that context, so a
-//! run supersedes what earlier runs left and repeated runs leave each key
-//! with one value. After a failed put, which may still have been applied,
-//! the worker forgets the key's context and reads it again before the next
-//! write. This needs reads to see the last write: `--r` + `--w` > N (the
-//! cluster defaults do).
+//! **No siblings pile up.** Each key has exactly one writer (worker `w` owns
+//! every `workers`-th key), so workers never race on a key and the owner's
+//! context is the key's latest version; when the run writes, the worker count
+//! is capped at `--keys` for that reason. (A per-key lock would keep more
+//! workers, but the extra ones would only measure waiting on the lock.) Each
+//! key is read, untimed, before its first write, which carries that context,
+//! so a run supersedes what earlier runs left. After a failed put (maybe
+//! applied) the key is read again before its next put. This needs
+//! `--r` + `--w` > N, as the cluster defaults are.
 //!
-//! **Only successes count.** Throughput and latency percentiles are computed
-//! from successful requests; failures are counted by kind (HTTP status and
-//! error code, or connection error). The command exits non-zero when the
-//! share of failed requests is above `--max-error-rate` (default 0: any
-//! failure fails the run).
+//! **Only successes count** towards throughput and latency; failures are
+//! counted by kind (HTTP status and code, or connection error), and the run
+//! exits non-zero when their share is above `--max-error-rate` (default 0).
 
 use anyhow::{bail, Result};
 use bytes::Bytes;
@@ -37,6 +29,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// Most workers a run starts (each is a task with its own key table).
+const MAX_CONCURRENCY: u64 = 10_000;
+/// Largest `--value-size`: the value is held in memory once per run.
+const MAX_VALUE_SIZE_BYTES: usize = 64 << 20;
 /// How long each node has to answer the health check before the run.
 const HEALTH_CHECK_TIMEOUT: Duration = Duration::from_secs(5);
 /// The progress bar shows no ETA before the run has lasted this long...
@@ -93,6 +89,12 @@ impl BenchArgs {
         }
         if self.concurrency == 0 || self.keys == 0 || self.nodes.is_empty() {
             bail!("--concurrency, --keys and --node must be non-empty");
+        }
+        if self.concurrency > MAX_CONCURRENCY {
+            bail!("--concurrency must be at most {MAX_CONCURRENCY}");
+        }
+        if self.value_size > MAX_VALUE_SIZE_BYTES {
+            bail!("--value-size must be at most {MAX_VALUE_SIZE_BYTES} bytes");
         }
         Ok(())
     }
@@ -278,14 +280,14 @@ async fn measure(
 }
 
 /// Fails at once, naming every node that does not answer `GET /v1/health`.
-async fn check_health(nodes: &[String], clients: &[Client]) -> Result<()> {
+async fn check_health(nodes: &[String], clients: &[Client], timeout: Duration) -> Result<()> {
     let checks = nodes.iter().zip(clients).map(|(url, client)| async move {
-        match tokio::time::timeout(HEALTH_CHECK_TIMEOUT, client.health()).await {
+        match tokio::time::timeout(timeout, client.health()).await {
             Ok(Ok(_)) => None,
             Ok(Err(e)) => Some(format!("{url}: {e}")),
             Err(_) => Some(format!(
-                "{url}: no answer within {} s",
-                HEALTH_CHECK_TIMEOUT.as_secs()
+                "{url}: no answer within {} ms",
+                timeout.as_millis()
             )),
         }
     });
@@ -392,7 +394,7 @@ pub async fn run(args: BenchArgs) -> Result<()> {
         .iter()
         .map(|n| Client::new(n))
         .collect::<Result<Vec<_>, _>>()?;
-    check_health(&args.nodes, &clients).await?;
+    check_health(&args.nodes, &clients, HEALTH_CHECK_TIMEOUT).await?;
     let workers = worker_count(args.concurrency, args.keys, args.writes());
     if workers < args.concurrency && !args.quiet {
         eprintln!(
@@ -531,8 +533,28 @@ mod tests {
         assert_eq!(f.by_kind["connection error (client error (Connect))"].0, 1);
     }
 
+    #[tokio::test]
+    async fn a_node_that_never_answers_fails_the_health_check_in_time() {
+        // Accepted by the kernel's backlog, never answered.
+        let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", silent.local_addr().unwrap());
+        let client = Client::new(&url).unwrap();
+        let started = Instant::now();
+        let timeout = Duration::from_millis(200);
+        let e = check_health(std::slice::from_ref(&url), &[client], timeout)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(started.elapsed() < Duration::from_secs(5));
+        assert!(
+            e.contains(&url) && e.contains("no answer within 200 ms"),
+            "{e}"
+        );
+        assert!(HEALTH_CHECK_TIMEOUT <= Duration::from_secs(5));
+    }
+
     #[test]
-    fn rates_out_of_range_are_refused() {
+    fn options_out_of_range_are_refused() {
         let mut args = BenchArgs {
             nodes: vec!["http://127.0.0.1:1".into()],
             ops: 1,
@@ -554,5 +576,18 @@ mod tests {
         }
         args.max_error_rate = 1.0;
         assert!(args.validate().is_ok());
+        args.concurrency = MAX_CONCURRENCY + 1;
+        assert!(args
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("--concurrency"));
+        args.concurrency = MAX_CONCURRENCY;
+        args.value_size = MAX_VALUE_SIZE_BYTES + 1;
+        assert!(args
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("--value-size"));
     }
 }
