@@ -19,20 +19,36 @@ use base64::Engine;
 /// The format byte of tokens this release writes.
 pub const CONTEXT_FORMAT_V1: u8 = 1;
 
+/// What every refusal of a damaged or foreign token tells the client to do.
+const READ_AGAIN: &str = "read the key again and send the context that read returns";
+
 /// Why a context token was refused.
+///
+/// Each message says what the client should do (read the key again), not
+/// how the decoder failed: a user cannot act on "end of buffer" or a format
+/// byte. The decoder's detail stays in the variant, for logs and tests.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ContextError {
-    #[error("context token is {len} bytes; the limit is {limit}")]
+    #[error(
+        "context token is {len} bytes, more than the limit of {limit}; {}",
+        READ_AGAIN
+    )]
     TooLong { len: usize, limit: usize },
-    #[error("context token is not base64url text")]
+    #[error(
+        "context token is not base64url text, so not a context ringkv issued for this key; {}",
+        READ_AGAIN
+    )]
     NotBase64,
-    #[error("context token is empty")]
+    #[error(
+        "context token is empty; {}, or send no context header for a blind write",
+        READ_AGAIN
+    )]
     Empty,
-    #[error("context token has unknown format {0}")]
+    #[error("context token is not a context ringkv issued for this key (it is from another system or a newer release); {}", READ_AGAIN)]
     UnknownFormat(u8),
-    #[error("context token is damaged: {0}")]
-    Malformed(String),
-    #[error("context token was issued for another key; read this key to get its context")]
+    #[error("context token is not a context ringkv issued for this key (it is damaged or truncated); {}", READ_AGAIN)]
+    Malformed(CodecError),
+    #[error("context token was issued for another key; {}", READ_AGAIN)]
     WrongKey,
 }
 
@@ -70,7 +86,7 @@ pub fn decode_context(
         decode(CONTEXT_FORMAT_V1, &bytes).map_err(|e| match e {
             CodecError::Empty => ContextError::Empty,
             CodecError::UnknownFormat(f) => ContextError::UnknownFormat(f),
-            other => ContextError::Malformed(other.to_string()),
+            other => ContextError::Malformed(other),
         })?;
     if issued_for != fingerprint(key_position) {
         return Err(ContextError::WrongKey);
@@ -152,6 +168,55 @@ mod tests {
         for (token, check) in cases {
             let err = decode_context(&token, 8192, KEY).expect_err(&token);
             assert!(check(&err), "{token:?} gave {err:?}");
+        }
+    }
+
+    #[test]
+    fn every_refusal_says_to_read_the_key_again_and_hides_decoder_detail() {
+        let malformed = ContextError::Malformed(CodecError::Malformed(
+            "Hit the end of buffer, expected more data".into(),
+        ));
+        let cases = [
+            (malformed, "damaged"),
+            (
+                ContextError::UnknownFormat(158),
+                "not a context ringkv issued",
+            ),
+            (ContextError::NotBase64, "not a context ringkv issued"),
+            (ContextError::Empty, "empty"),
+            (ContextError::WrongKey, "another key"),
+            (
+                ContextError::TooLong {
+                    len: 9000,
+                    limit: 8192,
+                },
+                "limit of 8192",
+            ),
+        ];
+        for (error, says) in cases {
+            let text = error.to_string();
+            assert!(text.contains(says), "{text}");
+            assert!(text.contains("read the key again"), "{text}");
+            for detail in ["end of buffer", "158", "format byte", "malformed"] {
+                assert!(!text.contains(detail), "{text} shows {detail:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn decoded_garbage_reads_as_not_ours() {
+        let good = encode_context(&clock(), KEY);
+        let cases = [
+            good[..good.len() - 3].to_string(),
+            URL_SAFE_NO_PAD.encode([158u8, 1, 2]),
+            "!!".to_string(),
+        ];
+        for token in cases {
+            let text = decode_context(&token, 8192, KEY).unwrap_err().to_string();
+            assert!(
+                text.contains("not a context ringkv issued for this key"),
+                "{token}: {text}"
+            );
         }
     }
 }

@@ -59,6 +59,22 @@ impl fmt::Display for QuorumError {
     }
 }
 
+impl QuorumError {
+    /// Whether a *write* that failed this way may still have been applied:
+    /// some replica acknowledged it, or some failure does not prove the
+    /// replica never acted on it (a timeout, a lost connection, a local
+    /// write still running when the quorum became unreachable). Replicas
+    /// that got it keep it, so a client must read before retrying; `false`
+    /// only when every replica provably never got the write.
+    pub fn write_may_have_applied(&self) -> bool {
+        self.acks > 0
+            || self
+                .failures
+                .iter()
+                .any(|(_, why)| !why.proves_not_applied())
+    }
+}
+
 impl QuorumTally {
     /// A tally that needs `needed` acknowledgements out of `asked` replicas.
     pub fn new(needed: usize, asked: usize) -> Self {
@@ -197,5 +213,35 @@ mod tests {
         let mut t = QuorumTally::new(1, 3);
         assert_eq!(t.ack(&n("x")), Progress::Met);
         assert_eq!(t.acked(), &[n("x")]);
+    }
+
+    #[test]
+    fn a_failed_write_may_have_applied_unless_every_replica_provably_missed_it() {
+        let error = |acks, failures: Vec<ReplicaFailure>| QuorumError {
+            needed: 3,
+            asked: 3,
+            acks,
+            failures: failures
+                .into_iter()
+                .enumerate()
+                .map(|(i, f)| (n(&format!("n{i}")), f))
+                .collect(),
+        };
+        let refused = ReplicaFailure::ConnectRefused;
+        let cases = [
+            (error(1, vec![refused.clone(), refused.clone()]), true),
+            (
+                error(0, vec![ReplicaFailure::QuorumUnreachable, refused.clone()]),
+                true,
+            ),
+            (error(0, vec![ReplicaFailure::Timeout { ms: 10 }]), true),
+            (
+                error(0, vec![refused.clone(), ReplicaFailure::KnownDown]),
+                false,
+            ),
+        ];
+        for (e, may) in cases {
+            assert_eq!(e.write_may_have_applied(), may, "{e}");
+        }
     }
 }

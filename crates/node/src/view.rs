@@ -16,7 +16,9 @@
 //! Health is recorded in place (a short mutex per peer), not by swapping the
 //! view: it changes on every call outcome. The status it gives
 //! ([`ringkv_core::health`]) orders whom a read asks first; it never changes
-//! placement.
+//! placement. A peer's passage to `Down` logs one WARN line and its return
+//! to `Up` one INFO line ([`Peer::record`]); calls in between log nothing, so
+//! an outage reads as two lines however many requests it failed.
 //!
 //! This module holds state; it makes no placement or quorum decisions (the
 //! core's layout and coordination machines do), and it does no IO itself.
@@ -38,7 +40,38 @@ pub struct Peer {
     /// Its RPC address, `host:port`.
     pub rpc: String,
     pub client: PeerClient,
-    health: Mutex<PeerHealth>,
+    health: Mutex<Judged>,
+}
+
+/// A peer's health record and whether its being down was logged.
+#[derive(Default)]
+struct Judged {
+    health: PeerHealth,
+    /// A WARN said the peer is down, and no INFO has said it is back.
+    reported_down: bool,
+}
+
+/// A status change worth one log line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Transition {
+    WentDown,
+    CameBack,
+}
+
+/// Whether a peer now `status` crossed a logged boundary, given whether its
+/// going down was already reported; updates `reported_down`.
+fn transition(reported_down: &mut bool, status: PeerStatus) -> Option<Transition> {
+    match (status, *reported_down) {
+        (PeerStatus::Down, false) => {
+            *reported_down = true;
+            Some(Transition::WentDown)
+        }
+        (PeerStatus::Up, true) => {
+            *reported_down = false;
+            Some(Transition::CameBack)
+        }
+        _ => None,
+    }
 }
 
 impl Peer {
@@ -47,31 +80,44 @@ impl Peer {
             id,
             rpc,
             client,
-            health: Mutex::new(PeerHealth::default()),
+            health: Mutex::new(Judged::default()),
         }
     }
 
-    /// Records a call outcome at `now_ms` (the node's clock origin).
+    /// Records a call outcome at `now_ms` (the node's clock origin), and
+    /// logs when the peer goes down (WARN) or comes back (INFO).
     pub fn record(&self, now_ms: u64, outcome: Result<(), &ReplicaFailure>) {
-        self.health
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .record(now_ms, outcome);
+        let changed = {
+            let mut judged = self.judged();
+            judged.health.record(now_ms, outcome);
+            let status = judged.health.status();
+            transition(&mut judged.reported_down, status)
+        };
+        match changed {
+            Some(Transition::WentDown) => tracing::warn!(
+                peer = %self.id,
+                rpc = %self.rpc,
+                reason = %outcome.err().map_or(String::new(), |f| f.to_string()),
+                "peer is down: requests ask it last until it answers again"
+            ),
+            Some(Transition::CameBack) => {
+                tracing::info!(peer = %self.id, rpc = %self.rpc, "peer is back up")
+            }
+            None => {}
+        }
+    }
+
+    fn judged(&self) -> std::sync::MutexGuard<'_, Judged> {
+        self.health.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// A copy of the health record.
     pub fn health(&self) -> PeerHealth {
-        self.health
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.judged().health.clone()
     }
 
     pub fn status(&self) -> PeerStatus {
-        self.health
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .status()
+        self.judged().health.status()
     }
 }
 
@@ -273,5 +319,24 @@ mod tests {
             .unwrap()
             .record(1, Err(&ReplicaFailure::ConnectRefused));
         assert_eq!(view.status(&id("b")), PeerStatus::Down);
+    }
+
+    #[test]
+    fn an_outage_is_one_went_down_and_one_came_back() {
+        use PeerStatus::{Down, Suspect, Up};
+        let mut reported = false;
+        let statuses = [Up, Suspect, Down, Down, Suspect, Down, Up, Up, Down];
+        let lines: Vec<_> = statuses
+            .iter()
+            .filter_map(|s| transition(&mut reported, *s))
+            .collect();
+        assert_eq!(
+            lines,
+            [
+                Transition::WentDown,
+                Transition::CameBack,
+                Transition::WentDown
+            ]
+        );
     }
 }

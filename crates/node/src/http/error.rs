@@ -1,4 +1,8 @@
 //! HTTP errors: every failure as a status and a JSON body with a stable code.
+//!
+//! The only place that knows status codes. It also adds what only the HTTP
+//! layer knows: that a failed quorum was a write ([`ApiError::from_write`]),
+//! whose outcome is then unknown, so the message says to read before retrying.
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -52,6 +56,26 @@ impl From<OpError> for ApiError {
     }
 }
 
+impl ApiError {
+    /// A failed put or delete (`what` names it for the message). A failed
+    /// write quorum is still `quorum_not_met`, but its message says whether
+    /// the write may have been applied ([`ringkv_core::quorum::QuorumError::write_may_have_applied`]):
+    /// the coordinator writes its own copy first, and replicas that got the
+    /// request apply it even after the deadline.
+    pub fn from_write(e: OpError, what: &str) -> Self {
+        let advice = match &e {
+            OpError::Quorum(q) if q.write_may_have_applied() => format!(
+                "; the {what} may have been applied (replicas that got it keep it): read the key before retrying"
+            ),
+            OpError::Quorum(_) => format!("; no replica applied the {what}, so it is safe to retry"),
+            _ => String::new(),
+        };
+        let mut error = ApiError::from(e);
+        error.message.push_str(&advice);
+        error
+    }
+}
+
 impl From<ContextError> for ApiError {
     fn from(e: ContextError) -> Self {
         ApiError::new(StatusCode::BAD_REQUEST, "bad_context", e.to_string())
@@ -68,5 +92,72 @@ impl From<KeyError> for ApiError {
             ),
             _ => ApiError::new(StatusCode::BAD_REQUEST, "bad_key", e.to_string()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ringkv_core::failure::ReplicaFailure;
+    use ringkv_core::quorum::QuorumError;
+    use ringkv_core::NodeId;
+
+    fn quorum(acks: usize, why: ReplicaFailure) -> OpError {
+        OpError::Quorum(QuorumError {
+            needed: 3,
+            asked: 3,
+            acks,
+            failures: vec![(NodeId::new("n2").unwrap(), why)],
+        })
+    }
+
+    #[test]
+    fn a_failed_write_quorum_says_whether_the_write_may_have_applied() {
+        let cases = [
+            (
+                quorum(0, ReplicaFailure::QuorumUnreachable),
+                "put",
+                "the put may have been applied",
+            ),
+            (
+                quorum(1, ReplicaFailure::ConnectRefused),
+                "delete",
+                "the delete may have been applied",
+            ),
+            (
+                quorum(0, ReplicaFailure::ConnectRefused),
+                "put",
+                "no replica applied the put",
+            ),
+        ];
+        for (error, what, says) in cases {
+            let api = ApiError::from_write(error, what);
+            assert_eq!(
+                (api.status, api.code),
+                (StatusCode::SERVICE_UNAVAILABLE, "quorum_not_met")
+            );
+            assert!(
+                api.message.starts_with("quorum not met: needed 3 of 3"),
+                "{}",
+                api.message
+            );
+            assert!(api.message.contains(says), "{}", api.message);
+        }
+        let other = ApiError::from_write(OpError::Overloaded { limit: 1 }, "put");
+        assert!(!other.message.contains("applied"), "{}", other.message);
+    }
+
+    #[test]
+    fn a_bad_context_is_400_bad_context_and_says_to_read_again() {
+        let api = ApiError::from(ContextError::UnknownFormat(158));
+        assert_eq!(
+            (api.status, api.code),
+            (StatusCode::BAD_REQUEST, "bad_context")
+        );
+        assert!(
+            api.message.contains("read the key again"),
+            "{}",
+            api.message
+        );
     }
 }

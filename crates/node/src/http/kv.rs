@@ -7,7 +7,11 @@
 //! - PUT: raw body, optional `X-Ringkv-Context` (none = blind write) → 204
 //!   with the new context.
 //! - DELETE: with the context → 204. Without one, like Riak, the node first
-//!   reads the key and deletes what that read saw.
+//!   reads the key and deletes what that read saw; if the read finds no live
+//!   value (no such key, or only a tombstone) it answers 404 and writes
+//!   nothing, so deleting a key that never existed leaves no tombstone.
+//! - A failed put or delete quorum says whether the write may have been
+//!   applied ([`ApiError::from_write`]).
 //!
 //! Each request holds a permit of the node's in-flight limit, or gets 503.
 
@@ -69,7 +73,9 @@ pub async fn put(
         let position = key.position();
         let context = context_of(&headers, limits.max_context_bytes, position)?.unwrap_or_default();
         let _permit = admit(&state)?;
-        let clock = write(&state, key, context, Some(body), quorum).await?;
+        let clock = write(&state, key, context, Some(body), quorum)
+            .await
+            .map_err(|e| ApiError::from_write(e, "put"))?;
         Ok(with_context(StatusCode::NO_CONTENT, &clock, position))
     })
     .await
@@ -85,15 +91,32 @@ pub async fn delete(State(state): Shared, uri: Uri, headers: HeaderMap) -> Respo
         let _permit = admit(&state)?;
         let context = match given {
             Some(context) => context,
-            None => read(&state, key.clone(), quorum)
-                .await?
-                .map(|o| o.clock().clone())
-                .unwrap_or_default(),
+            None => match read(&state, key.clone(), quorum).await? {
+                Some(found) if found.values().next().is_some() => found.clock().clone(),
+                found => return Ok(nothing_to_delete(found, position)),
+            },
         };
-        let clock = write(&state, key, context, None, quorum).await?;
+        let clock = write(&state, key, context, None, quorum)
+            .await
+            .map_err(|e| ApiError::from_write(e, "delete"))?;
         Ok(with_context(StatusCode::NO_CONTENT, &clock, position))
     })
     .await
+}
+
+/// The answer to a delete without a context that found no live value: 404,
+/// nothing written; a tombstone's context is sent as a GET would.
+fn nothing_to_delete(found: Option<Siblings>, key_position: u64) -> Response {
+    let message = match found {
+        None => "no such key; nothing was deleted",
+        Some(_) => "key was already deleted; nothing was written",
+    };
+    let mut response = ApiError::new(StatusCode::NOT_FOUND, "not_found", message).into_response();
+    if let Some(tombstone) = found {
+        let context = context_value(tombstone.clock(), key_position);
+        response.headers_mut().insert(CONTEXT_HEADER, context);
+    }
+    response
 }
 
 /// Runs a handler body, recording its status and latency.
@@ -176,7 +199,7 @@ async fn write(
     context: VersionVector,
     value: Option<Bytes>,
     quorum: RequestQuorum,
-) -> Result<VersionVector, ApiError> {
+) -> Result<VersionVector, OpError> {
     match state
         .coordinator
         .execute(
@@ -190,8 +213,8 @@ async fn write(
         )
         .await
     {
-        ClientResponse::Put(result) => Ok(result?),
-        other => Err(OpError::Internal(format!("put answered {other:?}")).into()),
+        ClientResponse::Put(result) => result,
+        other => Err(OpError::Internal(format!("put answered {other:?}"))),
     }
 }
 

@@ -17,7 +17,9 @@
 //! rechecks the backoff after taking it, so a burst of calls to a down peer
 //! makes one attempt, not hundreds. Connection failures are typed (refused,
 //! timed out, handshake refused with the peer's reason, ...), never strings
-//! to parse.
+//! to parse. A refused handshake (another cluster name, other settings or
+//! layout) is logged at WARN here as well as on the refusing node, once per
+//! change of reason, not once per attempt.
 
 use super::backoff::Backoff;
 use super::frame::{self, FrameReader, RpcError};
@@ -25,7 +27,7 @@ use crate::net::Network;
 use bytes::Bytes;
 use ringkv_core::codec::{encode_request, request_frame, EncodedRequest};
 use ringkv_core::limits::MAX_FRAME_BYTES;
-use ringkv_core::protocol::{Hello, HelloReply, Message, Request, Response};
+use ringkv_core::protocol::{HandshakeRefusal, Hello, HelloReply, Message, Request, Response};
 use ringkv_core::NodeId;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -62,6 +64,8 @@ pub struct PeerClient {
     live: Mutex<Option<Arc<Connection>>>,
     connecting: tokio::sync::Mutex<()>,
     backoff: Mutex<Backoff>,
+    /// The last handshake refusal logged; cleared by a successful connect.
+    refused: Mutex<Option<HandshakeRefusal>>,
 }
 
 impl PeerClient {
@@ -82,6 +86,7 @@ impl PeerClient {
             live: Mutex::new(None),
             connecting: tokio::sync::Mutex::new(()),
             backoff: Mutex::new(Backoff::default()),
+            refused: Mutex::new(None),
         }
     }
 
@@ -204,14 +209,36 @@ impl PeerClient {
         match result {
             Ok(conn) => {
                 backoff.succeeded();
+                self.note_refusal(None);
                 *self.live.lock().unwrap_or_else(|p| p.into_inner()) = Some(conn.clone());
                 Ok(conn)
             }
             Err(e) => {
                 let wait = backoff.failed(Instant::now());
                 tracing::debug!(peer = %self.peer, error = %e, retry_in_ms = wait.as_millis() as u64, "connection attempt failed");
+                if let RpcError::HandshakeRefused { reason, .. } = &e {
+                    self.note_refusal(Some(reason));
+                }
                 Err(e)
             }
+        }
+    }
+
+    /// Records the outcome of a handshake (`None`: accepted), logging a
+    /// refusal at WARN when it differs from the last one logged.
+    fn note_refusal(&self, refusal: Option<&HandshakeRefusal>) {
+        let mut last = self.refused.lock().unwrap_or_else(|p| p.into_inner());
+        if last.as_ref() == refusal {
+            return;
+        }
+        *last = refusal.cloned();
+        if let Some(reason) = refusal {
+            tracing::warn!(
+                peer = %self.peer,
+                rpc = %self.addr,
+                %reason,
+                "the peer refused this node's handshake: every node must be started with the same cluster name, peers, capacities, zones and settings"
+            );
         }
     }
 
