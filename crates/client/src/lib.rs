@@ -125,12 +125,17 @@ impl Client {
         &self.base
     }
 
-    fn url(&self, bucket: &str, key: &[u8], quorum: Option<(&str, usize)>) -> String {
+    /// The key's URL with the quorum parameters that are set.
+    fn url(&self, bucket: &str, key: &[u8], quorum: &[(&str, Option<usize>)]) -> String {
         let key: String = percent_encoding::percent_encode(key, KEY_ESCAPE).collect();
         let bucket: String = utf8_percent_encode(bucket, KEY_ESCAPE).collect();
-        match quorum {
-            Some((name, n)) => format!("{}/v1/kv/{bucket}/{key}?{name}={n}", self.base),
-            None => format!("{}/v1/kv/{bucket}/{key}", self.base),
+        let query: Vec<String> = quorum
+            .iter()
+            .filter_map(|(name, n)| n.map(|n| format!("{name}={n}")))
+            .collect();
+        match query.is_empty() {
+            true => format!("{}/v1/kv/{bucket}/{key}", self.base),
+            false => format!("{}/v1/kv/{bucket}/{key}?{}", self.base, query.join("&")),
         }
     }
 
@@ -219,7 +224,7 @@ impl Client {
         key: &[u8],
         r: Option<usize>,
     ) -> Result<Option<serde_json::Value>, ClientError> {
-        let url = self.url(bucket, key, r.map(|r| ("r", r)));
+        let url = self.url(bucket, key, &[("r", r)]);
         let (status, context, body) = self.send(Method::GET, url, None, Bytes::new()).await?;
         match status {
             StatusCode::OK => {
@@ -250,7 +255,7 @@ impl Client {
         context: Option<&str>,
         w: Option<usize>,
     ) -> Result<String, ClientError> {
-        let url = self.url(bucket, key, w.map(|w| ("w", w)));
+        let url = self.url(bucket, key, &[("w", w)]);
         let (status, new_context, body) = self.send(Method::PUT, url, context, value).await?;
         expect_no_content(status, new_context, &body)
     }
@@ -264,7 +269,20 @@ impl Client {
         context: Option<&str>,
         w: Option<usize>,
     ) -> Result<String, ClientError> {
-        let url = self.url(bucket, key, w.map(|w| ("w", w)));
+        self.delete_with(bucket, key, context, None, w).await
+    }
+
+    /// [`Client::delete`] with the read quorum `r` of the node's first read
+    /// (used only without a context).
+    pub async fn delete_with(
+        &self,
+        bucket: &str,
+        key: &[u8],
+        context: Option<&str>,
+        r: Option<usize>,
+        w: Option<usize>,
+    ) -> Result<String, ClientError> {
+        let url = self.url(bucket, key, &[("r", r), ("w", w)]);
         let (status, new_context, body) = self
             .send(Method::DELETE, url, context, Bytes::new())
             .await?;
@@ -309,8 +327,16 @@ mod tests {
     fn keys_are_escaped_byte_for_byte() {
         let c = Client::new("http://127.0.0.1:1/").unwrap();
         assert_eq!(
-            c.url("b", b"a/b c\xff~", Some(("w", 2))),
+            c.url("b", b"a/b c\xff~", &[("w", Some(2))]),
             "http://127.0.0.1:1/v1/kv/b/a%2Fb%20c%FF~?w=2"
+        );
+        assert_eq!(
+            c.url("b", b"k", &[("r", Some(1)), ("w", None)]),
+            "http://127.0.0.1:1/v1/kv/b/k?r=1"
+        );
+        assert_eq!(
+            c.url("b", b"k", &[("r", Some(1)), ("w", Some(3))]),
+            "http://127.0.0.1:1/v1/kv/b/k?r=1&w=3"
         );
         assert!(Client::new("ftp://x").is_err());
     }
