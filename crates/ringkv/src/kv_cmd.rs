@@ -97,9 +97,10 @@ pub fn explain(e: ClientError) -> anyhow::Error {
              Pass the HTTP address (serve --http) with --node."
         }
         TransportKind::ClosedBeforeAnswer => {
-            "is this the node's HTTP port (serve --http), not its RPC one? If it is, \
-             the node may be stopping or overloaded; a write may have been applied, \
-             so read the key before retrying."
+            "is this the node's HTTP port (serve --http), not its RPC port (serve --rpc)? \
+             A node's RPC port closes HTTP connections like this. If it is the HTTP \
+             port, the node may be stopping; a write may have been applied, so read \
+             the key before retrying."
         }
         TransportKind::TimedOut(_) => {
             "the node is up but slow or stuck; a write may have been applied, so read \
