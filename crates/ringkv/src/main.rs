@@ -2,7 +2,7 @@
 //!
 //! - `ringkv serve` runs one node ([`serve`]).
 //! - `ringkv dev` starts a local cluster of `serve` processes ([`dev`]).
-//! - `ringkv get|put|delete` are a client for humans ([`kv_cmd`]).
+//! - `ringkv get|put|delete` are a client for people and scripts ([`kv_cmd`]).
 //! - `ringkv bench` measures throughput and latency percentiles ([`bench`]).
 //!
 //! Errors leave through `anyhow` with context and a non-zero exit code.
@@ -46,9 +46,9 @@ enum Command {
     Serve(Box<serve::ServeArgs>),
     /// Start a local cluster of separate `serve` processes on 127.0.0.1.
     Dev(dev::DevArgs),
-    /// Read a key: prints every sibling and the context.
+    /// Read a key: prints the context and every sibling (or --raw bytes, or --json).
     Get(kv_cmd::GetArgs),
-    /// Write a value (from the argument or stdin); prints the new context.
+    /// Write a value (from the argument, or piped on stdin); prints the new context.
     Put(kv_cmd::PutArgs),
     /// Delete a key; prints the tombstone's context.
     Delete(kv_cmd::DeleteArgs),
