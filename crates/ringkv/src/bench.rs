@@ -526,11 +526,17 @@ mod tests {
         f.record(&busy);
         f.record(&busy);
         let mut other = Failures::default();
-        other.record(&ClientError::Transport("client error (Connect)".into()));
+        other.record(&ClientError::Transport(ringkv_client::TransportError {
+            node: "http://127.0.0.1:1".into(),
+            kind: ringkv_client::TransportKind::Refused,
+        }));
         f.merge(other);
         assert_eq!(f.total(), 3);
         assert_eq!(f.by_kind["HTTP 503 quorum_unavailable"].0, 2);
-        assert_eq!(f.by_kind["connection error (client error (Connect))"].0, 1);
+        assert_eq!(
+            f.by_kind["connection error (http://127.0.0.1:1: connection refused)"].0,
+            1
+        );
     }
 
     #[tokio::test]

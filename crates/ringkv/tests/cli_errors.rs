@@ -141,7 +141,6 @@ fn cli_against_one_node() {
 /// Needs the node to send each sibling's write time in its JSON form
 /// (`"written_ms": [...]`, parallel to `values`); the CLI already prints it.
 #[test]
-#[ignore = "the node's GET JSON does not carry written_ms yet (node HTTP code, not the CLI)"]
 fn get_shows_each_siblings_write_time() {
     let cluster = Cluster::start(1, &["--n=1", "--r=1", "--w=1"]);
     let node = format!("--node={}", cluster.nodes[0].url());

@@ -2,7 +2,8 @@
 //!
 //! - GET: one live version → 200 with the raw value; siblings → 300
 //!   `multipart/mixed`, one part per value; `Accept: application/json` →
-//!   `{"context": "...", "values": ["<base64>", ...]}`; absent → 404, with the
+//!   `{"context": "...", "values": ["<base64>", ...], "written_ms": [...]}`
+//!   (each value's write time, same order); absent → 404, with the
 //!   context header when a tombstone is stored. Always `X-Ringkv-Context`.
 //! - PUT: raw body, optional `X-Ringkv-Context` (none = blind write) → 204
 //!   with the new context.
@@ -249,6 +250,14 @@ fn render(object: Option<Siblings>, wants_json: bool, key_position: u64) -> Resp
         let body = serde_json::json!({
             "context": encode_context(object.clock(), key_position),
             "values": values.iter().map(|v| STANDARD.encode(v)).collect::<Vec<_>>(),
+            // When each value was written (ms since the Unix epoch, the
+            // coordinator's clock), in the same order as `values`.
+            "written_ms": object
+                .versions()
+                .iter()
+                .filter(|v| v.value.is_some())
+                .map(|v| v.timestamp_ms)
+                .collect::<Vec<_>>(),
         });
         let mut response = axum::Json(body).into_response();
         response.headers_mut().insert(CONTEXT_HEADER, context);
