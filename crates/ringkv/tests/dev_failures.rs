@@ -285,7 +285,7 @@ fn a_second_dev_on_taken_ports_or_the_same_data_dir_fails_at_once() {
         "{stderr}"
     );
     assert!(
-        stderr.contains("is in use by another `ringkv dev` (pid ")
+        stderr.contains("is in use by another ringkv dev (pid ")
             && stderr.trim().lines().count() == 1,
         "{stderr}"
     );

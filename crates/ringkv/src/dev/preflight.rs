@@ -79,7 +79,7 @@ pub fn lock_data_dir(dir: &Path) -> Result<File> {
             pid => format!(" (pid {pid})"),
         };
         bail!(
-            "data dir {} is in use by another `ringkv dev`{by}; stop it or pass another --data-dir",
+            "data dir {} is in use by another ringkv dev{by}; stop it or pass another --data-dir",
             dir.display()
         );
     }
@@ -100,7 +100,7 @@ pub fn check_ports_free(args: &DevArgs) -> Result<()> {
             match std::net::TcpListener::bind(("127.0.0.1", port)) {
                 Ok(l) => held.push(l),
                 Err(e) => bail!(
-                    "port 127.0.0.1:{port} ({what} of n{i}) is taken ({e}); is another `ringkv dev` or `ringkv serve` running? Stop it or pass another --{}-base",
+                    "port 127.0.0.1:{port} ({what} of n{i}) is taken ({e}); is another ringkv dev or ringkv serve running? Stop it or pass another --{}-base",
                     what.to_lowercase()
                 ),
             }
@@ -186,7 +186,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let first = lock_data_dir(dir.path()).unwrap();
         let err = lock_data_dir(dir.path()).unwrap_err().to_string();
-        assert!(err.contains("in use by another `ringkv dev`"), "{err}");
+        assert!(err.contains("in use by another ringkv dev"), "{err}");
         assert!(
             err.contains(&format!("pid {}", std::process::id())),
             "{err}"
