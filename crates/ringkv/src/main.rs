@@ -13,6 +13,7 @@ mod kv_cmd;
 mod serve;
 
 use clap::{Parser, Subcommand};
+use std::io::IsTerminal;
 
 /// mimalloc instead of glibc malloc: a node allocates many small, short-lived
 /// buffers across threads (frames, objects, HTTP bodies), where glibc spent
@@ -61,6 +62,8 @@ fn init_logging(filter: &str) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
         .with_writer(std::io::stderr)
+        // Colour only for a person at a terminal, never into a log file.
+        .with_ansi(std::io::stderr().is_terminal())
         .try_init();
 }
 

@@ -116,15 +116,12 @@ pub fn build_config(args: ServeArgs) -> Result<NodeConfig> {
                 .with_context(|| format!("reading {}", path.display()))?;
             NodeConfig::from_toml(&text).map_err(|e| anyhow!("{}: {e}", path.display()))?
         }
-        None => {
-            let missing = |what: &str| anyhow!("--{what} is required (or give --config FILE)");
-            NodeConfig::new(
-                args.id.clone().ok_or_else(|| missing("id"))?,
-                args.http.ok_or_else(|| missing("http"))?,
-                args.rpc.clone().ok_or_else(|| missing("rpc"))?,
-                args.data_dir.clone().ok_or_else(|| missing("data-dir"))?,
-            )
-        }
+        None => match (&args.id, args.http, &args.rpc, &args.data_dir) {
+            (Some(id), Some(http), Some(rpc), Some(dir)) => {
+                NodeConfig::new(id.clone(), http, rpc.clone(), dir.clone())
+            }
+            _ => bail!("{}", missing_required(&args)),
+        },
     };
     if let Some(id) = args.id {
         config.id = id;
@@ -188,6 +185,25 @@ pub fn build_config(args: ServeArgs) -> Result<NodeConfig> {
         .validate()
         .map_err(|e| anyhow!("invalid configuration: {e}"))?;
     Ok(config)
+}
+
+/// One line naming every required flag that is missing (all at once, so a
+/// user fixes the command in one go).
+fn missing_required(args: &ServeArgs) -> String {
+    let missing: Vec<&str> = [
+        ("--id", args.id.is_none()),
+        ("--http", args.http.is_none()),
+        ("--rpc", args.rpc.is_none()),
+        ("--data-dir", args.data_dir.is_none()),
+    ]
+    .into_iter()
+    .filter_map(|(flag, absent)| absent.then_some(flag))
+    .collect();
+    let verb = if missing.len() == 1 { "is" } else { "are" };
+    format!(
+        "{} {verb} required (or give --config FILE)",
+        missing.join(", ")
+    )
 }
 
 /// Waits for SIGTERM or Ctrl-C.
@@ -277,7 +293,27 @@ mod tests {
         assert_eq!(cfg.peers.len(), 2);
         assert_eq!(cfg.fsync, FsyncPolicy::Periodic { interval_ms: 10 });
         let err = build_config(ServeArgs::default()).unwrap_err().to_string();
-        assert!(err.contains("--id is required"), "{err}");
+        assert_eq!(
+            err,
+            "--id, --http, --rpc, --data-dir are required (or give --config FILE)"
+        );
+        let err = build_config(ServeArgs {
+            http: Some("127.0.0.1:8001".parse().unwrap()),
+            rpc: Some("127.0.0.1:9001".into()),
+            ..Default::default()
+        })
+        .unwrap_err()
+        .to_string();
+        assert_eq!(err, "--id, --data-dir are required (or give --config FILE)");
+        let err = build_config(ServeArgs {
+            id: Some("n1".parse().unwrap()),
+            http: Some("127.0.0.1:8001".parse().unwrap()),
+            rpc: Some("127.0.0.1:9001".into()),
+            ..Default::default()
+        })
+        .unwrap_err()
+        .to_string();
+        assert_eq!(err, "--data-dir is required (or give --config FILE)");
     }
 
     #[test]
