@@ -21,6 +21,7 @@
 //! waits for them to exit, and exits itself. It never kills anything it did
 //! not start.
 
+mod port_owner;
 mod preflight;
 
 use anyhow::{bail, Context, Result};

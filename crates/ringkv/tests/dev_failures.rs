@@ -266,6 +266,10 @@ fn a_second_dev_on_taken_ports_or_the_same_data_dir_fails_at_once() {
         )),
         "{stderr}"
     );
+    assert!(
+        stderr.contains(&format!("taken by pid {}", first.pids[0])) && stderr.contains("serve"),
+        "names the process holding the port (the first dev's n1): {stderr}"
+    );
     assert!(!String::from_utf8_lossy(&out.stdout).contains("ready"));
 
     // The same data dir on free ports: the lock names the running dev.

@@ -99,10 +99,19 @@ pub fn check_ports_free(args: &DevArgs) -> Result<()> {
         ] {
             match std::net::TcpListener::bind(("127.0.0.1", port)) {
                 Ok(l) => held.push(l),
-                Err(e) => bail!(
-                    "port 127.0.0.1:{port} ({what} of n{i}) is taken ({e}); is another ringkv dev or ringkv serve running? Stop it or pass another --{}-base",
-                    what.to_lowercase()
-                ),
+                Err(e) => {
+                    let by = match super::port_owner::port_owner(port) {
+                        Some((pid, cmd)) => format!("by pid {pid} ({cmd})"),
+                        None => {
+                            "by another process; is another ringkv dev or ringkv serve running?"
+                                .into()
+                        }
+                    };
+                    bail!(
+                        "port 127.0.0.1:{port} ({what} of n{i}) is taken {by} ({e}); stop it or pass another --{}-base",
+                        what.to_lowercase()
+                    )
+                }
             }
         }
     }
