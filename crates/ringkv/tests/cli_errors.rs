@@ -148,3 +148,44 @@ fn get_shows_each_siblings_write_time() {
     let out = String::from_utf8(ok(&["get", "demo", "t", &node], b"")).unwrap();
     assert!(out.contains("written: 20"), "{out}");
 }
+
+/// `ringkv put mykey myvalue` (bucket forgotten) in a terminal must not sit
+/// waiting for a value on stdin: with stdin a pseudo-terminal it fails at
+/// once, says how to pass a value, and writes nothing.
+#[test]
+fn put_without_a_value_in_a_terminal_refuses_at_once() {
+    let (mut master, mut slave) = (-1, -1);
+    // SAFETY: openpty(3) fills two fds this test owns; null name/termios/winsize are allowed.
+    let rc = unsafe {
+        libc::openpty(
+            &mut master,
+            &mut slave,
+            std::ptr::null_mut(),
+            std::ptr::null(),
+            std::ptr::null(),
+        )
+    };
+    assert_eq!(rc, 0, "openpty failed");
+    // SAFETY: `slave` is a valid fd from openpty, owned from here on by the File.
+    let tty = unsafe { <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(slave) };
+    let started = std::time::Instant::now();
+    let out = Command::new(BIN)
+        .args(["put", "mykey", "myvalue", "--node", "http://127.0.0.1:1"])
+        .stdin(Stdio::from(tty))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    // SAFETY: closing the master fd this test opened.
+    unsafe { libc::close(master) };
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(10),
+        "it did not wait on the terminal"
+    );
+    assert!(
+        stderr.contains("no value given") && stderr.contains("ringkv put BUCKET KEY [VALUE]"),
+        "{stderr}"
+    );
+}
