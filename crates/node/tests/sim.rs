@@ -9,6 +9,8 @@
 //! Every test runs for several seeds. A failing seed prints the command that
 //! replays it exactly: `RINGKV_SIM_SEED=<seed> cargo test -p ringkv-node --test sim <test>`.
 
+mod sim_net;
+
 use bytes::Bytes;
 use ringkv_core::key::ObjectKey;
 use ringkv_core::protocol::{ClientRequest, ClientResponse, Hello, OpError, Request, Response};
@@ -16,12 +18,11 @@ use ringkv_core::replication::{Replication, RequestQuorum};
 use ringkv_core::siblings::Siblings;
 use ringkv_core::version_vector::VersionVector;
 use ringkv_core::NodeId;
-use ringkv_node::net::{BoxFuture, BoxStream, Listener, Network};
 use ringkv_node::rpc::backoff::RECONNECT_BACKOFF_CAP;
 use ringkv_node::rpc::PeerClient;
 use ringkv_node::{Edges, NodeConfig, PeerConfig};
 use ringkv_storage::MemStorage;
-use std::io;
+use sim_net::SimNetwork;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -30,38 +31,6 @@ const NODES: [&str; 3] = ["n1", "n2", "n3"];
 const RPC_PORT: u16 = 9000;
 /// Seeds each test runs with unless RINGKV_SIM_SEED picks one.
 const DEFAULT_SEEDS: std::ops::Range<u64> = 1..6;
-
-/// turmoil's simulated TCP behind the node's `Network` trait.
-struct SimNetwork;
-struct SimListener(turmoil::net::TcpListener);
-
-impl Listener for SimListener {
-    fn accept(&self) -> BoxFuture<'_, io::Result<(BoxStream, String)>> {
-        Box::pin(async move {
-            let (stream, addr) = self.0.accept().await?;
-            Ok((Box::new(stream) as BoxStream, addr.to_string()))
-        })
-    }
-}
-
-impl Network for SimNetwork {
-    fn bind(&self, addr: &str) -> BoxFuture<'static, io::Result<Box<dyn Listener>>> {
-        let addr = addr.to_string();
-        Box::pin(async move {
-            Ok(
-                Box::new(SimListener(turmoil::net::TcpListener::bind(addr).await?))
-                    as Box<dyn Listener>,
-            )
-        })
-    }
-
-    fn connect(&self, addr: &str) -> BoxFuture<'static, io::Result<BoxStream>> {
-        let addr = addr.to_string();
-        Box::pin(
-            async move { Ok(Box::new(turmoil::net::TcpStream::connect(addr).await?) as BoxStream) },
-        )
-    }
-}
 
 fn id(s: &str) -> NodeId {
     NodeId::new(s).unwrap()

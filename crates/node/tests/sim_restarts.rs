@@ -15,6 +15,8 @@
 //!
 //! Replay a seed with `RINGKV_SIM_SEED=<seed> cargo test -p ringkv-node --test sim_restarts`.
 
+mod sim_net;
+
 use bytes::Bytes;
 use ringkv_core::key::ObjectKey;
 use ringkv_core::protocol::{ClientRequest, ClientResponse, Hello, OpError, Request, Response};
@@ -23,12 +25,11 @@ use ringkv_core::siblings::Siblings;
 use ringkv_core::version_vector::VersionVector;
 use ringkv_core::NodeId;
 use ringkv_node::commit::FsyncPolicy;
-use ringkv_node::net::{BoxFuture, BoxStream, Listener, Network};
 use ringkv_node::rpc::PeerClient;
 use ringkv_node::{Edges, NodeConfig};
 use ringkv_storage::MemStorage;
+use sim_net::SimNetwork;
 use std::collections::HashMap;
-use std::io;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -39,38 +40,6 @@ const RESTARTS: u32 = 1_000;
 /// Every this many restarts is a power loss rather than a process kill.
 const POWER_LOSS_EVERY: u32 = 200;
 const HOT: &str = "hot";
-
-/// turmoil's simulated TCP behind the node's `Network` trait (as in `sim.rs`).
-struct SimNetwork;
-struct SimListener(turmoil::net::TcpListener);
-
-impl Listener for SimListener {
-    fn accept(&self) -> BoxFuture<'_, io::Result<(BoxStream, String)>> {
-        Box::pin(async move {
-            let (stream, addr) = self.0.accept().await?;
-            Ok((Box::new(stream) as BoxStream, addr.to_string()))
-        })
-    }
-}
-
-impl Network for SimNetwork {
-    fn bind(&self, addr: &str) -> BoxFuture<'static, io::Result<Box<dyn Listener>>> {
-        let addr = addr.to_string();
-        Box::pin(async move {
-            Ok(
-                Box::new(SimListener(turmoil::net::TcpListener::bind(addr).await?))
-                    as Box<dyn Listener>,
-            )
-        })
-    }
-
-    fn connect(&self, addr: &str) -> BoxFuture<'static, io::Result<BoxStream>> {
-        let addr = addr.to_string();
-        Box::pin(
-            async move { Ok(Box::new(turmoil::net::TcpStream::connect(addr).await?) as BoxStream) },
-        )
-    }
-}
 
 fn id(s: &str) -> NodeId {
     NodeId::new(s).unwrap()

@@ -444,7 +444,8 @@ pub async fn run(args: DevArgs) -> Result<()> {
 mod tests {
     use super::*;
 
-    fn args(nodes: u16) -> DevArgs {
+    /// Default dev arguments with `nodes` nodes (shared with `preflight`'s tests).
+    pub(super) fn args(nodes: u16) -> DevArgs {
         DevArgs {
             nodes,
             data_dir: "d".into(),

@@ -11,41 +11,11 @@
 
 mod common;
 
-use common::{free_port, http, Node};
+use common::{http, plan, Node};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-/// `n` nodes (not started) on fresh ports; node `i` gets `extra(i)` flags.
-fn plan(n: usize, dir: &Path, extra: impl Fn(usize) -> Vec<String>) -> Vec<Node> {
-    let ports: Vec<(u16, u16)> = (0..n).map(|_| (free_port(), free_port())).collect();
-    (0..n)
-        .map(|i| {
-            let id = format!("n{}", i + 1);
-            let data_dir = dir.join(&id);
-            let mut args = vec![
-                "serve".to_string(),
-                format!("--id={id}"),
-                format!("--http=127.0.0.1:{}", ports[i].0),
-                format!("--rpc=127.0.0.1:{}", ports[i].1),
-                format!("--data-dir={}", data_dir.display()),
-            ];
-            for (j, (_, rpc)) in ports.iter().enumerate().filter(|(j, _)| *j != i) {
-                args.push(format!("--peer=n{}=127.0.0.1:{rpc}", j + 1));
-            }
-            args.extend(extra(i));
-            Node {
-                id,
-                http: ports[i].0,
-                rpc: ports[i].1,
-                data_dir,
-                args,
-                child: None,
-            }
-        })
-        .collect()
-}
 
 /// The log file of `node` in `dir`.
 fn log_path(dir: &Path, node: &Node) -> PathBuf {

@@ -152,19 +152,7 @@ pub async fn is_our_node(port: u16, name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dev::DEFAULT_MAX_RESTARTS;
-
-    fn args(nodes: u16) -> DevArgs {
-        DevArgs {
-            nodes,
-            data_dir: "d".into(),
-            http_base: 8001,
-            rpc_base: 9001,
-            fsync: "always".into(),
-            no_restart: false,
-            max_restarts: DEFAULT_MAX_RESTARTS,
-        }
-    }
+    use crate::dev::tests::args;
 
     #[test]
     fn bad_node_counts_and_port_ranges_are_refused() {

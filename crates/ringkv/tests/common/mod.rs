@@ -98,7 +98,9 @@ impl Cluster {
         for _attempt in 0..5 {
             let dir = tempfile::tempdir().unwrap();
             let mut cluster = Cluster {
-                nodes: plan(n, extra, dir.path()),
+                nodes: plan(n, dir.path(), |_| {
+                    extra.iter().map(|s| s.to_string()).collect()
+                }),
                 dir,
             };
             for node in &mut cluster.nodes {
@@ -112,8 +114,9 @@ impl Cluster {
     }
 }
 
-/// The nodes of a cluster on fresh ports, not yet started.
-fn plan(n: usize, extra: &[&str], dir: &Path) -> Vec<Node> {
+/// The nodes of a cluster on fresh ports, not yet started; node `i` gets
+/// the flags `extra(i)` after its own and its peers'.
+pub fn plan(n: usize, dir: &Path, extra: impl Fn(usize) -> Vec<String>) -> Vec<Node> {
     let ports: Vec<(u16, u16)> = (0..n).map(|_| (free_port(), free_port())).collect();
     (0..n)
         .map(|i| {
@@ -129,7 +132,7 @@ fn plan(n: usize, extra: &[&str], dir: &Path) -> Vec<Node> {
             for (j, (_, rpc)) in ports.iter().enumerate().filter(|(j, _)| *j != i) {
                 args.push(format!("--peer=n{}=127.0.0.1:{rpc}", j + 1));
             }
-            args.extend(extra.iter().map(|s| s.to_string()));
+            args.extend(extra(i));
             Node {
                 id,
                 http: ports[i].0,
