@@ -182,12 +182,7 @@ impl Coordinator {
                     // peers work while this node reads.
                     ReadCommand::ReadLocal => read_local = true,
                     ReadCommand::Send { to } => self.send(view, to, &request, timeout, &tx),
-                    ReadCommand::Answer(answer) => {
-                        if answer.is_err() {
-                            self.metrics.quorum_failed("get");
-                        }
-                        return answer.map_err(OpError::Quorum);
-                    }
+                    ReadCommand::Answer(answer) => return answer.map_err(OpError::Quorum),
                 }
             }
             if read_local {
@@ -256,10 +251,7 @@ impl Coordinator {
                     }
                     WriteCommand::Send { to } => self.send(view, to, &request, timeout, &tx),
                     WriteCommand::Answer(answer) => {
-                        if answer.is_err() {
-                            self.metrics.quorum_failed("put");
-                        }
-                        return answer.map(|()| clock).map_err(OpError::Quorum);
+                        return answer.map(|()| clock).map_err(OpError::Quorum)
                     }
                 }
             }

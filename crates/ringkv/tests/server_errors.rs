@@ -165,6 +165,12 @@ fn a_failed_write_quorum_says_the_write_may_have_been_applied() {
     // It was: this node wrote its own copy first.
     let read = http(p, "GET", "/v1/kv/b/k?r=1", &[], b"").unwrap();
     assert_eq!(read.status, 200, "{}", read.text());
+    // One failed request is one quorum failure on the node that answered it.
+    let metrics = http(p, "GET", "/metrics", &[], b"").unwrap().text();
+    assert!(
+        metrics.contains("ringkv_quorum_failures_total{op=\"put\"} 1\n"),
+        "{metrics}"
+    );
 }
 
 #[test]

@@ -123,7 +123,7 @@ fn nothing_to_delete(found: Option<Siblings>, key_position: u64) -> Response {
 /// Runs a handler body, recording its status and latency.
 async fn timed(
     state: &NodeState,
-    op: &str,
+    op: &'static str,
     body: impl std::future::Future<Output = Result<Response, ApiError>>,
 ) -> Response {
     let started = tokio::time::Instant::now();
