@@ -131,7 +131,13 @@ mod tests {
     #[test]
     fn a_request_frame_from_a_body_encoded_once_equals_the_whole_message() {
         let key = crate::key::ObjectKey::new("b", bytes::Bytes::from("k"), 64).unwrap();
-        for body in [Request::Ping, Request::ReplicaRead { key }] {
+        for body in [
+            Request::Ping,
+            Request::ReplicaRead {
+                key,
+                hint_for: NodeId::new("n3").ok(),
+            },
+        ] {
             let once = encode_request(&body).unwrap();
             for id in [0u64, 1, 127, 128, 300, u64::MAX] {
                 let whole = encode_message(&Message::Request {
@@ -168,6 +174,7 @@ mod tests {
                     quorum: RequestQuorum {
                         r: None,
                         w: Some(2),
+                        pw: Some(1),
                     },
                 },
                 forwarded: false,

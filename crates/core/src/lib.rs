@@ -38,6 +38,7 @@ pub mod context;
 pub mod coordinate;
 pub mod failure;
 pub mod health;
+pub mod hints;
 pub mod key;
 pub mod layout;
 pub mod limits;

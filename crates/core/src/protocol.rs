@@ -31,7 +31,7 @@ use std::fmt;
 
 /// Version of this message set; a handshake with another version is refused.
 /// Version 2: typed failures, and the layout and settings digests in [`Hello`].
-pub const PROTOCOL_VERSION: u16 = 2;
+pub const PROTOCOL_VERSION: u16 = 3;
 
 /// First frame on every connection, sent by the connecting side.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -106,14 +106,20 @@ pub enum Message {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Request {
     Ping,
-    /// Read the replica's local object for a key.
+    /// Read the replica's local object for a key. With `hint_for`, the
+    /// receiver is a stand-in for that node (sloppy quorum): it answers with
+    /// its own copy merged with the hint it holds for that node.
     ReplicaRead {
         key: ObjectKey,
+        hint_for: Option<NodeId>,
     },
-    /// Merge `object` into the replica's local copy; acknowledged once durable.
+    /// Merge `object` into the replica's local copy; acknowledged once
+    /// durable. With `hint_for`, the receiver is a stand-in: it keeps the
+    /// object as a hint for that node (hinted handoff) instead.
     ReplicaWrite {
         key: ObjectKey,
         object: Siblings,
+        hint_for: Option<NodeId>,
     },
     /// Coordinate a client request. `forwarded` requests are never forwarded again.
     Coordinate {
@@ -153,6 +159,9 @@ pub enum ReplicaError {
     /// Refused before doing anything: the replica's storage queue is full.
     #[error("the replica is overloaded (its storage queue is full)")]
     Overloaded,
+    /// A stand-in holds as many hints for the node as its limits allow.
+    #[error("the stand-in holds as many hints for {target} as its limits allow")]
+    HintsFull { target: NodeId },
 }
 
 /// A client operation, as coordinated by a node.

@@ -103,6 +103,11 @@ impl QuorumTally {
         self.progress()
     }
 
+    /// One more node was asked (a spare replacing a failed one).
+    pub fn ask_one_more(&mut self) {
+        self.asked += 1;
+    }
+
     /// Whether `node` has acknowledged or failed.
     pub fn has_answered(&self, node: &NodeId) -> bool {
         self.acks.contains(node) || self.failures.iter().any(|(n, _)| n == node)

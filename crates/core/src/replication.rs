@@ -24,16 +24,21 @@ pub struct BucketProps {
     pub w: Option<usize>,
 }
 
-/// A request's overrides (`?r=` / `?w=`).
+/// A request's overrides (`?r=` / `?w=` / `?pw=`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RequestQuorum {
     pub r: Option<usize>,
     pub w: Option<usize>,
+    /// Acknowledgements a write needs from the key's own replicas, not
+    /// stand-ins (Riak's PW). Unset: 0, every acknowledgement counts.
+    pub pw: Option<usize>,
 }
 
 /// Why a combination of N, R and W is refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ReplicationError {
+    #[error("pw = {pw} must not exceed w = {w}")]
+    PwExceedsW { pw: usize, w: usize },
     #[error("n must be at least 1")]
     ZeroN,
     #[error("n = {n} exceeds the {nodes} nodes of the cluster")]
@@ -69,6 +74,16 @@ impl Replication {
         };
         resolved.validate(nodes)?;
         Ok(resolved)
+    }
+
+    /// The request's PW: 0 unless set; at most W (a write cannot need more
+    /// primary acknowledgements than acknowledgements).
+    pub fn primary_writes(&self, request: &RequestQuorum) -> Result<usize, ReplicationError> {
+        let pw = request.pw.unwrap_or(0);
+        if pw > self.w {
+            return Err(ReplicationError::PwExceedsW { pw, w: self.w });
+        }
+        Ok(pw)
     }
 
     /// Checks `1 <= R, W <= N <= nodes`.
@@ -110,6 +125,7 @@ mod tests {
                 &RequestQuorum {
                     r: None,
                     w: Some(1),
+                    pw: None,
                 },
                 3,
             )
@@ -119,6 +135,21 @@ mod tests {
             .resolve(&BucketProps::default(), &RequestQuorum::default(), 3)
             .unwrap();
         assert_eq!(got, cluster);
+    }
+
+    #[test]
+    fn pw_defaults_to_zero_and_may_not_exceed_w() {
+        let rep = Replication { n: 3, r: 2, w: 2 };
+        let ask = |pw| RequestQuorum {
+            pw,
+            ..RequestQuorum::default()
+        };
+        assert_eq!(rep.primary_writes(&ask(None)), Ok(0));
+        assert_eq!(rep.primary_writes(&ask(Some(2))), Ok(2));
+        assert_eq!(
+            rep.primary_writes(&ask(Some(3))),
+            Err(ReplicationError::PwExceedsW { pw: 3, w: 2 })
+        );
     }
 
     #[test]

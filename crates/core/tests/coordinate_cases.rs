@@ -5,46 +5,13 @@
 #[allow(dead_code)]
 mod common;
 
-use common::{id, ids, object};
+use common::*;
 use ringkv_core::coordinate::*;
 use ringkv_core::failure::ReplicaFailure;
 use ringkv_core::protocol::{ClientResponse, OpError};
 use ringkv_core::quorum::QuorumError;
 use ringkv_core::siblings::Siblings;
 use ringkv_core::version_vector::VersionVector;
-
-fn drain_read(m: &mut ReadMachine) -> Vec<ReadCommand> {
-    std::iter::from_fn(|| m.poll_command()).collect()
-}
-
-fn drain_write(m: &mut WriteMachine) -> Vec<WriteCommand> {
-    std::iter::from_fn(|| m.poll_command()).collect()
-}
-
-fn drain_forward(m: &mut ForwardMachine) -> Vec<ForwardCommand> {
-    std::iter::from_fn(|| m.poll_command()).collect()
-}
-
-fn read_plan(r: usize, local: bool) -> ReadPlan {
-    ReadPlan {
-        replicas: ids(&["n1", "n2", "n3"]),
-        local: local.then(|| id("n1")),
-        r,
-        speculate_after_ms: 100,
-        timeout_ms: 3000,
-    }
-}
-
-fn send(name: &str) -> ReadCommand {
-    ReadCommand::Send { to: id(name) }
-}
-
-fn read_error(m: &mut ReadMachine) -> QuorumError {
-    match drain_read(m).as_slice() {
-        [ReadCommand::Answer(Err(e))] => e.clone(),
-        other => panic!("expected one error answer, got {other:?}"),
-    }
-}
 
 #[test]
 fn a_read_asks_the_local_copy_plus_just_enough_others_and_merges_r_replies() {
@@ -57,7 +24,12 @@ fn a_read_asks_the_local_copy_plus_just_enough_others_and_merges_r_replies() {
     let merged = object(1).merged(&object(2));
     assert_eq!(
         drain_read(&mut m),
-        vec![ReadCommand::Answer(Ok(Some(merged)))]
+        vec![
+            ReadCommand::Answer(Ok(Some(merged.clone()))),
+            repair("n1", &merged),
+            repair("n2", &merged),
+        ],
+        "each replica lacked the other's version: both are repaired, after the answer"
     );
     assert!(m.is_answered());
     assert_eq!(m.poll_timeout(), None);
@@ -85,7 +57,11 @@ fn a_failed_replica_is_replaced_at_once_by_the_next() {
     m.on_reply(&id("n1"), Ok(None), 3);
     assert_eq!(
         drain_read(&mut m),
-        vec![ReadCommand::Answer(Ok(Some(object(3))))]
+        vec![
+            ReadCommand::Answer(Ok(Some(object(3)))),
+            repair("n1", &object(3)),
+        ],
+        "the local copy was missing: it is repaired"
     );
     let counted: Vec<bool> = m.replies().iter().map(|r| r.counted).collect();
     assert_eq!(counted, vec![false, true, true]);
@@ -162,22 +138,6 @@ fn duplicates_and_strangers_do_not_count() {
     assert_eq!(m.replies().len(), 1);
 }
 
-fn write_plan(w: usize) -> WritePlan {
-    WritePlan {
-        replicas: ids(&["n1", "n2", "n3"]),
-        local: Some(id("n1")),
-        w,
-        timeout_ms: 3000,
-    }
-}
-
-fn write_error(m: &mut WriteMachine) -> QuorumError {
-    match drain_write(m).as_slice() {
-        [WriteCommand::Answer(Err(e))] => e.clone(),
-        other => panic!("expected one error answer, got {other:?}"),
-    }
-}
-
 #[test]
 fn a_write_goes_to_every_replica_at_once_and_answers_after_w_acks() {
     let mut m = WriteMachine::new(write_plan(2), 0);
@@ -185,8 +145,8 @@ fn a_write_goes_to_every_replica_at_once_and_answers_after_w_acks() {
         drain_write(&mut m),
         vec![
             WriteCommand::AwaitLocal,
-            WriteCommand::Send { to: id("n2") },
-            WriteCommand::Send { to: id("n3") },
+            wsend("n2", None),
+            wsend("n3", None),
         ]
     );
     assert_eq!(m.poll_timeout(), Some(3000));
@@ -395,5 +355,11 @@ fn merged_answers_are_the_causal_merge() {
     drain_read(&mut m);
     m.on_reply(&id("n2"), Ok(Some(new.clone())), 1);
     m.on_reply(&id("n1"), Ok(Some(old)), 2);
-    assert_eq!(drain_read(&mut m), vec![ReadCommand::Answer(Ok(Some(new)))]);
+    assert_eq!(
+        drain_read(&mut m),
+        vec![
+            ReadCommand::Answer(Ok(Some(new.clone()))),
+            repair("n1", &new)
+        ]
+    );
 }

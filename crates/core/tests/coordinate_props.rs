@@ -190,7 +190,15 @@ fn run_read(plan: ReadPlan, events: &[Event]) {
         while let Some(c) = m.poll_command() {
             match c {
                 ReadCommand::ReadLocal => book.send(plan.local.clone().expect("no local")),
-                ReadCommand::Send { to } => {
+                ReadCommand::Repair { to, .. } => {
+                    assert!(
+                        book.replied.contains(&to),
+                        "only a replica that replied is repaired"
+                    );
+                    assert!(book.answered_at.is_some(), "repairs follow the answer");
+                }
+                ReadCommand::Send { to, hint_for } => {
+                    assert_eq!(hint_for, None, "no stand-ins in these plans");
                     assert_ne!(
                         Some(&to),
                         plan.local.as_ref(),
@@ -272,7 +280,8 @@ fn run_write(plan: WritePlan, events: &[Event]) {
         while let Some(c) = m.poll_command() {
             match c {
                 WriteCommand::AwaitLocal => book.send(plan.local.clone().expect("no local")),
-                WriteCommand::Send { to } => {
+                WriteCommand::Send { to, hint_for } => {
+                    assert_eq!(hint_for, None, "no stand-ins in these plans");
                     assert_ne!(Some(&to), plan.local.as_ref());
                     book.send(to);
                 }
@@ -333,7 +342,9 @@ fn read_plan() -> impl Strategy<Value = ReadPlan> {
         |(n, r, local, speculate_after_ms, timeout_ms)| ReadPlan {
             replicas: replicas(n),
             local: local.then(|| node(0)),
+            stand_ins: vec![],
             r: r.min(n + 1),
+            monotonic: false,
             speculate_after_ms,
             timeout_ms,
         },
@@ -345,7 +356,10 @@ fn write_plan() -> impl Strategy<Value = WritePlan> {
         WritePlan {
             replicas: replicas(n),
             local: local.then(|| node(n - 1)),
+            stand_ins: vec![],
+            spares: vec![],
             w: w.min(n + 1),
+            pw: 0,
             timeout_ms,
         }
     })

@@ -11,6 +11,7 @@ use crate::commit::FsyncPolicy;
 use crate::rpc::server::{
     ServerLimits, DEFAULT_HANDSHAKE_TIMEOUT_MS, DEFAULT_MAX_INBOUND_CONNECTIONS,
 };
+use ringkv_core::hints::HintLimits;
 use ringkv_core::layout::{compute_layout, Layout, LayoutParams, Member, DEFAULT_PARTITIONS};
 use ringkv_core::limits::Limits;
 use ringkv_core::replication::{BucketProps, Replication};
@@ -88,6 +89,14 @@ pub struct NodeConfig {
     /// (default [`DEFAULT_HANDSHAKE_TIMEOUT_MS`]).
     #[serde(default = "default_handshake_timeout_ms")]
     pub handshake_timeout_ms: u64,
+    /// Bounds on the hints this node keeps as a stand-in, and how fast it
+    /// hands them back (`[hints]` in the TOML file).
+    #[serde(default)]
+    pub hints: HintLimits,
+    /// How often hinted handoff looks for hints to deliver, and the
+    /// liveness probe pings peers judged down.
+    #[serde(default = "default_handoff_interval_ms")]
+    pub handoff_interval_ms: u64,
 }
 
 fn default_capacity() -> u32 {
@@ -114,6 +123,9 @@ fn default_max_inbound_connections() -> usize {
 fn default_handshake_timeout_ms() -> u64 {
     DEFAULT_HANDSHAKE_TIMEOUT_MS
 }
+fn default_handoff_interval_ms() -> u64 {
+    crate::handoff::HANDOFF_INTERVAL_MS
+}
 
 impl NodeConfig {
     /// A config with defaults for everything but identity and addresses.
@@ -137,6 +149,8 @@ impl NodeConfig {
             read_speculation_ms: default_read_speculation_ms(),
             max_inbound_connections: default_max_inbound_connections(),
             handshake_timeout_ms: default_handshake_timeout_ms(),
+            hints: HintLimits::default(),
+            handoff_interval_ms: default_handoff_interval_ms(),
         }
     }
 
@@ -215,6 +229,10 @@ impl NodeConfig {
         }
         if self.max_inbound_connections == 0 || self.handshake_timeout_ms == 0 {
             return Err("max_inbound_connections and handshake_timeout_ms must be positive".into());
+        }
+        self.hints.validate()?;
+        if self.handoff_interval_ms == 0 {
+            return Err("handoff_interval_ms must be positive".into());
         }
         if let Some(m) = self.members().iter().find(|m| m.id.has_epoch()) {
             return Err(format!(

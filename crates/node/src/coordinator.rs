@@ -10,9 +10,14 @@
 //!
 //! - `ReadLocal` reads this node's copy; `AwaitLocal` waits for the local
 //!   write's durability (group commit) in its own task.
-//! - `Send { to }` calls the peer in its own task, so a replica beyond the
-//!   quorum still receives a write after the client has its answer. A
-//!   replicated object is encoded once per write, not once per peer.
+//! - `Send { to, hint_for }` calls the peer in its own task, so a replica
+//!   beyond the quorum still receives a write after the client has its
+//!   answer. A replicated object is encoded once per write (once more for
+//!   each stand-in, whose request names the home it holds a hint for).
+//! - `Repair { to, .. }` (read repair) sends the merged object as a replica
+//!   write, or merges it locally when `to` is this node. A read answers the
+//!   client as soon as its machine does; if late replies or repairs are
+//!   still due, the rest of the machine runs on in a task of its own.
 //! - Each outcome becomes a typed [`ReplicaFailure`] or a reply, is recorded
 //!   in the peer's health (see [`crate::view`]), and goes back to the machine
 //!   with the time, read from tokio's clock relative to the node's origin.
@@ -28,8 +33,8 @@ use crate::view::{ClusterView, ViewCell};
 use bytes::Bytes;
 use ringkv_core::codec::{encode_request, EncodedRequest};
 use ringkv_core::coordinate::{
-    plan, ForwardCommand, ForwardMachine, ForwardPlan, Operation, Plan, ReadCommand, ReadMachine,
-    ReadPlan, Timeouts, WriteCommand, WriteMachine, WritePlan,
+    plan, ForwardCommand, ForwardMachine, ForwardPlan, Operation, Plan, PlanRequest, ReadCommand,
+    ReadMachine, ReadPlan, Timeouts, WriteCommand, WriteMachine, WritePlan,
 };
 use ringkv_core::failure::ReplicaFailure;
 use ringkv_core::health::PeerStatus;
@@ -117,30 +122,30 @@ impl Coordinator {
             .get(&key.bucket)
             .copied()
             .unwrap_or_default();
-        let replication =
-            match view
-                .settings
-                .replication
-                .resolve(&props, &quorum, view.layout.members().len())
-            {
-                Ok(r) => r,
-                Err(e) => return failed(&request, OpError::BadRequest(e.to_string())),
-            };
-        let prefs = view.preference_list(key, replication.n);
+        let members = view.layout.members().len();
+        let resolved = view
+            .settings
+            .replication
+            .resolve(&props, &quorum, members)
+            .and_then(|r| Ok((r, r.primary_writes(&quorum)?)));
+        let (replication, pw) = match resolved {
+            Ok(r) => r,
+            Err(e) => return failed(&request, OpError::BadRequest(e.to_string())),
+        };
+        // The homes, then as many fallbacks again: stand-ins and spares.
+        let prefs = view.preference_list(key, replication.n.saturating_mul(2));
         let known_down: Vec<NodeId> = prefs
             .iter()
             .filter(|n| view.status(n) == PeerStatus::Down)
             .cloned()
             .collect();
-        let decided = plan(
-            &self.id,
-            &prefs,
-            replication,
+        let plan_request = PlanRequest {
             operation,
-            &self.timeouts,
+            replication,
+            pw,
             forwarded,
-            &known_down,
-        );
+        };
+        let decided = plan(&self.id, &prefs, &plan_request, &self.timeouts, &known_down);
         match (decided, request) {
             (Plan::Refuse(e), request) => failed(&request, e),
             (Plan::Forward(p), request) => self.forward(&view, request, p).await,
@@ -169,43 +174,38 @@ impl Coordinator {
         key: ObjectKey,
         plan: ReadPlan,
     ) -> Result<Option<Siblings>, OpError> {
-        let (tx, mut answers) = mpsc::channel(plan.replicas.len().max(1));
-        let request = encode_request(&Request::ReplicaRead { key: key.clone() })
-            .map_err(|e| OpError::Internal(e.to_string()))?;
-        let timeout = Duration::from_millis(plan.timeout_ms);
+        let capacity = plan.replicas.len().max(1);
+        let (tx, answers) = mpsc::channel(capacity);
+        let (repair_tx, repairs) = mpsc::channel(capacity);
+        let plain = encode_request(&Request::ReplicaRead {
+            key: key.clone(),
+            hint_for: None,
+        })
+        .map_err(|e| OpError::Internal(e.to_string()))?;
+        let mut read = ReadDriver {
+            id: self.id.clone(),
+            view: view.clone(),
+            key,
+            replica: self.replica.clone(),
+            max_siblings: self.limits.max_siblings,
+            metrics: self.metrics.clone(),
+            origin: self.origin,
+            timeout: Duration::from_millis(plan.timeout_ms),
+            plain,
+            tx,
+            answers,
+            repair_tx,
+            repairs,
+        };
         let mut machine = ReadMachine::new(plan, self.now_ms());
-        loop {
-            let mut read_local = false;
-            while let Some(command) = machine.poll_command() {
-                match command {
-                    // Read the local copy after the sends are out, so the
-                    // peers work while this node reads.
-                    ReadCommand::ReadLocal => read_local = true,
-                    ReadCommand::Send { to } => self.send(view, to, &request, timeout, &tx),
-                    ReadCommand::Answer(answer) => return answer.map_err(OpError::Quorum),
-                }
-            }
-            if read_local {
-                let local = self.replica.read(&key).await;
-                let reply = local.map_err(ReplicaFailure::Replica);
-                machine.on_reply(&self.id, reply, self.now_ms());
-                continue;
-            }
-            let Some(at) = machine.poll_timeout() else {
-                return Err(OpError::Internal("read ended without an answer".into()));
-            };
-            tokio::select! {
-                biased;
-                Some((from, answer)) = answers.recv() => {
-                    let reply = answer.and_then(|r| match r {
-                        Response::ReplicaRead(found) => found.map_err(ReplicaFailure::Replica),
-                        _ => Err(ReplicaFailure::UnexpectedAnswer),
-                    });
-                    machine.on_reply(&from, reply, self.now_ms());
-                }
-                _ = tokio::time::sleep_until(self.at(at)) => machine.on_timeout(self.now_ms()),
-            }
+        let answer = read.run(&mut machine).await;
+        if machine.poll_timeout().is_some() || machine.has_commands() {
+            // Late replies and read repairs: finish without the client.
+            tokio::spawn(async move {
+                let _finished = read.run(&mut machine).await;
+            });
         }
+        answer
     }
 
     async fn write(
@@ -234,8 +234,15 @@ impl Coordinator {
             .await?;
         // Hand back what the writer has seen, never siblings it has not.
         let clock = Siblings::writer_context(context, &dot);
-        let request = encode_request(&Request::ReplicaWrite { key, object })
-            .map_err(|e| OpError::Internal(e.to_string()))?;
+        let encode = |hint_for: Option<NodeId>| {
+            encode_request(&Request::ReplicaWrite {
+                key: key.clone(),
+                object: object.clone(),
+                hint_for,
+            })
+            .map_err(|e| OpError::Internal(e.to_string()))
+        };
+        let request = encode(None)?;
         let (tx, mut answers) = mpsc::channel(plan.replicas.len().max(1));
         let timeout = Duration::from_millis(plan.timeout_ms);
         let mut machine = WriteMachine::new(plan, started);
@@ -249,7 +256,13 @@ impl Coordinator {
                             let _ = tx.send((me, Ok(Response::ReplicaWrite(durable)))).await;
                         });
                     }
-                    WriteCommand::Send { to } => self.send(view, to, &request, timeout, &tx),
+                    WriteCommand::Send { to, hint_for: None } => {
+                        send(view, to, &request, timeout, &tx, &self.metrics, self.origin)
+                    }
+                    WriteCommand::Send { to, hint_for } => {
+                        let hinted = encode(hint_for)?;
+                        send(view, to, &hinted, timeout, &tx, &self.metrics, self.origin)
+                    }
                     WriteCommand::Answer(answer) => {
                         return answer.map(|()| clock).map_err(OpError::Quorum)
                     }
@@ -295,7 +308,8 @@ impl Coordinator {
                 match command {
                     ForwardCommand::Send { to } => {
                         let left = deadline_ms.saturating_sub(self.now_ms()).max(1);
-                        self.send(view, to, &encoded, Duration::from_millis(left), &tx);
+                        let timeout = Duration::from_millis(left);
+                        send(view, to, &encoded, timeout, &tx, &self.metrics, self.origin);
                     }
                     ForwardCommand::Answer(Ok(response)) => return response,
                     ForwardCommand::Answer(Err(e)) => return failed(&request, e),
@@ -320,38 +334,187 @@ impl Coordinator {
             }
         }
     }
+}
 
-    /// Calls `to` with an encoded request in its own task, records the
-    /// outcome in the peer's health and hands it back on `answers`.
-    fn send(
-        &self,
-        view: &ClusterView,
-        to: NodeId,
-        request: &EncodedRequest,
-        timeout: Duration,
-        answers: &mpsc::Sender<Answer>,
-    ) {
-        let Some(peer) = view.peer(&to).cloned() else {
-            let _ = answers.try_send((to, Err(ReplicaFailure::NoAddress)));
-            return;
-        };
-        let (tx, request, origin) = (answers.clone(), request.clone(), self.origin);
-        let metrics = self.metrics.clone();
-        tokio::spawn(async move {
-            let outcome = peer
-                .client
-                .call_encoded(&request, timeout)
-                .await
-                .map_err(|e: RpcError| failure_of(&e));
-            let now_ms = origin.elapsed().as_millis() as u64;
-            match &outcome {
-                Ok(_) => peer.record(now_ms, Ok(())),
-                Err(f) => {
-                    peer.record(now_ms, Err(f));
-                    metrics.replica_call_failed(f.kind());
+/// Calls `to` with an encoded request in its own task, records the
+/// outcome in the peer's health and hands it back on `answers`.
+fn send(
+    view: &ClusterView,
+    to: NodeId,
+    request: &EncodedRequest,
+    timeout: Duration,
+    answers: &mpsc::Sender<Answer>,
+    metrics: &Arc<Metrics>,
+    origin: Instant,
+) {
+    let Some(peer) = view.peer(&to).cloned() else {
+        let _ = answers.try_send((to, Err(ReplicaFailure::NoAddress)));
+        return;
+    };
+    let (tx, request) = (answers.clone(), request.clone());
+    let metrics = metrics.clone();
+    tokio::spawn(async move {
+        let outcome = peer
+            .client
+            .call_encoded(&request, timeout)
+            .await
+            .map_err(|e: RpcError| failure_of(&e));
+        let now_ms = origin.elapsed().as_millis() as u64;
+        match &outcome {
+            Ok(_) => peer.record(now_ms, Ok(())),
+            Err(f) => {
+                peer.record(now_ms, Err(f));
+                metrics.replica_call_failed(f.kind());
+            }
+        }
+        let _ = tx.send((to, outcome)).await;
+    });
+}
+
+/// Drives one [`ReadMachine`]: until its answer for the client, then (in a
+/// task of its own) until its late replies and repairs are done.
+struct ReadDriver {
+    id: NodeId,
+    view: Arc<ClusterView>,
+    key: ObjectKey,
+    replica: Arc<LocalReplica>,
+    max_siblings: usize,
+    metrics: Arc<Metrics>,
+    origin: Instant,
+    timeout: Duration,
+    /// `ReplicaRead` without a hint, encoded once.
+    plain: EncodedRequest,
+    tx: mpsc::Sender<Answer>,
+    answers: mpsc::Receiver<Answer>,
+    repair_tx: mpsc::Sender<Answer>,
+    repairs: mpsc::Receiver<Answer>,
+}
+
+impl ReadDriver {
+    fn now_ms(&self) -> u64 {
+        self.origin.elapsed().as_millis() as u64
+    }
+
+    /// Runs the machine until it answers (returning the answer) or, once
+    /// answered, until it expects nothing more.
+    async fn run(&mut self, machine: &mut ReadMachine) -> Result<Option<Siblings>, OpError> {
+        loop {
+            let mut read_local = false;
+            while let Some(command) = machine.poll_command() {
+                match command {
+                    // Read the local copy after the sends are out, so the
+                    // peers work while this node reads.
+                    ReadCommand::ReadLocal => read_local = true,
+                    ReadCommand::Send { to, hint_for } => self.ask(to, hint_for),
+                    ReadCommand::Repair {
+                        to,
+                        hint_for,
+                        object,
+                    } => self.repair(to, hint_for, object),
+                    ReadCommand::Answer(answer) => return answer.map_err(OpError::Quorum),
                 }
             }
-            let _ = tx.send((to, outcome)).await;
-        });
+            if read_local {
+                let local = self.replica.read(&self.key).await;
+                let reply = local.map_err(ReplicaFailure::Replica);
+                machine.on_reply(&self.id, reply, self.now_ms());
+                continue;
+            }
+            let Some(at) = machine.poll_timeout() else {
+                return Err(OpError::Internal("read ended without an answer".into()));
+            };
+            let at = self.origin + Duration::from_millis(at);
+            tokio::select! {
+                biased;
+                Some((from, answer)) = self.answers.recv() => {
+                    let reply = answer.and_then(|r| match r {
+                        Response::ReplicaRead(found) => found.map_err(ReplicaFailure::Replica),
+                        _ => Err(ReplicaFailure::UnexpectedAnswer),
+                    });
+                    machine.on_reply(&from, reply, self.now_ms());
+                }
+                Some((from, outcome)) = self.repairs.recv() => {
+                    let done = outcome.and_then(|r| match r {
+                        Response::ReplicaWrite(done) => done.map_err(ReplicaFailure::Replica),
+                        _ => Err(ReplicaFailure::UnexpectedAnswer),
+                    });
+                    machine.on_repair(&from, done, self.now_ms());
+                }
+                _ = tokio::time::sleep_until(at) => machine.on_timeout(self.now_ms()),
+            }
+        }
+    }
+
+    fn ask(&self, to: NodeId, hint_for: Option<NodeId>) {
+        let hinted;
+        let request = match hint_for {
+            None => &self.plain,
+            Some(home) => match encode_request(&Request::ReplicaRead {
+                key: self.key.clone(),
+                hint_for: Some(home),
+            }) {
+                Ok(encoded) => {
+                    hinted = encoded;
+                    &hinted
+                }
+                Err(_) => {
+                    let _ = self.tx.try_send((to, Err(ReplicaFailure::Malformed)));
+                    return;
+                }
+            },
+        };
+        let (metrics, origin) = (&self.metrics, self.origin);
+        send(
+            &self.view,
+            to,
+            request,
+            self.timeout,
+            &self.tx,
+            metrics,
+            origin,
+        );
+    }
+
+    /// Sends `object` to `to` as a replica write (merged locally when `to`
+    /// is this node); the outcome comes back on `repairs`.
+    fn repair(&self, to: NodeId, hint_for: Option<NodeId>, object: Siblings) {
+        self.metrics.read_repair_sent();
+        if to == self.id {
+            let (replica, key, tx) = (
+                self.replica.clone(),
+                self.key.clone(),
+                self.repair_tx.clone(),
+            );
+            let max_siblings = self.max_siblings;
+            tokio::spawn(async move {
+                let merged = replica.merge(&key, object, max_siblings).await;
+                let _ = tx.send((to, Ok(Response::ReplicaWrite(merged)))).await;
+            });
+            return;
+        }
+        let request = Request::ReplicaWrite {
+            key: self.key.clone(),
+            object,
+            hint_for,
+        };
+        match encode_request(&request) {
+            Ok(encoded) => {
+                let (metrics, origin) = (&self.metrics, self.origin);
+                send(
+                    &self.view,
+                    to,
+                    &encoded,
+                    self.timeout,
+                    &self.repair_tx,
+                    metrics,
+                    origin,
+                );
+            }
+            Err(_) => {
+                let _ = self
+                    .repair_tx
+                    .try_send((to, Err(ReplicaFailure::Malformed)));
+            }
+        }
     }
 }

@@ -5,7 +5,9 @@
 //! multiplexed RPC ([`rpc`]). Writes reach disk through group commit
 //! ([`commit`]), which is what makes fsync-per-acknowledged-write affordable.
 //! Every call into a blocking engine runs on a [`storage_lanes`] thread,
-//! never on an async worker.
+//! never on an async worker. As a stand-in for an unreachable replica a
+//! node keeps hints ([`hint_store`]) and hands them back when it answers
+//! again ([`handoff`]); [`probe`] pings the peers it judges down.
 //! [`node::run`] assembles all of it from a [`config::NodeConfig`] and three
 //! edges — network, storage and wall clock — so tests swap in turmoil's
 //! simulated network and the in-memory engine and run a whole cluster on
@@ -20,10 +22,13 @@ pub mod actor;
 pub mod commit;
 pub mod config;
 pub mod coordinator;
+pub mod handoff;
+pub mod hint_store;
 pub mod http;
 pub mod metrics;
 pub mod net;
 pub mod node;
+pub mod probe;
 pub mod read_gate;
 pub mod replica;
 pub mod rpc;

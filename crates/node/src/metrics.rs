@@ -9,6 +9,7 @@
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 use std::time::Duration;
@@ -29,6 +30,23 @@ struct FailureLabels {
     kind: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TargetLabels {
+    target: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DropLabels {
+    target: String,
+    reason: &'static str,
+}
+
+fn target_labels(target: &str) -> TargetLabels {
+    TargetLabels {
+        target: target.to_string(),
+    }
+}
+
 type HistogramFamily = Family<OpLabels, Histogram, fn() -> Histogram>;
 
 fn latency_histogram() -> Histogram {
@@ -46,6 +64,12 @@ pub struct Metrics {
     sync_batch: Histogram,
     sync_seconds: Histogram,
     rpc_connections_refused: Counter,
+    hints_stored: Family<TargetLabels, Counter>,
+    hints_delivered: Family<TargetLabels, Counter>,
+    hints_skipped: Family<TargetLabels, Counter>,
+    hints_dropped: Family<DropLabels, Counter>,
+    hints_pending: Family<TargetLabels, Gauge>,
+    read_repairs: Counter,
 }
 
 impl Default for Metrics {
@@ -99,7 +123,49 @@ impl Metrics {
             "Inbound RPC connections closed at once because max_inbound_connections were open",
             rpc_connections_refused.clone(),
         );
+        let hints_stored = Family::<TargetLabels, Counter>::default();
+        registry.register(
+            "hints_stored",
+            "Hinted writes this node stored as a stand-in, by the home they are for",
+            hints_stored.clone(),
+        );
+        let hints_delivered = Family::<TargetLabels, Counter>::default();
+        registry.register(
+            "hints_delivered",
+            "Hints handed back to (and acknowledged by) their home",
+            hints_delivered.clone(),
+        );
+        let hints_skipped = Family::<TargetLabels, Counter>::default();
+        registry.register(
+            "hints_skipped",
+            "Hints not stored because the home's hint limits were reached",
+            hints_skipped.clone(),
+        );
+        let hints_dropped = Family::<DropLabels, Counter>::default();
+        registry.register(
+            "hints_dropped",
+            "Hints dropped without delivery: expired, home left the cluster, or malformed",
+            hints_dropped.clone(),
+        );
+        let hints_pending = Family::<TargetLabels, Gauge>::default();
+        registry.register(
+            "hints_pending",
+            "Hints held for each home, not yet delivered",
+            hints_pending.clone(),
+        );
+        let read_repairs = Counter::default();
+        registry.register(
+            "read_repairs",
+            "Merged objects sent to replicas a read found stale or missing",
+            read_repairs.clone(),
+        );
         Metrics {
+            hints_stored,
+            hints_delivered,
+            hints_skipped,
+            hints_dropped,
+            hints_pending,
+            read_repairs,
             registry,
             rpc_connections_refused,
             requests,
@@ -142,6 +208,48 @@ impl Metrics {
     /// Records an inbound RPC connection closed at the connection cap.
     pub fn rpc_connection_refused(&self) {
         self.rpc_connections_refused.inc();
+    }
+
+    /// Records a hint stored for `target`.
+    pub fn hint_stored(&self, target: &str) {
+        self.hints_stored
+            .get_or_create(&target_labels(target))
+            .inc();
+    }
+
+    /// Records a hint `target` acknowledged.
+    pub fn hint_delivered(&self, target: &str) {
+        self.hints_delivered
+            .get_or_create(&target_labels(target))
+            .inc();
+    }
+
+    /// Records a hint for `target` not stored (limits reached).
+    pub fn hint_skipped(&self, target: &str) {
+        self.hints_skipped
+            .get_or_create(&target_labels(target))
+            .inc();
+    }
+
+    /// Records a hint for `target` dropped without delivery.
+    pub fn hint_dropped(&self, target: &str, reason: &'static str) {
+        let labels = DropLabels {
+            target: target.to_string(),
+            reason,
+        };
+        self.hints_dropped.get_or_create(&labels).inc();
+    }
+
+    /// Sets how many hints are held for `target`.
+    pub fn hints_pending(&self, target: &str, hints: u64) {
+        self.hints_pending
+            .get_or_create(&target_labels(target))
+            .set(i64::try_from(hints).unwrap_or(i64::MAX));
+    }
+
+    /// Records one read-repair write sent.
+    pub fn read_repair_sent(&self) {
+        self.read_repairs.inc();
     }
 
     /// The Prometheus text exposition.

@@ -12,6 +12,8 @@
 use crate::commit::Committer;
 use crate::config::NodeConfig;
 use crate::coordinator::{Coordinator, WallClock};
+use crate::handoff::Handoff;
+use crate::hint_store::HintStore;
 use crate::metrics::Metrics;
 use crate::net::Network;
 use crate::replica::LocalReplica;
@@ -54,6 +56,8 @@ pub enum StartError {
 pub struct NodeState {
     pub config: NodeConfig,
     pub coordinator: Coordinator,
+    /// Hints held for unreachable replicas (this node as a stand-in).
+    pub hints: Arc<HintStore>,
     pub metrics: Arc<Metrics>,
     /// Bounds the client requests coordinated at once.
     pub in_flight: Arc<Semaphore>,
@@ -65,9 +69,15 @@ impl RpcHandler for NodeState {
             Request::Ping => Ok(Response::Pong),
             // Inline when the engine never blocks or the read gate admits
             // it; otherwise `answer_detached` sends it to the read lane.
-            Request::ReplicaRead { key } => match self.coordinator.replica.read_now(&key) {
+            Request::ReplicaRead {
+                key,
+                hint_for: None,
+            } => match self.coordinator.replica.read_now(&key) {
                 Some(found) => Ok(Response::ReplicaRead(found)),
-                None => Err(Request::ReplicaRead { key }),
+                None => Err(Request::ReplicaRead {
+                    key,
+                    hint_for: None,
+                }),
             },
             other => Err(other),
         }
@@ -77,7 +87,10 @@ impl RpcHandler for NodeState {
         match request {
             // With a blocking engine: read on the storage read lane, and let
             // the lane thread queue the answer (no task, no wake-up hop).
-            Request::ReplicaRead { key } => {
+            Request::ReplicaRead {
+                key,
+                hint_for: None,
+            } => {
                 self.coordinator
                     .replica
                     .read_detached(&key, move |found| reply.send(Response::ReplicaRead(found)));
@@ -102,16 +115,56 @@ impl RpcHandler for NodeState {
                 // Normally answered inline by `answer_now`; kept for callers
                 // that go straight to `handle`.
                 Request::Ping => Response::Pong,
-                Request::ReplicaRead { key } => Response::ReplicaRead(replica.read(&key).await),
-                Request::ReplicaWrite { key, object } => Response::ReplicaWrite(
-                    replica
-                        .merge(&key, object, self.config.limits.max_siblings)
-                        .await,
-                ),
+                Request::ReplicaRead { key, hint_for } => {
+                    Response::ReplicaRead(self.read_as(&key, hint_for).await)
+                }
+                Request::ReplicaWrite {
+                    key,
+                    object,
+                    hint_for,
+                } => Response::ReplicaWrite(match self.stand_in_for(hint_for) {
+                    Some(home) => self.hints.store(&home, &key, object).await,
+                    None => {
+                        replica
+                            .merge(&key, object, self.config.limits.max_siblings)
+                            .await
+                    }
+                }),
                 Request::Coordinate { request, forwarded } => {
                     Response::Coordinate(self.coordinator.execute(request, forwarded).await)
                 }
             }
+        })
+    }
+}
+
+impl NodeState {
+    /// The home this node is asked to stand in for, if it is another member
+    /// (a hint for itself, or for a stranger, is an ordinary write).
+    fn stand_in_for(&self, hint_for: Option<NodeId>) -> Option<NodeId> {
+        let home = hint_for.filter(|h| *h != self.config.id)?;
+        let view = self.coordinator.view.load();
+        view.layout.member(&home).is_some().then_some(home)
+    }
+
+    /// This node's copy of `key`, merged with the hint it holds for
+    /// `hint_for` when it stands in for that node.
+    async fn read_as(
+        &self,
+        key: &ringkv_core::key::ObjectKey,
+        hint_for: Option<NodeId>,
+    ) -> Result<Option<ringkv_core::siblings::Siblings>, ringkv_core::protocol::ReplicaError> {
+        let own = self.coordinator.replica.read(key).await?;
+        let Some(home) = self.stand_in_for(hint_for) else {
+            return Ok(own);
+        };
+        let hinted = self.hints.read(&home, key)?;
+        Ok(match (own, hinted) {
+            (Some(mut own), Some(hinted)) => {
+                own.merge(&hinted);
+                Some(own)
+            }
+            (own, hinted) => own.or(hinted),
         })
     }
 }
@@ -224,10 +277,37 @@ pub async fn run(
         metrics: metrics.clone(),
         origin: tokio::time::Instant::now(),
     };
+    let hints = HintStore::open(
+        committer.clone(),
+        config.hints,
+        config.limits.max_siblings,
+        coordinator.wall_clock.clone(),
+        metrics.clone(),
+    )
+    .map(Arc::new)
+    .map_err(|e| StartError::Storage(format!("cannot read the hints: {e}")))?;
+    let background_stop = CancellationToken::new();
+    let interval = Duration::from_millis(config.handoff_interval_ms);
+    let handoff = Handoff {
+        store: hints.clone(),
+        view: coordinator.view.clone(),
+        metrics: metrics.clone(),
+        wall_clock: coordinator.wall_clock.clone(),
+        origin: coordinator.origin,
+        interval,
+    };
+    let handoff_task = tokio::spawn(handoff.run(background_stop.clone()));
+    let probe_task = tokio::spawn(crate::probe::run(
+        coordinator.view.clone(),
+        coordinator.origin,
+        interval,
+        background_stop.clone(),
+    ));
     let state = Arc::new(NodeState {
         in_flight: Arc::new(Semaphore::new(config.limits.max_in_flight_requests)),
         config: config.clone(),
         coordinator,
+        hints,
         metrics,
     });
 
@@ -279,7 +359,10 @@ pub async fn run(
     }
     tracing::info!(node = %config.id, "shutting down: HTTP drained, stopping RPC and syncing storage");
     rpc_stop.cancel();
+    background_stop.cancel();
     let _ = rpc_task.await;
+    let _ = handoff_task.await;
+    let _ = probe_task.await;
     // Let replica writes and coordinations already running finish (each is
     // bounded by its own deadline) before the final sync.
     rpc_tasks.close();

@@ -180,7 +180,14 @@ async fn ping_and_reads_answer_while_writes_are_stalled_in_the_engine() {
     let (pong, took) = timed(&prober, Request::Ping).await;
     assert_eq!(pong, Response::Pong);
     assert!(took < QUICK, "ping took {took:?} during a stalled write");
-    let (read, took) = timed(&prober, Request::ReplicaRead { key: key("other") }).await;
+    let (read, took) = timed(
+        &prober,
+        Request::ReplicaRead {
+            key: key("other"),
+            hint_for: None,
+        },
+    )
+    .await;
     let Response::ReplicaRead(Ok(Some(found))) = read else {
         panic!("replica read answered {read:?}");
     };

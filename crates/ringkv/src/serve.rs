@@ -64,6 +64,21 @@ pub struct ServeArgs {
     /// How long a quorum may take before the request fails with 503.
     #[arg(long)]
     pub request_timeout_ms: Option<u64>,
+    /// Hints kept for one unreachable node, at most (default 100000).
+    #[arg(long)]
+    pub max_hints_per_node: Option<u64>,
+    /// Bytes of hints kept for one unreachable node, at most (default 128 MiB).
+    #[arg(long)]
+    pub max_hint_bytes_per_node: Option<u64>,
+    /// Hints older than this are dropped, not delivered (default 3 h).
+    #[arg(long)]
+    pub max_hint_age_ms: Option<u64>,
+    /// Hint bytes handed back per second, to all nodes together (default 4 MiB).
+    #[arg(long)]
+    pub hint_delivery_bytes_per_sec: Option<u64>,
+    /// How often hints are delivered and down peers pinged (default 1000).
+    #[arg(long)]
+    pub handoff_interval_ms: Option<u64>,
     /// Largest value accepted, in bytes (default 1 MiB).
     #[arg(long)]
     pub max_value_bytes: Option<usize>,
@@ -165,6 +180,20 @@ pub fn build_config(args: ServeArgs) -> Result<NodeConfig> {
     }
     if let Some(t) = args.request_timeout_ms {
         config.request_timeout_ms = t;
+    }
+    let hints = &mut config.hints;
+    hints.max_hints_per_target = args
+        .max_hints_per_node
+        .unwrap_or(hints.max_hints_per_target);
+    hints.max_bytes_per_target = args
+        .max_hint_bytes_per_node
+        .unwrap_or(hints.max_bytes_per_target);
+    hints.max_age_ms = args.max_hint_age_ms.unwrap_or(hints.max_age_ms);
+    hints.delivery_bytes_per_sec = args
+        .hint_delivery_bytes_per_sec
+        .unwrap_or(hints.delivery_bytes_per_sec);
+    if let Some(i) = args.handoff_interval_ms {
+        config.handoff_interval_ms = i;
     }
     if let Some(v) = args.max_value_bytes {
         config.limits.max_value_bytes = v;

@@ -42,10 +42,12 @@
 
 pub mod forward;
 pub mod read;
+pub mod sloppy;
 pub mod write;
 
 pub use forward::{ForwardCommand, ForwardMachine, ForwardPlan};
 pub use read::{ReadCommand, ReadMachine, ReadPlan, ReplicaReply};
+pub use sloppy::{sloppy_targets, SloppyTargets};
 pub use write::{WriteCommand, WriteMachine, WritePlan, WriteReply};
 
 use crate::protocol::OpError;
@@ -94,43 +96,69 @@ pub enum Plan {
     Refuse(OpError),
 }
 
+/// What a request asks for, as [`plan`] needs it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PlanRequest {
+    pub operation: Operation,
+    /// N, R and W, resolved for the key's bucket and the request.
+    pub replication: Replication,
+    /// Acknowledgements a write needs from home replicas (PW); 0 for reads.
+    pub pw: usize,
+    /// The request was forwarded here by another node, so it must not be
+    /// forwarded again.
+    pub forwarded: bool,
+}
+
 /// Decides what node `me` does with a request for a key whose preference
 /// list is `preference_list` (its first `replication.n` nodes are the
-/// replicas). `forwarded`: the request was forwarded here by another node,
-/// so it must not be forwarded again. `known_down`: peers the driver knows
-/// are down; they are tried last.
+/// key's home replicas, the rest fallbacks). `known_down`: peers the driver
+/// judges down.
+///
+/// Only a home replica coordinates: it mints the new version's dot from the
+/// key's history, which only homes hold. Its reads and writes go to the
+/// sloppy targets ([`sloppy_targets`]); a node that is not a home forwards
+/// to the homes, those judged down last.
 pub fn plan(
     me: &NodeId,
     preference_list: &[NodeId],
-    replication: Replication,
-    operation: Operation,
+    request: &PlanRequest,
     timeouts: &Timeouts,
-    forwarded: bool,
     known_down: &[NodeId],
 ) -> Plan {
-    let replicas = &preference_list[..replication.n.min(preference_list.len())];
-    let ordered = try_order(replicas, known_down);
-    let local = replicas.contains(me).then(|| me.clone());
-    match (local, operation) {
-        (None, _) if forwarded => Plan::Refuse(OpError::NotCoordinator { node: me.clone() }),
-        (None, operation) => Plan::Forward(ForwardPlan {
-            targets: ordered,
-            write: operation == Operation::Write,
+    let replication = request.replication;
+    let homes = &preference_list[..replication.n.min(preference_list.len())];
+    let local = homes.contains(me).then(|| me.clone());
+    let Some(local) = local else {
+        if request.forwarded {
+            return Plan::Refuse(OpError::NotCoordinator { node: me.clone() });
+        }
+        return Plan::Forward(ForwardPlan {
+            targets: try_order(homes, known_down),
+            write: request.operation == Operation::Write,
             timeout_ms: timeouts
                 .request_timeout_ms
                 .saturating_add(timeouts.forward_margin_ms),
-        }),
-        (local, Operation::Read) => Plan::Read(ReadPlan {
-            replicas: local_first(&ordered, local.as_ref()),
-            local,
+        });
+    };
+    let targets = sloppy_targets(preference_list, replication.n, known_down);
+    let replicas = local_first(&targets.nodes, Some(&local));
+    match request.operation {
+        Operation::Read => Plan::Read(ReadPlan {
+            replicas,
+            local: Some(local),
+            stand_ins: targets.stand_ins,
             r: replication.r,
+            monotonic: replication.r + replication.w > replication.n,
             speculate_after_ms: timeouts.read_speculation_ms,
             timeout_ms: timeouts.request_timeout_ms,
         }),
-        (local, Operation::Write) => Plan::Write(WritePlan {
-            replicas: local_first(&ordered, local.as_ref()),
-            local,
+        Operation::Write => Plan::Write(WritePlan {
+            replicas,
+            local: Some(local),
+            stand_ins: targets.stand_ins,
+            spares: targets.spares,
             w: replication.w,
+            pw: request.pw,
             timeout_ms: timeouts.request_timeout_ms,
         }),
     }
@@ -167,33 +195,54 @@ mod tests {
         names.iter().map(|s| NodeId::new(s).unwrap()).collect()
     }
 
+    fn request(operation: Operation, forwarded: bool) -> PlanRequest {
+        PlanRequest {
+            operation,
+            replication: Replication { n: 3, r: 2, w: 2 },
+            pw: 1,
+            forwarded,
+        }
+    }
+
     #[test]
-    fn plan_coordinates_on_a_replica_forwards_elsewhere_and_refuses_a_second_hop() {
-        let prefs = ids(&["n1", "n2", "n3", "n4"]);
-        let rep = Replication { n: 3, r: 2, w: 2 };
+    fn plan_coordinates_on_a_home_forwards_elsewhere_and_refuses_a_second_hop() {
+        let prefs = ids(&["n1", "n2", "n3", "n4", "n5"]);
         let t = Timeouts::default();
         let me = &ids(&["n2"])[0];
         let down = ids(&["n1"]);
-        let Plan::Read(read) = plan(me, &prefs, rep, Operation::Read, &t, false, &down) else {
-            panic!("a replica coordinates its reads");
+        let read_req = request(Operation::Read, false);
+        let Plan::Read(read) = plan(me, &prefs, &read_req, &t, &down) else {
+            panic!("a home coordinates its reads");
         };
-        assert_eq!(read.replicas, ids(&["n2", "n3", "n1"]), "down peers last");
+        assert_eq!(read.replicas, ids(&["n2", "n3", "n4"]), "n4 stands in");
+        assert_eq!(
+            read.stand_ins,
+            vec![(ids(&["n4"])[0].clone(), ids(&["n1"])[0].clone())]
+        );
         assert_eq!((read.local, read.r), (Some(me.clone()), 2));
-        let Plan::Write(write) = plan(me, &prefs, rep, Operation::Write, &t, true, &[]) else {
-            panic!("a replica coordinates forwarded writes");
+        assert!(read.monotonic, "R + W > N");
+        let Plan::Write(write) = plan(me, &prefs, &request(Operation::Write, true), &t, &down)
+        else {
+            panic!("a home coordinates forwarded writes");
         };
-        assert_eq!((write.replicas.len(), write.w), (3, 2));
+        assert_eq!((write.replicas.len(), write.w, write.pw), (3, 2, 1));
+        assert_eq!(write.spares, ids(&["n5"]));
 
         let outsider = &ids(&["n4"])[0];
-        let Plan::Forward(fwd) = plan(outsider, &prefs, rep, Operation::Write, &t, false, &down)
-        else {
-            panic!("a non-replica forwards");
+        let Plan::Forward(fwd) = plan(
+            outsider,
+            &prefs,
+            &request(Operation::Write, false),
+            &t,
+            &down,
+        ) else {
+            panic!("a non-home forwards");
         };
-        assert_eq!(fwd.targets, ids(&["n2", "n3", "n1"]));
+        assert_eq!(fwd.targets, ids(&["n2", "n3", "n1"]), "to homes, down last");
         assert!(fwd.write);
         assert_eq!(fwd.timeout_ms, 3500);
         assert_eq!(
-            plan(outsider, &prefs, rep, Operation::Read, &t, true, &[]),
+            plan(outsider, &prefs, &request(Operation::Read, true), &t, &[]),
             Plan::Refuse(OpError::NotCoordinator {
                 node: outsider.clone()
             })

@@ -1,24 +1,39 @@
-//! `ReadMachine`: one coordinated get, as a sans-IO state machine (F1).
+//! `ReadMachine`: one coordinated get, as a sans-IO state machine (F1, F2,
+//! F4).
 //!
 //! What it decides, given replies and time as inputs:
 //!
 //! - **Whom to ask**: the local copy (a [`ReadCommand::ReadLocal`]) plus just
-//!   enough other replicas to make R, in the plan's order (as Cassandra
-//!   does); each replica that fails is replaced at once by the next unasked
-//!   one.
+//!   enough other targets to make R, in the plan's order (as Cassandra
+//!   does); each target that fails is replaced at once by the next unasked
+//!   one. Targets are the sloppy ones ([`super::sloppy_targets`]): a
+//!   stand-in is asked for its copy merged with the hint it holds for the
+//!   home it replaces.
 //! - **Speculative retry**: if the quorum is still pending
-//!   `speculate_after_ms` after the start, every remaining replica is asked.
-//! - **When to stop**: after R successful replies it answers with their causal
-//!   merge ([`Siblings::merge`]); as soon as R can no longer be met, or at the
-//!   deadline, it answers with a [`QuorumError`] naming every replica that did
-//!   not count and why.
+//!   `speculate_after_ms` after the start, every remaining target is asked.
+//! - **When to answer**: after R successful replies, with their causal merge
+//!   M ([`Siblings::merge`]); as soon as R can no longer be met, or at the
+//!   deadline, with a [`QuorumError`] naming every target that did not count
+//!   and why.
+//! - **Read repair (F4)**: every replica whose reply lacks part of M gets M
+//!   ([`ReadCommand::Repair`], a normal replica write, so merging makes it
+//!   idempotent). Counted replies are checked when R is met; replies that
+//!   arrive later (until the deadline) are checked as they come.
+//! - **Monotonic quorum reads** (Cassandra 4.0's blocking read repair): when
+//!   the plan says `monotonic` (R + W > N), a counted replica that lacks M is
+//!   repaired *before* the answer, and the answer waits for its
+//!   acknowledgement. Then all R counted replicas hold M, so a later read
+//!   of R' replicas with R + R' > N meets at least one of them and cannot
+//!   miss M, whatever happens to the write that produced it. A repair that
+//!   fails fails the read (503: retry), rather than return a value a later
+//!   quorum read might not see. Without `monotonic`, repairs go out after
+//!   the answer and never delay it.
 //!
-//! Replies that arrive after the answer are still recorded in
-//! [`ReadMachine::replies`] (read repair will use them) but produce no
-//! commands. Replies from nodes that were never asked, and second replies
-//! from the same node, are ignored.
+//! Replies that arrive after the answer are recorded in
+//! [`ReadMachine::replies`]. Replies from nodes that were never asked, and
+//! second replies from the same node, are ignored.
 //!
-//! Never: read a clock, do IO, or emit a command after the answer.
+//! Never: read a clock, do IO, or emit anything but repairs after the answer.
 
 use crate::failure::ReplicaFailure;
 use crate::quorum::{Progress, QuorumError, QuorumTally};
@@ -34,9 +49,13 @@ pub struct ReadPlan {
     pub replicas: Vec<NodeId>,
     /// This node, if it is one of `replicas`: it is read first, locally.
     pub local: Option<NodeId>,
+    /// `(stand-in, home)` for each target that stands in for a home.
+    pub stand_ins: Vec<(NodeId, NodeId)>,
     /// Successful replies needed (R). 0 is treated as 1; more than the
     /// replicas is a quorum that fails at once.
     pub r: usize,
+    /// Repair counted replicas before answering (R + W > N).
+    pub monotonic: bool,
     /// When to ask every remaining replica if R is still pending.
     pub speculate_after_ms: u64,
     /// When to give up.
@@ -49,9 +68,21 @@ pub enum ReadCommand {
     /// Read this node's copy and feed the outcome back as a reply from
     /// `plan.local`.
     ReadLocal,
-    /// Send `ReplicaRead` to `to` and feed its outcome back.
-    Send { to: NodeId },
-    /// Answer the client. Emitted exactly once, last.
+    /// Send `ReplicaRead` to `to` (asking for its hint for `hint_for`, when
+    /// set) and feed its outcome back with [`ReadMachine::on_reply`].
+    Send {
+        to: NodeId,
+        hint_for: Option<NodeId>,
+    },
+    /// Merge `object` into `to`'s copy (locally when `to` is the local
+    /// node; as a hint for `hint_for` when set) and feed the outcome back
+    /// with [`ReadMachine::on_repair`].
+    Repair {
+        to: NodeId,
+        hint_for: Option<NodeId>,
+        object: Siblings,
+    },
+    /// Answer the client. Emitted exactly once; only repairs follow it.
     Answer(Result<Option<Siblings>, QuorumError>),
 }
 
@@ -70,7 +101,11 @@ pub struct ReadMachine {
     /// Local first, then the others in plan order, without duplicates.
     order: Vec<NodeId>,
     local: Option<NodeId>,
+    stand_ins: Vec<(NodeId, NodeId)>,
     r: usize,
+    monotonic: bool,
+    /// Counted replicas repaired before the answer, not yet acknowledged.
+    awaiting_repair: Vec<NodeId>,
     /// `order[..asked]` have been asked.
     asked: usize,
     tally: QuorumTally,
@@ -81,6 +116,8 @@ pub struct ReadMachine {
     /// `None` once speculation happened (or can no longer matter).
     speculate_at_ms: Option<u64>,
     answered: bool,
+    /// Past the deadline: late replies are no longer awaited.
+    finished: bool,
     commands: VecDeque<ReadCommand>,
 }
 
@@ -94,7 +131,10 @@ impl ReadMachine {
             tally: QuorumTally::new(r, order.len()),
             order,
             local,
+            stand_ins: plan.stand_ins,
             r,
+            monotonic: plan.monotonic,
+            awaiting_repair: Vec::new(),
             asked: 0,
             merged: None,
             replies: Vec::new(),
@@ -102,6 +142,7 @@ impl ReadMachine {
             deadline_ms: now_ms.saturating_add(plan.timeout_ms),
             speculate_at_ms: Some(now_ms.saturating_add(plan.speculate_after_ms)),
             answered: false,
+            finished: false,
             commands: VecDeque::new(),
         };
         machine.step();
@@ -120,8 +161,8 @@ impl ReadMachine {
         if !was_asked || self.replies.iter().any(|r| r.node == *from) {
             return;
         }
-        let counted = !self.answered && reply.is_ok();
-        if !self.answered {
+        let counted = !self.decided() && reply.is_ok();
+        if !self.decided() {
             match &reply {
                 Ok(found) => {
                     if let Some(found) = found {
@@ -137,6 +178,13 @@ impl ReadMachine {
                 }
             }
         }
+        if self.decided() && !self.finished {
+            if let (Ok(found), Some(merged)) = (&reply, &self.merged) {
+                if !holds(found.as_ref(), merged) {
+                    self.repair(from.clone());
+                }
+            }
+        }
         self.replies.push(ReplicaReply {
             node: from.clone(),
             outcome: reply,
@@ -145,16 +193,40 @@ impl ReadMachine {
         self.step();
     }
 
-    /// Handles the timers; call it whenever `now_ms >= poll_timeout()`.
-    pub fn on_timeout(&mut self, now_ms: u64) {
+    /// Feeds the outcome of a `Repair` sent to `from`.
+    pub fn on_repair(&mut self, from: &NodeId, outcome: Result<(), ReplicaFailure>, _now_ms: u64) {
+        let Some(at) = self.awaiting_repair.iter().position(|n| n == from) else {
+            return;
+        };
+        self.awaiting_repair.swap_remove(at);
         if self.answered {
             return;
         }
+        match outcome {
+            Ok(()) if self.awaiting_repair.is_empty() => self.answer(),
+            Ok(()) => {}
+            Err(why) => self.fail_repair(vec![(from.clone(), why)]),
+        }
+    }
+
+    /// Handles the timers; call it whenever `now_ms >= poll_timeout()`.
+    pub fn on_timeout(&mut self, now_ms: u64) {
+        if self.answered {
+            self.finished |= now_ms >= self.deadline_ms;
+            return;
+        }
         if now_ms >= self.deadline_ms {
+            self.finished = true;
             let timeout = ReplicaFailure::Timeout {
                 ms: self.timeout_ms,
             };
-            self.fail(timeout);
+            if self.awaiting_repair.is_empty() {
+                self.fail(timeout);
+            } else {
+                let unrepaired = self.awaiting_repair.drain(..);
+                let failures = unrepaired.map(|n| (n, timeout.clone())).collect();
+                self.fail_repair(failures);
+            }
             return;
         }
         if self.speculate_at_ms.is_some_and(|at| now_ms >= at) {
@@ -171,10 +243,12 @@ impl ReadMachine {
     }
 
     /// The next instant at which the driver must call `on_timeout`, or
-    /// `None` once answered.
+    /// `None` once nothing more is expected: answered, and every asked
+    /// target has replied (or the deadline passed).
     pub fn poll_timeout(&self) -> Option<u64> {
         if self.answered {
-            return None;
+            let waiting = !self.finished && self.outstanding() > 0;
+            return waiting.then_some(self.deadline_ms);
         }
         let speculate = self
             .speculate_at_ms
@@ -192,9 +266,19 @@ impl ReadMachine {
         &self.order
     }
 
+    /// Whether commands are queued (after the answer: repairs).
+    pub fn has_commands(&self) -> bool {
+        !self.commands.is_empty()
+    }
+
     /// Whether the answer has been decided (and queued).
     pub fn is_answered(&self) -> bool {
         self.answered
+    }
+
+    /// The home `node` stands in for, if it is a stand-in.
+    pub fn home_of(&self, node: &NodeId) -> Option<&NodeId> {
+        super::sloppy::home_of(&self.stand_ins, node)
     }
 
     /// Answers if the tally is decided; otherwise asks enough replicas that
@@ -203,11 +287,33 @@ impl ReadMachine {
         if self.answered {
             return;
         }
+        if !self.awaiting_repair.is_empty() {
+            return;
+        }
         match self.tally.progress() {
             Progress::Met => {
-                self.answered = true;
-                let merged = self.merged.take();
-                self.commands.push_back(ReadCommand::Answer(Ok(merged)));
+                let Some(merged) = &self.merged else {
+                    return self.answer();
+                };
+                let stale: Vec<NodeId> = self
+                    .replies
+                    .iter()
+                    .filter(|r| r.counted)
+                    .filter(|r| matches!(&r.outcome, Ok(found) if found.as_ref() != Some(merged)))
+                    .map(|r| r.node.clone())
+                    .collect();
+                if self.monotonic && !stale.is_empty() {
+                    self.speculate_at_ms = None;
+                    for node in stale {
+                        self.awaiting_repair.push(node.clone());
+                        self.repair(node);
+                    }
+                } else {
+                    self.answer();
+                    for node in stale {
+                        self.repair(node);
+                    }
+                }
             }
             Progress::Failed => self.fail(ReplicaFailure::QuorumUnreachable),
             Progress::Pending => {
@@ -227,7 +333,7 @@ impl ReadMachine {
     fn outstanding(&self) -> usize {
         self.order[..self.asked]
             .iter()
-            .filter(|n| !self.tally.has_answered(n))
+            .filter(|n| !self.replies.iter().any(|r| r.node == **n))
             .count()
     }
 
@@ -237,9 +343,49 @@ impl ReadMachine {
         let command = if self.local.as_ref() == Some(&to) {
             ReadCommand::ReadLocal
         } else {
-            ReadCommand::Send { to }
+            let hint_for = self.home_of(&to).cloned();
+            ReadCommand::Send { to, hint_for }
         };
         self.commands.push_back(command);
+    }
+
+    /// Whether R replies were merged (the answer may still wait for
+    /// repairs): later replies no longer count.
+    fn decided(&self) -> bool {
+        self.answered || !self.awaiting_repair.is_empty()
+    }
+
+    /// Answers with the merge of the counted replies.
+    fn answer(&mut self) {
+        self.answered = true;
+        let merged = self.merged.clone();
+        self.commands.push_back(ReadCommand::Answer(Ok(merged)));
+    }
+
+    /// Sends the merged object to `node`.
+    fn repair(&mut self, node: NodeId) {
+        let Some(object) = self.merged.clone() else {
+            return;
+        };
+        let hint_for = self.home_of(&node).cloned();
+        self.commands.push_back(ReadCommand::Repair {
+            to: node,
+            hint_for,
+            object,
+        });
+    }
+
+    /// Fails a read whose blocking repairs did not all succeed: the value
+    /// it would return might be hidden from a later quorum read.
+    fn fail_repair(&mut self, failures: Vec<(NodeId, ReplicaFailure)>) {
+        self.answered = true;
+        let error = QuorumError {
+            needed: self.r,
+            asked: self.asked,
+            acks: self.tally.acked().len().saturating_sub(failures.len()),
+            failures,
+        };
+        self.commands.push_back(ReadCommand::Answer(Err(error)));
     }
 
     /// Answers with the quorum error: asked replicas still silent get
@@ -257,5 +403,13 @@ impl ReadMachine {
         });
         let error = self.tally.error(rest);
         self.commands.push_back(ReadCommand::Answer(Err(error)));
+    }
+}
+
+/// Whether a replica that answered `found` already holds all of `merged`.
+fn holds(found: Option<&Siblings>, merged: &Siblings) -> bool {
+    match found {
+        None => false,
+        Some(found) => found == merged || found.merged(merged) == *found,
     }
 }

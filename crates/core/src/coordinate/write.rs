@@ -1,38 +1,57 @@
-//! `WriteMachine`: one coordinated put or delete, as a sans-IO state machine (F1).
+//! `WriteMachine`: one coordinated put or delete, as a sans-IO state machine
+//! (F1, F2).
 //!
 //! The coordinator has already applied the write to its own copy (minting
 //! the new version's dot) before the machine starts. The machine then:
 //!
-//! - sends the new object to every other replica at once, and asks the driver
-//!   to wait for the local write's durability ([`WriteCommand::AwaitLocal`]),
-//!   in parallel with those sends (F1);
-//! - answers `Ok(())` after W distinct acknowledgements, the local one
-//!   included;
-//! - answers with a [`QuorumError`] as soon as W can no longer be met, or at
-//!   the deadline, naming every replica that did not acknowledge and why.
+//! - sends the new object to every other target at once (the sloppy
+//!   targets of [`super::sloppy_targets`]: homes not judged down, stand-ins
+//!   for those that are), and asks the driver to wait for the local write's
+//!   durability ([`WriteCommand::AwaitLocal`]) in parallel (F1). A send to a
+//!   stand-in names the home it stands in for, so the stand-in keeps the
+//!   object as a hint for it (F3);
+//! - replaces a target that fails before the answer with the next *spare*
+//!   fallback, carrying a hint for the failed target's home, as long as
+//!   spares last. Only failures that say the target could not take the write
+//!   (unreachable, silent, overloaded, shutting down, out of hint space) are
+//!   replaced; a replica that refused the object itself (too many siblings,
+//!   too large) would refuse its hint too;
+//! - answers `Ok(())` once W distinct nodes acknowledged, the local one
+//!   included, of which at least PW are homes (Riak's PW; 0 by default, so
+//!   stand-ins count: Dynamo's "always writeable");
+//! - answers with a [`QuorumError`] as soon as W or PW can no longer be
+//!   met, or at the deadline, naming every node that did not acknowledge
+//!   and why.
 //!
-//! The object is identical for every replica, so commands carry no payload:
-//! the driver encodes it once. Every send is queued at the start, so all
-//! sends precede the answer. Replies after the answer are recorded in
-//! [`WriteMachine::replies`] (hinted handoff will use them) but change nothing.
+//! The object is identical for every target, so commands carry no payload:
+//! the driver encodes it once per kind of send. Replies after the answer are
+//! recorded in [`WriteMachine::replies`] but change nothing: a home that
+//! misses a write after the answer is brought up to date by read repair or
+//! anti-entropy.
 //!
 //! Never: read a clock, do IO, or emit a command after the answer.
 
 use crate::failure::ReplicaFailure;
-use crate::quorum::{Progress, QuorumError, QuorumTally};
+use crate::quorum::{QuorumError, QuorumTally};
 use crate::NodeId;
 use std::collections::VecDeque;
 
 /// Everything a write needs to know before it starts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WritePlan {
-    /// The N replicas (duplicates ignored).
+    /// The N targets (duplicates ignored).
     pub replicas: Vec<NodeId>,
     /// This node, if it is one of `replicas` and has applied the write locally.
     pub local: Option<NodeId>,
-    /// Acknowledgements needed (W). 0 is treated as 1; more than the replicas
-    /// is a quorum that fails at once.
+    /// `(stand-in, home)` for each target that stands in for a home.
+    pub stand_ins: Vec<(NodeId, NodeId)>,
+    /// Fallbacks to replace failed targets with, in order.
+    pub spares: Vec<NodeId>,
+    /// Acknowledgements needed (W). 0 is treated as 1; more than the
+    /// targets and spares is a quorum that fails at once.
     pub w: usize,
+    /// Of those, acknowledgements needed from homes, not stand-ins (PW).
+    pub pw: usize,
     /// When to give up.
     pub timeout_ms: u64,
 }
@@ -43,13 +62,17 @@ pub enum WriteCommand {
     /// Wait until the local write is durable and feed the outcome back as a
     /// reply from `plan.local`.
     AwaitLocal,
-    /// Send `ReplicaWrite` with the new object to `to` and feed its outcome back.
-    Send { to: NodeId },
+    /// Send `ReplicaWrite` with the new object to `to` (as a hint for
+    /// `hint_for`, when set) and feed its outcome back.
+    Send {
+        to: NodeId,
+        hint_for: Option<NodeId>,
+    },
     /// Answer the client. Emitted exactly once, last.
     Answer(Result<(), QuorumError>),
 }
 
-/// One replica's first reply to a write.
+/// One target's first reply to a write.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WriteReply {
     pub node: NodeId,
@@ -61,7 +84,13 @@ pub struct WriteReply {
 /// A coordinated write in progress. See the module docs.
 #[derive(Debug, Clone)]
 pub struct WriteMachine {
+    /// Every node sent to so far (local first), spares included.
     replicas: Vec<NodeId>,
+    stand_ins: Vec<(NodeId, NodeId)>,
+    spares: VecDeque<NodeId>,
+    w: usize,
+    pw: usize,
+    home_acks: usize,
     tally: QuorumTally,
     replies: Vec<WriteReply>,
     timeout_ms: u64,
@@ -70,27 +99,59 @@ pub struct WriteMachine {
     commands: VecDeque<WriteCommand>,
 }
 
+/// Whether a failure says the node could not take the write at all, so a
+/// spare should take it instead.
+fn needs_a_spare(failure: &ReplicaFailure) -> bool {
+    use crate::protocol::ReplicaError as E;
+    match failure {
+        ReplicaFailure::Replica(e) => matches!(
+            e,
+            E::StorageFailed | E::ShuttingDown | E::Overloaded | E::HintsFull { .. }
+        ),
+        ReplicaFailure::QuorumUnreachable
+        | ReplicaFailure::NotAsked
+        | ReplicaFailure::NotCoordinator
+        | ReplicaFailure::UnexpectedAnswer
+        | ReplicaFailure::Malformed => false,
+        _ => true,
+    }
+}
+
 impl WriteMachine {
     /// Starts a write at `now_ms`: queues the local wait and every send.
     pub fn new(plan: WritePlan, now_ms: u64) -> WriteMachine {
         let replicas = super::local_first(&plan.replicas, plan.local.as_ref());
+        let spares: VecDeque<NodeId> = plan
+            .spares
+            .into_iter()
+            .filter(|s| !replicas.contains(s))
+            .collect();
         let w = plan.w.max(1);
-        let mut commands = VecDeque::with_capacity(replicas.len() + 1);
-        for node in &replicas {
-            commands.push_back(match &plan.local {
-                Some(local) if local == node => WriteCommand::AwaitLocal,
-                _ => WriteCommand::Send { to: node.clone() },
-            });
-        }
         let mut machine = WriteMachine {
             tally: QuorumTally::new(w, replicas.len()),
-            replicas,
+            replicas: Vec::with_capacity(replicas.len() + 1),
+            stand_ins: plan.stand_ins,
+            spares,
+            w,
+            pw: plan.pw,
+            home_acks: 0,
             replies: Vec::new(),
             timeout_ms: plan.timeout_ms,
             deadline_ms: now_ms.saturating_add(plan.timeout_ms),
             answered: false,
-            commands,
+            commands: VecDeque::with_capacity(replicas.len() + 1),
         };
+        for node in replicas {
+            let command = match &plan.local {
+                Some(local) if *local == node => WriteCommand::AwaitLocal,
+                _ => WriteCommand::Send {
+                    to: node.clone(),
+                    hint_for: machine.home_of(&node).cloned(),
+                },
+            };
+            machine.replicas.push(node);
+            machine.commands.push_back(command);
+        }
         machine.step();
         machine
     }
@@ -103,8 +164,18 @@ impl WriteMachine {
         }
         if !self.answered {
             match &reply {
-                Ok(()) => self.tally.ack(from),
-                Err(why) => self.tally.fail(from, why.clone()),
+                Ok(()) => {
+                    if self.home_of(from).is_none() {
+                        self.home_acks += 1;
+                    }
+                    self.tally.ack(from);
+                }
+                Err(why) => {
+                    self.tally.fail(from, why.clone());
+                    if needs_a_spare(why) {
+                        self.send_to_spare(from);
+                    }
+                }
             };
         }
         self.replies.push(WriteReply {
@@ -136,19 +207,24 @@ impl WriteMachine {
         (!self.answered).then_some(self.deadline_ms)
     }
 
-    /// Every replica's first reply, in arrival order (late ones included).
+    /// Every target's first reply, in arrival order (late ones included).
     pub fn replies(&self) -> &[WriteReply] {
         &self.replies
     }
 
-    /// The replicas written to (local first).
+    /// The nodes written to so far (local first, then spares as used).
     pub fn replicas(&self) -> &[NodeId] {
         &self.replicas
     }
 
-    /// The replicas that acknowledged before the answer, in order.
+    /// The nodes that acknowledged before the answer, in order.
     pub fn acked(&self) -> &[NodeId] {
         self.tally.acked()
+    }
+
+    /// The home `node` stands in for, if it is a stand-in.
+    pub fn home_of(&self, node: &NodeId) -> Option<&NodeId> {
+        super::sloppy::home_of(&self.stand_ins, node)
     }
 
     /// Whether the answer has been decided (and queued).
@@ -156,21 +232,46 @@ impl WriteMachine {
         self.answered
     }
 
+    /// Sends the write to the next spare, as a hint for `failed`'s home.
+    fn send_to_spare(&mut self, failed: &NodeId) {
+        let Some(spare) = self.spares.pop_front() else {
+            return;
+        };
+        let home = self.home_of(failed).unwrap_or(failed).clone();
+        self.stand_ins.push((spare.clone(), home.clone()));
+        self.replicas.push(spare.clone());
+        self.tally.ask_one_more();
+        self.commands.push_back(WriteCommand::Send {
+            to: spare,
+            hint_for: Some(home),
+        });
+    }
+
     fn step(&mut self) {
         if self.answered {
             return;
         }
-        match self.tally.progress() {
-            Progress::Met => {
-                self.answered = true;
-                self.commands.push_back(WriteCommand::Answer(Ok(())));
-            }
-            Progress::Failed => self.fail(ReplicaFailure::QuorumUnreachable),
-            Progress::Pending => {}
+        let outstanding: Vec<&NodeId> = self
+            .replicas
+            .iter()
+            .filter(|n| !self.tally.has_answered(n))
+            .collect();
+        let homes_outstanding = outstanding
+            .iter()
+            .filter(|n| self.home_of(n).is_none())
+            .count();
+        let acks = self.tally.acked().len();
+        if acks >= self.w && self.home_acks >= self.pw {
+            self.answered = true;
+            self.commands.push_back(WriteCommand::Answer(Ok(())));
+        } else if acks + outstanding.len() + self.spares.len() < self.w
+            || self.home_acks + homes_outstanding < self.pw
+        {
+            self.fail(ReplicaFailure::QuorumUnreachable);
         }
     }
 
-    /// Answers with the quorum error; silent replicas get `pending`.
+    /// Answers with the quorum error; silent targets get `pending`.
     fn fail(&mut self, pending: ReplicaFailure) {
         self.answered = true;
         let rest = self.replicas.iter().map(|n| (n.clone(), pending.clone()));

@@ -3,8 +3,10 @@
 //! log. Test-only; must never hold assertions a test file cannot see.
 
 use bytes::Bytes;
+use ringkv_core::coordinate::*;
 use ringkv_core::failure::ReplicaFailure;
 use ringkv_core::protocol::{HandshakeRefusal, ReplicaError};
+use ringkv_core::quorum::QuorumError;
 use ringkv_core::siblings::Siblings;
 use ringkv_core::version_vector::VersionVector;
 use ringkv_core::NodeId;
@@ -62,4 +64,78 @@ pub fn is_unanswered_reason(why: &ReplicaFailure) -> bool {
             | ReplicaFailure::QuorumUnreachable
             | ReplicaFailure::NotAsked
     )
+}
+
+// Machines: drain their commands, plans of three replicas, expected commands.
+
+pub fn drain_read(m: &mut ReadMachine) -> Vec<ReadCommand> {
+    std::iter::from_fn(|| m.poll_command()).collect()
+}
+
+pub fn drain_write(m: &mut WriteMachine) -> Vec<WriteCommand> {
+    std::iter::from_fn(|| m.poll_command()).collect()
+}
+
+pub fn drain_forward(m: &mut ForwardMachine) -> Vec<ForwardCommand> {
+    std::iter::from_fn(|| m.poll_command()).collect()
+}
+
+pub fn read_plan(r: usize, local: bool) -> ReadPlan {
+    ReadPlan {
+        replicas: ids(&["n1", "n2", "n3"]),
+        local: local.then(|| id("n1")),
+        stand_ins: vec![],
+        r,
+        monotonic: false,
+        speculate_after_ms: 100,
+        timeout_ms: 3000,
+    }
+}
+
+pub fn send(name: &str) -> ReadCommand {
+    ReadCommand::Send {
+        to: id(name),
+        hint_for: None,
+    }
+}
+
+pub fn repair(name: &str, object: &Siblings) -> ReadCommand {
+    ReadCommand::Repair {
+        to: id(name),
+        hint_for: None,
+        object: object.clone(),
+    }
+}
+
+pub fn read_error(m: &mut ReadMachine) -> QuorumError {
+    match drain_read(m).as_slice() {
+        [ReadCommand::Answer(Err(e))] => e.clone(),
+        other => panic!("expected one error answer, got {other:?}"),
+    }
+}
+
+pub fn write_plan(w: usize) -> WritePlan {
+    WritePlan {
+        replicas: ids(&["n1", "n2", "n3"]),
+        local: Some(id("n1")),
+        stand_ins: vec![],
+        spares: vec![],
+        w,
+        pw: 0,
+        timeout_ms: 3000,
+    }
+}
+
+pub fn wsend(to: &str, hint_for: Option<&str>) -> WriteCommand {
+    WriteCommand::Send {
+        to: id(to),
+        hint_for: hint_for.map(id),
+    }
+}
+
+pub fn write_error(m: &mut WriteMachine) -> QuorumError {
+    match drain_write(m).as_slice() {
+        [WriteCommand::Answer(Err(e))] => e.clone(),
+        other => panic!("expected one error answer, got {other:?}"),
+    }
 }

@@ -13,8 +13,9 @@ pub async fn health(State(state): State<Arc<NodeState>>) -> Response {
 }
 
 /// The cluster as this node sees it: the layout (version, partitions,
-/// digest), and per node its address, capacity, zone, replica-slot count and
-/// share, and health as this node judges it.
+/// digest), per node its address, capacity, zone, replica-slot count and
+/// share, health as this node judges it and the hints held here for it, and
+/// the hint limits.
 pub async fn cluster(State(state): State<Arc<NodeState>>) -> Response {
     let view = state.coordinator.view.load();
     let layout = &view.layout;
@@ -23,6 +24,7 @@ pub async fn cluster(State(state): State<Arc<NodeState>>) -> Response {
     let balance = layout.balance();
     let total: u64 = slots.iter().map(|&s| u64::from(s)).sum();
     let now_ms = state.coordinator.origin.elapsed().as_millis() as u64;
+    let held = state.hints.held();
     let nodes: Vec<_> = layout
         .members()
         .iter()
@@ -64,6 +66,9 @@ pub async fn cluster(State(state): State<Arc<NodeState>>) -> Response {
                 "balance_notes": share.notes.iter().map(|n| format!("{n:?}")).collect::<Vec<_>>(),
                 "self": m.id == config.id,
                 "health": health,
+                // Hints this node holds as a stand-in for this node.
+                "hints_pending": held.iter().find(|(t, _)| *t == m.id).map_or(0, |(_, h)| h.hints),
+                "hint_bytes_pending": held.iter().find(|(t, _)| *t == m.id).map_or(0, |(_, h)| h.bytes),
             })
         })
         .collect();
@@ -81,6 +86,15 @@ pub async fn cluster(State(state): State<Arc<NodeState>>) -> Response {
         "buckets": view.settings.buckets,
         "nodes": nodes,
         "fsync": config.fsync.to_string(),
+        "hints": {
+            "limits": state.hints.limits(),
+            // Hints for nodes that are not members (dropped at the next round).
+            "pending_for_non_members": held
+                .iter()
+                .filter(|(t, _)| layout.member(t).is_none())
+                .map(|(t, h)| serde_json::json!({ "target": t.as_str(), "hints": h.hints, "bytes": h.bytes }))
+                .collect::<Vec<_>>(),
+        },
     }))
     .into_response()
 }

@@ -17,7 +17,7 @@
 //! Each request holds a permit of the node's in-flight limit, or gets 503.
 
 use super::error::ApiError;
-use super::path::{parse_key, parse_quorum};
+use super::path::{parse_key, parse_query, parse_quorum};
 use super::CONTEXT_HEADER;
 use crate::node::NodeState;
 use axum::body::Bytes;
@@ -41,10 +41,19 @@ type Shared = State<Arc<NodeState>>;
 pub async fn get(State(state): Shared, uri: Uri, headers: HeaderMap) -> Response {
     timed(&state, "get", async {
         let key = parse_key(uri.path(), state.config.limits.max_key_bytes)?;
-        let quorum = parse_quorum(uri.query())?;
+        let query = parse_query(uri.query())?;
         let _permit = admit(&state)?;
         let position = key.position();
-        let object = read(&state, key, quorum).await?;
+        let object =
+            if query.local {
+                // This node's own copy, no coordination: for operators and tests
+                // inspecting each replica.
+                state.coordinator.replica.read(&key).await.map_err(|e| {
+                    ApiError::from(OpError::Internal(format!("local read failed: {e}")))
+                })?
+            } else {
+                read(&state, key, query.quorum).await?
+            };
         let wants_json = headers
             .get(header::ACCEPT)
             .and_then(|v| v.to_str().ok())

@@ -27,17 +27,40 @@ pub fn parse_key(path: &str, max_key_bytes: usize) -> Result<ObjectKey, ApiError
     Ok(ObjectKey::new(&bucket, Bytes::from(key), max_key_bytes)?)
 }
 
-/// Parses `r=` and `w=` from a query string; anything else is refused.
-pub fn parse_quorum(query: Option<&str>) -> Result<RequestQuorum, ApiError> {
-    let mut quorum = RequestQuorum::default();
+/// What a request's query string asks for.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Query {
+    /// `r=`, `w=`, `pw=`.
+    pub quorum: RequestQuorum,
+    /// `local=true`: answer from this node's own storage (GET only).
+    pub local: bool,
+}
+
+/// Parses `r=`, `w=`, `pw=` and `local=` from a query string; anything else
+/// is refused.
+pub fn parse_query(query: Option<&str>) -> Result<Query, ApiError> {
+    let mut out = Query::default();
     for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
         let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
         let slot = match name {
-            "r" => &mut quorum.r,
-            "w" => &mut quorum.w,
+            "r" => &mut out.quorum.r,
+            "w" => &mut out.quorum.w,
+            "pw" => &mut out.quorum.pw,
+            "local" => {
+                out.local = match value {
+                    "true" => true,
+                    "false" => false,
+                    _ => {
+                        return Err(ApiError::bad_request(format!(
+                            "local={value:?}: expected true or false"
+                        )))
+                    }
+                };
+                continue;
+            }
             other => {
                 return Err(ApiError::bad_request(format!(
-                    "unknown query parameter {other:?}; expected r or w"
+                    "unknown query parameter {other:?}; expected r, w, pw or local"
                 )))
             }
         };
@@ -46,7 +69,18 @@ pub fn parse_quorum(query: Option<&str>) -> Result<RequestQuorum, ApiError> {
         })?;
         *slot = Some(n);
     }
-    Ok(quorum)
+    Ok(out)
+}
+
+/// Parses the query of a write (PUT or DELETE): `local` does not apply.
+pub fn parse_quorum(query: Option<&str>) -> Result<RequestQuorum, ApiError> {
+    let parsed = parse_query(query)?;
+    if parsed.local {
+        return Err(ApiError::bad_request(
+            "local=true applies to GET only: writes always go to the key's replicas",
+        ));
+    }
+    Ok(parsed.quorum)
 }
 
 #[cfg(test)]
@@ -85,14 +119,20 @@ mod tests {
     fn quorum_parameters() {
         assert_eq!(parse_quorum(None).unwrap(), RequestQuorum::default());
         assert_eq!(
-            parse_quorum(Some("r=1&w=3")).unwrap(),
+            parse_quorum(Some("r=1&w=3&pw=2")).unwrap(),
             RequestQuorum {
                 r: Some(1),
-                w: Some(3)
+                w: Some(3),
+                pw: Some(2),
             }
         );
-        for bad in ["r=x", "w=-1", "n=3", "r"] {
+        for bad in ["r=x", "w=-1", "n=3", "r", "local=true", "pw=two"] {
             assert!(parse_quorum(Some(bad)).is_err(), "{bad}");
         }
+        let get = parse_query(Some("local=true&r=1")).unwrap();
+        assert!(get.local);
+        assert_eq!(get.quorum.r, Some(1));
+        assert!(!parse_query(Some("local=false")).unwrap().local);
+        assert!(parse_query(Some("local=yes")).is_err());
     }
 }
