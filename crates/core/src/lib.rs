@@ -30,9 +30,15 @@
 //!   answers in a [`quorum::QuorumTally`] and answer once R or W of them
 //!   agree (F1), with [`replication::Replication`] saying what N, R and W
 //!   are (A5). Why a replica did not count is a [`failure::ReplicaFailure`].
+//! - Replicas that drifted apart converge through [`anti_entropy`]: each
+//!   keeps a [`anti_entropy::PartitionTree`] per partition (per-key hashes
+//!   XOR-folded into 4096 segments), and an [`anti_entropy::ExchangeMachine`]
+//!   walks two replicas' trees down to the differing keys, re-checks before
+//!   repairing, and hands those keys to the node to merge (F5).
 //! - Nodes speak the [`protocol`] messages, encoded with [`codec`].
 //! - Every size limit has a name in [`limits`].
 
+pub mod anti_entropy;
 pub mod codec;
 pub mod context;
 pub mod coordinate;
