@@ -9,54 +9,20 @@
 //! Every test runs for several seeds. A failing seed prints the command that
 //! replays it exactly: `RINGKV_SIM_SEED=<seed> cargo test -p ringkv-node --test sim <test>`.
 
+#[allow(dead_code)]
+mod sim_cluster;
 mod sim_net;
 
-use bytes::Bytes;
-use ringkv_core::key::ObjectKey;
-use ringkv_core::protocol::{ClientRequest, ClientResponse, Hello, OpError, Request, Response};
-use ringkv_core::replication::{Replication, RequestQuorum};
-use ringkv_core::siblings::Siblings;
+use ringkv_core::protocol::{OpError, Request};
 use ringkv_core::version_vector::VersionVector;
-use ringkv_core::NodeId;
 use ringkv_node::rpc::backoff::RECONNECT_BACKOFF_CAP;
 use ringkv_node::rpc::PeerClient;
-use ringkv_node::{Edges, NodeConfig, PeerConfig};
 use ringkv_storage::MemStorage;
-use sim_net::SimNetwork;
+use sim_cluster::{client_of, get, put, values};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio_util::sync::CancellationToken;
 
 const NODES: [&str; 3] = ["n1", "n2", "n3"];
-const RPC_PORT: u16 = 9000;
-/// Seeds each test runs with unless RINGKV_SIM_SEED picks one.
-const DEFAULT_SEEDS: std::ops::Range<u64> = 1..6;
-
-fn id(s: &str) -> NodeId {
-    NodeId::new(s).unwrap()
-}
-
-fn node_config(me: &str) -> NodeConfig {
-    let mut config = NodeConfig::new(
-        id(me),
-        "127.0.0.1:0".parse().unwrap(),
-        format!("0.0.0.0:{RPC_PORT}"),
-        "/sim".into(),
-    );
-    config.peers = NODES
-        .iter()
-        .filter(|n| **n != me)
-        .map(|n| PeerConfig {
-            id: id(n),
-            rpc: format!("{n}:{RPC_PORT}"),
-            capacity: 1,
-            zone: None,
-        })
-        .collect();
-    config.replication = Replication { n: 3, r: 2, w: 2 };
-    config.request_timeout_ms = 2_000;
-    config
-}
 
 /// Builds a simulation with `seed` and registers the three nodes.
 fn cluster(seed: u64) -> turmoil::Sim<'static> {
@@ -68,134 +34,11 @@ fn cluster(seed: u64) -> turmoil::Sim<'static> {
 
 /// Like [`cluster`], with the nodes' disks given, so a test can crash them.
 fn cluster_on(seed: u64, disks: [MemStorage; 3]) -> turmoil::Sim<'static> {
-    let mut sim = turmoil::Builder::new()
-        .rng_seed(seed)
-        .min_message_latency(Duration::from_millis(1))
-        .max_message_latency(Duration::from_millis(25))
-        .simulation_duration(Duration::from_secs(120))
-        .build();
-    for (name, storage) in NODES.into_iter().zip(disks) {
-        sim.host(name, move || {
-            let storage = storage.clone();
-            async move {
-                let started = tokio::time::Instant::now();
-                // A new boot exactly when the test cut the power.
-                let boot_id = format!("{name}-boot-{}", storage.crashes());
-                let edges = Edges {
-                    network: Arc::new(SimNetwork),
-                    storage: Arc::new(storage),
-                    wall_clock: Arc::new(move || {
-                        1_800_000_000_000 + started.elapsed().as_millis() as u64
-                    }),
-                    serve_http: false,
-                    boot_id: Some(boot_id),
-                };
-                ringkv_node::run(node_config(name), edges, CancellationToken::new(), None).await?;
-                Ok(())
-            }
-        });
-    }
-    sim
+    sim_cluster::cluster_on(seed, &NODES, disks.to_vec(), |_| {})
 }
 
-/// A simulated client's connection to one node.
-fn client_of(node: &str) -> PeerClient {
-    let hello = Hello::client("ringkv");
-    PeerClient::new(
-        id(node),
-        format!("{node}:{RPC_PORT}"),
-        hello,
-        Arc::new(SimNetwork),
-        Duration::from_secs(1),
-    )
-}
-
-fn key(k: &str) -> ObjectKey {
-    ObjectKey::new("sim", Bytes::copy_from_slice(k.as_bytes()), 1024).unwrap()
-}
-
-async fn coordinate(node: &PeerClient, request: ClientRequest) -> ClientResponse {
-    match node
-        .call(
-            Request::Coordinate {
-                request,
-                forwarded: false,
-            },
-            Duration::from_secs(10),
-        )
-        .await
-    {
-        Ok(Response::Coordinate(response)) => response,
-        other => panic!("coordinate failed: {other:?}"),
-    }
-}
-
-async fn put(
-    node: &PeerClient,
-    k: &str,
-    context: VersionVector,
-    value: &str,
-) -> Result<VersionVector, OpError> {
-    let request = ClientRequest::Put {
-        key: key(k),
-        context,
-        value: Some(Bytes::copy_from_slice(value.as_bytes())),
-        quorum: RequestQuorum::default(),
-    };
-    match coordinate(node, request).await {
-        ClientResponse::Put(result) => result,
-        other => panic!("put answered {other:?}"),
-    }
-}
-
-async fn get(node: &PeerClient, k: &str) -> Result<Option<Siblings>, OpError> {
-    match coordinate(
-        node,
-        ClientRequest::Get {
-            key: key(k),
-            quorum: RequestQuorum::default(),
-        },
-    )
-    .await
-    {
-        ClientResponse::Get(result) => result,
-        other => panic!("get answered {other:?}"),
-    }
-}
-
-fn values(object: &Siblings) -> Vec<String> {
-    let mut v: Vec<String> = object
-        .values()
-        .map(|b| String::from_utf8_lossy(b).into_owned())
-        .collect();
-    v.sort();
-    v
-}
-
-/// Runs `test` for each seed; a failure names the seed and how to replay it.
 fn for_each_seed(name: &str, test: impl Fn(u64) -> turmoil::Result) {
-    let seeds: Vec<u64> = match std::env::var("RINGKV_SIM_SEED") {
-        Ok(s) => vec![s.parse().expect("RINGKV_SIM_SEED must be a number")],
-        Err(_) => DEFAULT_SEEDS.collect(),
-    };
-    for seed in seeds {
-        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| test(seed)));
-        let failed = match &outcome {
-            Ok(Ok(())) => false,
-            Ok(Err(e)) => {
-                eprintln!("simulation error: {e}");
-                true
-            }
-            Err(_) => true,
-        };
-        if failed {
-            eprintln!("seed {seed} failed; replay with: RINGKV_SIM_SEED={seed} cargo test -p ringkv-node --test sim {name}");
-            match outcome {
-                Err(panic) => std::panic::resume_unwind(panic),
-                _ => panic!("seed {seed} failed"),
-            }
-        }
-    }
+    sim_cluster::for_each_seed("sim", name, test)
 }
 
 #[test]

@@ -1,0 +1,226 @@
+//! A simulated cluster of real `ringkv_node::run` nodes on turmoil, shared
+//! by the simulation tests (`sim.rs`, `sim_handoff.rs`): node configs, the
+//! cluster builder, clients speaking the node-to-node RPC, and the seed loop
+//! that names the command replaying a failed seed. Test support only.
+
+use crate::sim_net::SimNetwork;
+use bytes::Bytes;
+use ringkv_core::key::ObjectKey;
+use ringkv_core::protocol::{ClientRequest, ClientResponse, Hello, OpError, Request, Response};
+use ringkv_core::replication::{Replication, RequestQuorum};
+use ringkv_core::siblings::Siblings;
+use ringkv_core::version_vector::VersionVector;
+use ringkv_core::NodeId;
+use ringkv_node::rpc::PeerClient;
+use ringkv_node::{Edges, NodeConfig, PeerConfig};
+use ringkv_storage::MemStorage;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+pub const RPC_PORT: u16 = 9000;
+/// Seeds each test runs with unless RINGKV_SIM_SEED picks one.
+pub const DEFAULT_SEEDS: std::ops::Range<u64> = 1..6;
+
+pub fn id(s: &str) -> NodeId {
+    NodeId::new(s).unwrap()
+}
+
+/// The config of node `me` in a cluster of `nodes`: N = 3, R = W = 2.
+pub fn node_config(me: &str, nodes: &[&'static str]) -> NodeConfig {
+    let mut config = NodeConfig::new(
+        id(me),
+        "127.0.0.1:0".parse().unwrap(),
+        format!("0.0.0.0:{RPC_PORT}"),
+        "/sim".into(),
+    );
+    config.peers = nodes
+        .iter()
+        .filter(|n| **n != me)
+        .map(|n| PeerConfig {
+            id: id(n),
+            rpc: format!("{n}:{RPC_PORT}"),
+            capacity: 1,
+            zone: None,
+        })
+        .collect();
+    config.replication = Replication { n: 3, r: 2, w: 2 };
+    config.request_timeout_ms = 2_000;
+    config.handoff_interval_ms = 200;
+    config
+}
+
+/// Builds a simulation with `seed` and registers one host per node, each on
+/// its disk from `disks` (so a test can crash them), configured by
+/// `configure` after [`node_config`].
+pub fn cluster_on(
+    seed: u64,
+    nodes: &[&'static str],
+    disks: Vec<MemStorage>,
+    configure: fn(&mut NodeConfig),
+) -> turmoil::Sim<'static> {
+    let mut sim = turmoil::Builder::new()
+        .rng_seed(seed)
+        .min_message_latency(Duration::from_millis(1))
+        .max_message_latency(Duration::from_millis(25))
+        .simulation_duration(Duration::from_secs(120))
+        .build();
+    let all: Vec<&'static str> = nodes.to_vec();
+    for (name, storage) in nodes.iter().copied().zip(disks) {
+        let all = all.clone();
+        sim.host(name, move || {
+            let storage = storage.clone();
+            let all = all.clone();
+            async move {
+                let started = tokio::time::Instant::now();
+                // A new boot exactly when the test cut the power.
+                let boot_id = format!("{name}-boot-{}", storage.crashes());
+                let edges = Edges {
+                    network: Arc::new(SimNetwork),
+                    storage: Arc::new(storage),
+                    wall_clock: Arc::new(move || {
+                        1_800_000_000_000 + started.elapsed().as_millis() as u64
+                    }),
+                    serve_http: false,
+                    boot_id: Some(boot_id),
+                };
+                let mut config = node_config(name, &all);
+                configure(&mut config);
+                ringkv_node::run(config, edges, CancellationToken::new(), None).await?;
+                Ok(())
+            }
+        });
+    }
+    sim
+}
+
+/// A simulated client's connection to one node.
+pub fn client_of(node: &str) -> PeerClient {
+    let hello = Hello::client("ringkv");
+    PeerClient::new(
+        id(node),
+        format!("{node}:{RPC_PORT}"),
+        hello,
+        Arc::new(SimNetwork),
+        Duration::from_secs(1),
+    )
+}
+
+pub fn key(k: &str) -> ObjectKey {
+    ObjectKey::new("sim", Bytes::copy_from_slice(k.as_bytes()), 1024).unwrap()
+}
+
+pub async fn call(node: &PeerClient, request: Request) -> Response {
+    match node.call(request, Duration::from_secs(10)).await {
+        Ok(response) => response,
+        Err(e) => panic!("call to {} failed: {e}", node.peer()),
+    }
+}
+
+pub async fn coordinate(node: &PeerClient, request: ClientRequest) -> ClientResponse {
+    let request = Request::Coordinate {
+        request,
+        forwarded: false,
+    };
+    match call(node, request).await {
+        Response::Coordinate(response) => response,
+        other => panic!("coordinate answered {other:?}"),
+    }
+}
+
+/// A put through `node` with the cluster's quorums.
+pub async fn put(
+    node: &PeerClient,
+    k: &str,
+    context: VersionVector,
+    value: &str,
+) -> Result<VersionVector, OpError> {
+    put_with(node, k, context, value, RequestQuorum::default()).await
+}
+
+pub async fn put_with(
+    node: &PeerClient,
+    k: &str,
+    context: VersionVector,
+    value: &str,
+    quorum: RequestQuorum,
+) -> Result<VersionVector, OpError> {
+    let request = ClientRequest::Put {
+        key: key(k),
+        context,
+        value: Some(Bytes::copy_from_slice(value.as_bytes())),
+        quorum,
+    };
+    match coordinate(node, request).await {
+        ClientResponse::Put(result) => result,
+        other => panic!("put answered {other:?}"),
+    }
+}
+
+/// A get through `node` with the cluster's quorums.
+pub async fn get(node: &PeerClient, k: &str) -> Result<Option<Siblings>, OpError> {
+    get_with(node, k, RequestQuorum::default()).await
+}
+
+pub async fn get_with(
+    node: &PeerClient,
+    k: &str,
+    quorum: RequestQuorum,
+) -> Result<Option<Siblings>, OpError> {
+    let request = ClientRequest::Get {
+        key: key(k),
+        quorum,
+    };
+    match coordinate(node, request).await {
+        ClientResponse::Get(result) => result,
+        other => panic!("get answered {other:?}"),
+    }
+}
+
+/// `node`'s own copy of `k`, without coordination.
+pub async fn local_copy(node: &PeerClient, k: &str) -> Option<Siblings> {
+    let request = Request::ReplicaRead {
+        key: key(k),
+        hint_for: None,
+    };
+    match call(node, request).await {
+        Response::ReplicaRead(Ok(found)) => found,
+        other => panic!("replica read answered {other:?}"),
+    }
+}
+
+pub fn values(object: &Siblings) -> Vec<String> {
+    let mut v: Vec<String> = object
+        .values()
+        .map(|b| String::from_utf8_lossy(b).into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+/// Runs `test` for each seed; a failure names the seed and the command
+/// that replays it (`file` is the test target, `name` the test).
+pub fn for_each_seed(file: &str, name: &str, test: impl Fn(u64) -> turmoil::Result) {
+    let seeds: Vec<u64> = match std::env::var("RINGKV_SIM_SEED") {
+        Ok(s) => vec![s.parse().expect("RINGKV_SIM_SEED must be a number")],
+        Err(_) => DEFAULT_SEEDS.collect(),
+    };
+    for seed in seeds {
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| test(seed)));
+        let failed = match &outcome {
+            Ok(Ok(())) => false,
+            Ok(Err(e)) => {
+                eprintln!("simulation error: {e}");
+                true
+            }
+            Err(_) => true,
+        };
+        if failed {
+            eprintln!("seed {seed} failed; replay with: RINGKV_SIM_SEED={seed} cargo test -p ringkv-node --test {file} {name}");
+            match outcome {
+                Err(panic) => std::panic::resume_unwind(panic),
+                _ => panic!("seed {seed} failed"),
+            }
+        }
+    }
+}

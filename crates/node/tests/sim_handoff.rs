@@ -1,0 +1,320 @@
+//! Simulation: staying writable and converging through failures (F2, F3,
+//! F4). Real nodes on turmoil's network, as in `sim.rs`:
+//!
+//! - one home of a key down: writes with W = 3 of N = 3 still succeed on a
+//!   stand-in, and after the home returns, hinted handoff brings it up to
+//!   date and the stand-ins let go of their hints; PW counts homes only;
+//! - a stale replica is repaired by one quorum read;
+//! - a value a quorum read returned is never hidden from a later quorum
+//!   read (monotonic quorum reads), even when the replica that held it
+//!   alone is then cut off.
+//!
+//! Replay a seed with `RINGKV_SIM_SEED=<seed> cargo test -p ringkv-node --test sim_handoff <test>`.
+
+#[allow(dead_code)]
+mod sim_cluster;
+mod sim_net;
+
+use ringkv_core::layout::partition_of;
+use ringkv_core::protocol::{Request, Response};
+use ringkv_core::replication::RequestQuorum;
+use ringkv_core::siblings::Siblings;
+use ringkv_core::version_vector::VersionVector;
+use ringkv_core::NodeId;
+use ringkv_node::rpc::backoff::RECONNECT_BACKOFF_CAP;
+use ringkv_node::rpc::PeerClient;
+use ringkv_storage::MemStorage;
+use sim_cluster::{
+    call, client_of, cluster_on, get_with, id, key, local_copy, node_config, put, put_with, values,
+};
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+const FOUR: [&str; 4] = ["n1", "n2", "n3", "n4"];
+const THREE: [&str; 3] = ["n1", "n2", "n3"];
+
+fn for_each_seed(name: &str, test: impl Fn(u64) -> turmoil::Result) {
+    sim_cluster::for_each_seed("sim_handoff", name, test)
+}
+
+fn disks(n: usize) -> Vec<MemStorage> {
+    (0..n).map(|_| MemStorage::new()).collect()
+}
+
+/// The first `n` nodes of `k`'s preference list in a cluster of `nodes`.
+fn preference(k: &str, nodes: &[&'static str], n: usize) -> Vec<NodeId> {
+    let layout = node_config(nodes[0], nodes).layout().unwrap();
+    let partition = partition_of(key(k).position(), layout.partitions());
+    layout.preference_list(partition).take(n).cloned().collect()
+}
+
+fn quorum(r: Option<usize>, w: Option<usize>, pw: Option<usize>) -> RequestQuorum {
+    RequestQuorum { r, w, pw }
+}
+
+/// The hint `node` holds for `home` (merged with its own copy, if any).
+async fn hint_at(node: &PeerClient, home: &str, k: &str) -> Option<Siblings> {
+    let request = Request::ReplicaRead {
+        key: key(k),
+        hint_for: Some(id(home)),
+    };
+    match call(node, request).await {
+        Response::ReplicaRead(Ok(found)) => found,
+        other => panic!("hinted read answered {other:?}"),
+    }
+}
+
+/// A test's steps that need the simulation itself (crash, bounce): the
+/// client asks with [`Steps::ask`], the loop in [`Steps::run`] carries it out.
+#[derive(Clone, Default)]
+struct Steps(Arc<AtomicU8>);
+
+impl Steps {
+    /// Asks for step `n` and waits until it was carried out.
+    async fn ask(&self, n: u8) {
+        self.0.store(n, Ordering::SeqCst);
+        while self.0.load(Ordering::SeqCst) == n {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Steps the simulation, carrying out each step the client asks for.
+    fn run(
+        &self,
+        sim: &mut turmoil::Sim<'_>,
+        mut step: impl FnMut(&mut turmoil::Sim<'_>, u8),
+    ) -> turmoil::Result {
+        while !sim.step()? {
+            let asked = self.0.load(Ordering::SeqCst);
+            if asked != 0 {
+                step(sim, asked);
+                self.0.store(0, Ordering::SeqCst);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A quorum read through `coordinator`, retried while a replica just
+/// reconnecting after a partition is still in connect backoff (a failed
+/// read repairs nothing: it never met its quorum).
+async fn read_after_heal(coordinator: &PeerClient, k: &str, r: usize) -> Option<Siblings> {
+    for _ in 0..10 {
+        match get_with(coordinator, k, quorum(Some(r), None, None)).await {
+            Ok(found) => return found,
+            Err(e) => eprintln!("read through {} not yet possible: {e}", coordinator.peer()),
+        }
+        tokio::time::sleep(RECONNECT_BACKOFF_CAP).await;
+    }
+    panic!(
+        "the partition healed but {} cannot reach its replicas",
+        coordinator.peer()
+    );
+}
+
+/// Polls `check` every 100 ms of simulated time until it holds, for at most
+/// `seconds`; panics with `what` otherwise.
+async fn eventually<F, Fut>(seconds: u64, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    for _ in 0..seconds * 10 {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("not within {seconds} s: {what}");
+}
+
+#[test]
+fn with_one_home_down_writes_of_w3_land_on_stand_ins_and_handoff_brings_it_back() {
+    for_each_seed(
+        "with_one_home_down_writes_of_w3_land_on_stand_ins_and_handoff_brings_it_back",
+        |seed| {
+            let mut sim = cluster_on(seed, &FOUR, disks(4), |_| {});
+            let steps = Steps::default();
+            let client_steps = steps.clone();
+            sim.client("client", async move {
+                // Keys n4 is a home of, written through n1.
+                let keys: Vec<String> = (0..200)
+                    .map(|i| format!("k{i}"))
+                    .filter(|k| preference(k, &FOUR, 3).contains(&id("n4")))
+                    .take(12)
+                    .collect();
+                let n1 = client_of("n1");
+                put(&n1, "warm-up", VersionVector::new(), "x")
+                    .await
+                    .expect("warm-up put");
+                client_steps.ask(1).await; // n4 crashes
+                for k in &keys {
+                    put_with(
+                        &n1,
+                        k,
+                        VersionVector::new(),
+                        &format!("v-{k}"),
+                        quorum(None, Some(3), None),
+                    )
+                    .await
+                    .expect("W = 3 with one home down: a stand-in takes the third copy");
+                }
+                // Each key's hint is on one of the nodes that is not its home.
+                for k in &keys {
+                    let homes = preference(k, &FOUR, 3);
+                    let stand_in = FOUR.iter().find(|n| !homes.contains(&id(n))).unwrap();
+                    let hint = hint_at(&client_of(stand_in), "n4", k).await;
+                    assert_eq!(
+                        hint.map(|h| values(&h)),
+                        Some(vec![format!("v-{k}")]),
+                        "{k} at {stand_in}"
+                    );
+                }
+                // PW counts homes only: with n4 down, 3 homes cannot answer.
+                let k = &keys[0];
+                let refused = put_with(
+                    &n1,
+                    k,
+                    VersionVector::new(),
+                    "pw",
+                    quorum(None, Some(2), Some(3)),
+                )
+                .await;
+                assert!(refused.is_err(), "pw = 3 with a home down: {refused:?}");
+                put_with(
+                    &n1,
+                    "pw-ok",
+                    VersionVector::new(),
+                    "pw",
+                    quorum(None, Some(2), Some(2)),
+                )
+                .await
+                .expect("pw = 2 with two homes up");
+                client_steps.ask(2).await; // n4 returns
+                let n4 = client_of("n4");
+                for k in &keys {
+                    let want = format!("v-{k}");
+                    eventually(20, &format!("n4 receives {k} by handoff"), || {
+                        let (n4, want) = (&n4, want.clone());
+                        async move {
+                            local_copy(n4, k)
+                                .await
+                                .is_some_and(|o| values(&o).contains(&want))
+                        }
+                    })
+                    .await;
+                }
+                for k in &keys {
+                    let homes = preference(k, &FOUR, 3);
+                    let stand_in = FOUR.iter().find(|n| !homes.contains(&id(n))).unwrap();
+                    let stand_in = client_of(stand_in);
+                    eventually(
+                        5,
+                        &format!("the stand-in lets go of the hint for {k}"),
+                        || {
+                            let stand_in = &stand_in;
+                            async move { hint_at(stand_in, "n4", k).await.is_none() }
+                        },
+                    )
+                    .await;
+                }
+                Ok(())
+            });
+            steps.run(&mut sim, |sim, step| match step {
+                1 => sim.crash("n4"),
+                2 => sim.bounce("n4"),
+                _ => unreachable!(),
+            })
+        },
+    );
+}
+
+#[test]
+fn one_quorum_read_repairs_a_stale_replica() {
+    for_each_seed("one_quorum_read_repairs_a_stale_replica", |seed| {
+        let mut sim = cluster_on(seed, &THREE, disks(3), |_| {});
+        sim.client("client", async {
+            let (n1, n3) = (client_of("n1"), client_of("n3"));
+            turmoil::partition("n3", "n1");
+            turmoil::partition("n3", "n2");
+            put(&n1, "stale-peer", VersionVector::new(), "a")
+                .await
+                .expect("put without n3");
+            put(&n1, "stale-local", VersionVector::new(), "b")
+                .await
+                .expect("put without n3");
+            turmoil::repair("n3", "n1");
+            turmoil::repair("n3", "n2");
+            assert_eq!(
+                local_copy(&n3, "stale-peer").await,
+                None,
+                "n3 missed the writes"
+            );
+            // A read with R = 3 through n1: n3 is a stale peer.
+            let found = read_after_heal(&n1, "stale-peer", 3).await;
+            assert_eq!(found.map(|f| values(&f)), Some(vec!["a".to_string()]));
+            let repaired = local_copy(&n3, "stale-peer").await;
+            assert_eq!(
+                repaired.map(|f| values(&f)),
+                Some(vec!["a".to_string()]),
+                "repaired before the answer (R + W > N)"
+            );
+            // A read with R = 2 through n3 itself: its own copy is stale.
+            let found = read_after_heal(&n3, "stale-local", 2).await;
+            assert_eq!(found.map(|f| values(&f)), Some(vec!["b".to_string()]));
+            let repaired = local_copy(&n3, "stale-local").await;
+            assert_eq!(repaired.map(|f| values(&f)), Some(vec!["b".to_string()]));
+            Ok(())
+        });
+        sim.run()
+    });
+}
+
+#[test]
+fn a_value_a_quorum_read_returned_is_not_hidden_from_a_later_quorum_read() {
+    for_each_seed(
+        "a_value_a_quorum_read_returned_is_not_hidden_from_a_later_quorum_read",
+        |seed| {
+            let mut sim = cluster_on(seed, &THREE, disks(3), |_| {});
+            sim.client("client", async {
+                let (n1, n2) = (client_of("n1"), client_of("n2"));
+                put(&n1, "warm-up", VersionVector::new(), "x")
+                    .await
+                    .expect("warm-up put");
+                // A W = 1 write that only n1 took.
+                turmoil::partition("n1", "n2");
+                turmoil::partition("n1", "n3");
+                put_with(
+                    &n1,
+                    "k",
+                    VersionVector::new(),
+                    "only-on-n1",
+                    quorum(None, Some(1), None),
+                )
+                .await
+                .expect("W = 1 on n1 alone");
+                turmoil::repair("n1", "n2");
+                turmoil::repair("n1", "n3");
+                let first = read_after_heal(&n1, "k", 2).await;
+                assert_eq!(
+                    first.map(|f| values(&f)),
+                    Some(vec!["only-on-n1".to_string()])
+                );
+                // Cut n1 off at once: the value must still be on a quorum.
+                turmoil::partition("n1", "n2");
+                turmoil::partition("n1", "n3");
+                let later = get_with(&n2, "k", quorum(Some(2), None, None))
+                    .await
+                    .expect("later quorum read");
+                assert_eq!(
+                    later.map(|f| values(&f)),
+                    Some(vec!["only-on-n1".to_string()]),
+                    "a later quorum read without n1 still sees what the first returned"
+                );
+                Ok(())
+            });
+            sim.run()
+        },
+    );
+}
