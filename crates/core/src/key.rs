@@ -98,6 +98,13 @@ impl ObjectKey {
         out
     }
 
+    /// The bucket named in a storage key, without building the key (`None`
+    /// if the bytes are not a storage key).
+    pub fn bucket_of_storage_key(raw: &[u8]) -> Option<&str> {
+        let (&len, rest) = raw.get(8..)?.split_first()?;
+        std::str::from_utf8(rest.get(..usize::from(len))?).ok()
+    }
+
     /// Inverse of [`ObjectKey::storage_key`]; checks the stored position.
     pub fn from_storage_key(raw: &[u8]) -> Result<Self, KeyError> {
         let (pos, rest) = raw.split_at_checked(8).ok_or(KeyError::BadStorageKey)?;
@@ -147,6 +154,20 @@ mod tests {
         assert_eq!(
             k("b", b"123456789"),
             Err(KeyError::KeyTooLarge { len: 9, limit: 8 })
+        );
+    }
+
+    #[test]
+    fn the_bucket_is_read_from_a_storage_key() {
+        let k = ObjectKey::new("carts", Bytes::from("alice"), 64).unwrap();
+        assert_eq!(
+            ObjectKey::bucket_of_storage_key(&k.storage_key()),
+            Some("carts")
+        );
+        assert_eq!(ObjectKey::bucket_of_storage_key(b"short"), None);
+        assert_eq!(
+            ObjectKey::bucket_of_storage_key(b"\0\0\0\0\0\0\0\0\x09ab"),
+            None
         );
     }
 

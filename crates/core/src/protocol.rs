@@ -16,6 +16,7 @@
 //! Never: put operator-only detail (storage error texts, OS errors) in a
 //! message; log it where it happens.
 
+use crate::anti_entropy::{ExchangeReply, ExchangeRequest};
 use crate::failure::ReplicaFailure;
 use crate::key::ObjectKey;
 use crate::layout::Member;
@@ -121,6 +122,9 @@ pub enum Request {
         object: Siblings,
         hint_for: Option<NodeId>,
     },
+    /// An anti-entropy question about this node's tree or keys of a
+    /// partition ([`crate::anti_entropy`]).
+    AntiEntropy(ExchangeRequest),
     /// Coordinate a client request. `forwarded` requests are never forwarded again.
     Coordinate {
         request: ClientRequest,
@@ -134,6 +138,7 @@ pub enum Response {
     Pong,
     ReplicaRead(Result<Option<Siblings>, ReplicaError>),
     ReplicaWrite(Result<(), ReplicaError>),
+    AntiEntropy(Result<ExchangeReply, ReplicaError>),
     Coordinate(ClientResponse),
 }
 
@@ -159,6 +164,9 @@ pub enum ReplicaError {
     /// Refused before doing anything: the replica's storage queue is full.
     #[error("the replica is overloaded (its storage queue is full)")]
     Overloaded,
+    /// An anti-entropy question the replica cannot answer as asked.
+    #[error("the replica refused the anti-entropy question as malformed")]
+    BadExchange,
     /// A stand-in holds as many hints for the node as its limits allow.
     #[error("the stand-in holds as many hints for {target} as its limits allow")]
     HintsFull { target: NodeId },

@@ -11,6 +11,7 @@ use crate::commit::FsyncPolicy;
 use crate::rpc::server::{
     ServerLimits, DEFAULT_HANDSHAKE_TIMEOUT_MS, DEFAULT_MAX_INBOUND_CONNECTIONS,
 };
+use ringkv_core::anti_entropy::ExchangeLimits;
 use ringkv_core::hints::HintLimits;
 use ringkv_core::layout::{compute_layout, Layout, LayoutParams, Member, DEFAULT_PARTITIONS};
 use ringkv_core::limits::Limits;
@@ -97,6 +98,15 @@ pub struct NodeConfig {
     /// liveness probe pings peers judged down.
     #[serde(default = "default_handoff_interval_ms")]
     pub handoff_interval_ms: u64,
+    /// Pause between rounds of anti-entropy exchanges.
+    #[serde(default = "default_anti_entropy_interval_ms")]
+    pub anti_entropy_interval_ms: u64,
+    /// Bytes anti-entropy may move per second (exchanges and repairs).
+    #[serde(default = "default_anti_entropy_bytes_per_sec")]
+    pub anti_entropy_bytes_per_sec: u64,
+    /// Bounds of one exchange (`[anti_entropy]` in the TOML file).
+    #[serde(default)]
+    pub anti_entropy: ExchangeLimits,
 }
 
 fn default_capacity() -> u32 {
@@ -122,6 +132,12 @@ fn default_max_inbound_connections() -> usize {
 }
 fn default_handshake_timeout_ms() -> u64 {
     DEFAULT_HANDSHAKE_TIMEOUT_MS
+}
+fn default_anti_entropy_interval_ms() -> u64 {
+    crate::anti_entropy::ANTI_ENTROPY_INTERVAL_MS
+}
+fn default_anti_entropy_bytes_per_sec() -> u64 {
+    crate::anti_entropy::ANTI_ENTROPY_BYTES_PER_SEC
 }
 fn default_handoff_interval_ms() -> u64 {
     crate::handoff::HANDOFF_INTERVAL_MS
@@ -151,6 +167,9 @@ impl NodeConfig {
             handshake_timeout_ms: default_handshake_timeout_ms(),
             hints: HintLimits::default(),
             handoff_interval_ms: default_handoff_interval_ms(),
+            anti_entropy_interval_ms: default_anti_entropy_interval_ms(),
+            anti_entropy_bytes_per_sec: default_anti_entropy_bytes_per_sec(),
+            anti_entropy: ExchangeLimits::default(),
         }
     }
 
@@ -233,6 +252,16 @@ impl NodeConfig {
         self.hints.validate()?;
         if self.handoff_interval_ms == 0 {
             return Err("handoff_interval_ms must be positive".into());
+        }
+        let ae = &self.anti_entropy;
+        if self.anti_entropy_interval_ms == 0
+            || self.anti_entropy_bytes_per_sec == 0
+            || ae.max_segments == 0
+            || ae.max_keys == 0
+            || ae.max_summary_bytes == 0
+            || ae.timeout_ms == 0
+        {
+            return Err("anti-entropy intervals and limits must be positive".into());
         }
         if let Some(m) = self.members().iter().find(|m| m.id.has_epoch()) {
             return Err(format!(

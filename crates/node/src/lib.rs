@@ -7,7 +7,9 @@
 //! Every call into a blocking engine runs on a [`storage_lanes`] thread,
 //! never on an async worker. As a stand-in for an unreachable replica a
 //! node keeps hints ([`hint_store`]) and hands them back when it answers
-//! again ([`handoff`]); [`probe`] pings the peers it judges down.
+//! again ([`handoff`]); [`probe`] pings the peers it judges down; and it
+//! compares its partitions with their other replicas ([`anti_entropy`],
+//! over the trees of [`partition_trees`]).
 //! [`node::run`] assembles all of it from a [`config::NodeConfig`] and three
 //! edges — network, storage and wall clock — so tests swap in turmoil's
 //! simulated network and the in-memory engine and run a whole cluster on
@@ -19,6 +21,7 @@
 //! `std::time::Instant`, so simulated time stays in charge.
 
 pub mod actor;
+pub mod anti_entropy;
 pub mod commit;
 pub mod config;
 pub mod coordinator;
@@ -28,6 +31,7 @@ pub mod http;
 pub mod metrics;
 pub mod net;
 pub mod node;
+pub mod partition_trees;
 pub mod probe;
 pub mod read_gate;
 pub mod replica;

@@ -41,6 +41,23 @@ struct DropLabels {
     reason: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ExchangeLabels {
+    partition: u32,
+    result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PartitionLabels {
+    partition: u32,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BytesLabels {
+    partition: u32,
+    direction: &'static str,
+}
+
 fn target_labels(target: &str) -> TargetLabels {
     TargetLabels {
         target: target.to_string(),
@@ -70,6 +87,9 @@ pub struct Metrics {
     hints_dropped: Family<DropLabels, Counter>,
     hints_pending: Family<TargetLabels, Gauge>,
     read_repairs: Counter,
+    exchanges: Family<ExchangeLabels, Counter>,
+    keys_repaired: Family<PartitionLabels, Counter>,
+    exchange_bytes: Family<BytesLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -159,7 +179,28 @@ impl Metrics {
             "Merged objects sent to replicas a read found stale or missing",
             read_repairs.clone(),
         );
+        let exchanges = Family::<ExchangeLabels, Counter>::default();
+        registry.register(
+            "anti_entropy_exchanges",
+            "Anti-entropy exchanges by partition and result (equal, repaired, failed)",
+            exchanges.clone(),
+        );
+        let keys_repaired = Family::<PartitionLabels, Counter>::default();
+        registry.register(
+            "anti_entropy_keys_repaired",
+            "Keys anti-entropy repaired, by partition",
+            keys_repaired.clone(),
+        );
+        let exchange_bytes = Family::<BytesLabels, Counter>::default();
+        registry.register(
+            "anti_entropy_bytes",
+            "Bytes anti-entropy exchanged (tree, summaries and repaired objects), by partition and direction",
+            exchange_bytes.clone(),
+        );
         Metrics {
+            exchanges,
+            keys_repaired,
+            exchange_bytes,
             hints_stored,
             hints_delivered,
             hints_skipped,
@@ -245,6 +286,43 @@ impl Metrics {
         self.hints_pending
             .get_or_create(&target_labels(target))
             .set(i64::try_from(hints).unwrap_or(i64::MAX));
+    }
+
+    /// Records one finished anti-entropy exchange.
+    pub fn exchange_finished(
+        &self,
+        partition: u32,
+        report: &ringkv_core::anti_entropy::ExchangeReport,
+        ok: bool,
+    ) {
+        let result = match (ok, report.roots_equal) {
+            (false, _) => "failed",
+            (true, true) => "equal",
+            (true, false) => "repaired",
+        };
+        self.exchanges
+            .get_or_create(&ExchangeLabels { partition, result })
+            .inc();
+        for (direction, bytes) in [
+            ("sent", report.bytes_sent),
+            ("received", report.bytes_received),
+        ] {
+            self.exchange_bytes
+                .get_or_create(&BytesLabels {
+                    partition,
+                    direction,
+                })
+                .inc_by(bytes);
+        }
+    }
+
+    /// Records keys anti-entropy repaired in `partition`.
+    pub fn keys_repaired(&self, partition: u32, keys: u64) {
+        if keys > 0 {
+            self.keys_repaired
+                .get_or_create(&PartitionLabels { partition })
+                .inc_by(keys);
+        }
     }
 
     /// Records one read-repair write sent.

@@ -9,6 +9,7 @@
 //! storage so everything written is durable before the process exits, stop
 //! the storage lanes, and record the clean shutdown (see [`crate::actor`]).
 
+use crate::anti_entropy::AntiEntropy;
 use crate::commit::Committer;
 use crate::config::NodeConfig;
 use crate::coordinator::{Coordinator, WallClock};
@@ -16,6 +17,7 @@ use crate::handoff::Handoff;
 use crate::hint_store::HintStore;
 use crate::metrics::Metrics;
 use crate::net::Network;
+use crate::partition_trees::PartitionTrees;
 use crate::replica::LocalReplica;
 use crate::rpc::server::{self, Identity, Reply};
 use crate::rpc::{PeerClient, RpcHandler};
@@ -130,6 +132,9 @@ impl RpcHandler for NodeState {
                             .await
                     }
                 }),
+                Request::AntiEntropy(question) => {
+                    Response::AntiEntropy(crate::anti_entropy::answer(replica, question).await)
+                }
                 Request::Coordinate { request, forwarded } => {
                     Response::Coordinate(self.coordinator.execute(request, forwarded).await)
                 }
@@ -263,10 +268,23 @@ pub async fn run(
         digest = format!("{:016x}", layout.digest()),
         "layout computed"
     );
+    let rebuild_started = tokio::time::Instant::now();
+    let (trees, tree_keys) = PartitionTrees::rebuild(
+        &**committer.storage(),
+        layout.partitions(),
+        settings.clone(),
+    )
+    .map_err(|e| StartError::Storage(format!("cannot rebuild the anti-entropy trees: {e}")))?;
+    tracing::info!(
+        keys = tree_keys,
+        ms = rebuild_started.elapsed().as_millis() as u64,
+        "anti-entropy trees rebuilt from storage"
+    );
+    let replica = Arc::new(LocalReplica::new(actor, committer.clone(), Arc::new(trees)));
     let coordinator = Coordinator {
         id: config.id.clone(),
         view: Arc::new(ViewCell::new(view)),
-        replica: Arc::new(LocalReplica::new(actor, committer.clone())),
+        replica: replica.clone(),
         limits: config.limits,
         timeouts: Timeouts {
             request_timeout_ms: config.request_timeout_ms,
@@ -303,6 +321,18 @@ pub async fn run(
         interval,
         background_stop.clone(),
     ));
+    let anti_entropy = AntiEntropy {
+        id: config.id.clone(),
+        replica: replica.clone(),
+        view: coordinator.view.clone(),
+        metrics: metrics.clone(),
+        limits: config.anti_entropy,
+        interval: Duration::from_millis(config.anti_entropy_interval_ms),
+        bytes_per_sec: config.anti_entropy_bytes_per_sec,
+        max_siblings: config.limits.max_siblings,
+        origin: coordinator.origin,
+    };
+    let anti_entropy_task = tokio::spawn(anti_entropy.run(background_stop.clone()));
     let state = Arc::new(NodeState {
         in_flight: Arc::new(Semaphore::new(config.limits.max_in_flight_requests)),
         config: config.clone(),
@@ -363,6 +393,7 @@ pub async fn run(
     let _ = rpc_task.await;
     let _ = handoff_task.await;
     let _ = probe_task.await;
+    let _ = anti_entropy_task.await;
     // Let replica writes and coordinations already running finish (each is
     // bounded by its own deadline) before the final sync.
     rpc_tasks.close();

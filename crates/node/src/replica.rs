@@ -33,6 +33,7 @@
 //! change in one place.
 
 use crate::commit::Committer;
+use crate::partition_trees::PartitionTrees;
 use crate::storage_lanes::{LaneError, StorageLanes, WriteTurn};
 use bytes::Bytes;
 use ringkv_core::codec::{decode_object, encode_object};
@@ -50,6 +51,8 @@ pub struct LocalReplica {
     /// The actor this node mints dots under (see [`crate::actor`]).
     actor: Arc<NodeId>,
     committer: Arc<Committer>,
+    /// The anti-entropy trees every data write moves.
+    trees: Arc<PartitionTrees>,
 }
 
 /// Why the local replica could not serve a read or a merge.
@@ -85,28 +88,43 @@ fn lane_op_error(e: LaneError) -> OpError {
 }
 
 fn load(storage: &dyn Storage, storage_key: &[u8]) -> Result<Option<Siblings>, StorageError> {
+    Ok(load_raw(storage, storage_key)?.map(|(_, object)| object))
+}
+
+/// The stored object and the bytes it was stored as.
+fn load_raw(
+    storage: &dyn Storage,
+    storage_key: &[u8],
+) -> Result<Option<(Vec<u8>, Siblings)>, StorageError> {
     let Some(raw) = storage.get(Keyspace::Data, storage_key)? else {
         return Ok(None);
     };
-    decode_object(&raw)
-        .map(Some)
-        .map_err(|e| StorageError::Corrupt {
+    match decode_object(&raw) {
+        Ok(object) => Ok(Some((raw, object))),
+        Err(e) => Err(StorageError::Corrupt {
             keyspace: Keyspace::Data.name(),
             key_hex: storage_key.iter().map(|b| format!("{b:02x}")).collect(),
             reason: format!("stored object does not decode: {e}"),
-        })
+        }),
+    }
 }
 
+/// Stores `object` over the record that held `old_raw`, and moves the
+/// key's hash in its anti-entropy tree.
 fn store(
     committer: &Committer,
+    trees: &PartitionTrees,
     storage_key: Vec<u8>,
+    old_raw: Option<&[u8]>,
     object: &Siblings,
     turn: &WriteTurn,
 ) -> Result<u64, StorageError> {
     let encoded = encode_object(object).map_err(|e| StorageError::Engine(e.to_string()))?;
     let mut batch = WriteBatch::new();
-    batch.put(Keyspace::Data, storage_key, encoded);
-    committer.write_on_lane(batch, turn)
+    batch.put(Keyspace::Data, storage_key.clone(), encoded.clone());
+    let ticket = committer.write_on_lane(batch, turn)?;
+    trees.observe(&storage_key, old_raw, Some(&encoded));
+    Ok(ticket)
 }
 
 /// The read-modify-write of a merge (on the write lane). Returns the ticket
@@ -119,15 +137,17 @@ fn store(
 /// refused with a typed error and the local copy is kept.
 fn merge_on_lane(
     committer: &Committer,
+    trees: &PartitionTrees,
     storage_key: Vec<u8>,
     incoming: &Siblings,
     max_siblings: usize,
     turn: &WriteTurn,
 ) -> Result<u64, ReplicaError> {
     let storage = |e: StorageError| storage_error(e.into());
-    let local = load(&**committer.storage(), &storage_key)
-        .map_err(storage)?
-        .unwrap_or_default();
+    let (old_raw, local) = match load_raw(&**committer.storage(), &storage_key).map_err(storage)? {
+        Some((raw, local)) => (Some(raw), local),
+        None => (None, Siblings::default()),
+    };
     let mut merged = local.clone();
     merged.merge(incoming);
     if merged == local {
@@ -144,7 +164,15 @@ fn merge_on_lane(
             limit: max_siblings,
         });
     }
-    store(committer, storage_key, &merged, turn).map_err(storage)
+    store(
+        committer,
+        trees,
+        storage_key,
+        old_raw.as_deref(),
+        &merged,
+        turn,
+    )
+    .map_err(storage)
 }
 
 /// A client write to apply locally (moved onto the write lane).
@@ -160,13 +188,16 @@ struct Update {
 /// The read-modify-write of a client write (on the write lane).
 fn update_on_lane(
     committer: &Committer,
+    trees: &PartitionTrees,
     u: Update,
     turn: &WriteTurn,
 ) -> Result<(Siblings, Dot, u64), OpError> {
     let internal = |e: StorageError| OpError::Internal(format!("local replica: {e}"));
-    let mut object = load(&**committer.storage(), &u.storage_key)
-        .map_err(internal)?
-        .unwrap_or_default();
+    let (old_raw, mut object) =
+        match load_raw(&**committer.storage(), &u.storage_key).map_err(internal)? {
+            Some((raw, object)) => (Some(raw), object),
+            None => (None, Siblings::default()),
+        };
     let dot = object.update(&u.context, &u.actor, u.value, u.timestamp_ms);
     if object.clock().len() > MAX_CLOCK_ENTRIES {
         return Err(OpError::BadRequest(format!(
@@ -179,21 +210,40 @@ fn update_on_lane(
             limit: u.max_siblings,
         });
     }
-    let ticket = store(committer, u.storage_key, &object, turn).map_err(internal)?;
+    let ticket = store(
+        committer,
+        trees,
+        u.storage_key,
+        old_raw.as_deref(),
+        &object,
+        turn,
+    )
+    .map_err(internal)?;
     Ok((object, dot, ticket))
 }
 
 impl LocalReplica {
     /// A replica minting dots under `actor`, storing through `committer`
     /// (whose lanes it runs its engine calls on).
-    pub fn new(actor: NodeId, committer: Arc<Committer>) -> Self {
+    pub fn new(actor: NodeId, committer: Arc<Committer>, trees: Arc<PartitionTrees>) -> Self {
         LocalReplica {
             actor: Arc::new(actor),
             committer,
+            trees,
         }
     }
 
-    fn lanes(&self) -> &StorageLanes {
+    /// The anti-entropy trees of the keys this replica stores.
+    pub fn trees(&self) -> &Arc<PartitionTrees> {
+        &self.trees
+    }
+
+    /// The storage engine under this replica.
+    pub fn storage(&self) -> &Arc<dyn Storage> {
+        self.committer.storage()
+    }
+
+    pub(crate) fn lanes(&self) -> &StorageLanes {
         self.committer.lanes()
     }
 
@@ -259,12 +309,19 @@ impl LocalReplica {
         incoming: Siblings,
         max_siblings: usize,
     ) -> Result<(), ReplicaError> {
-        let committer = self.committer.clone();
+        let (committer, trees) = (self.committer.clone(), self.trees.clone());
         let storage_key = key.storage_key();
         let ticket = match self
             .lanes()
             .write(move |turn| {
-                merge_on_lane(&committer, storage_key, &incoming, max_siblings, turn)
+                merge_on_lane(
+                    &committer,
+                    &trees,
+                    storage_key,
+                    &incoming,
+                    max_siblings,
+                    turn,
+                )
             })
             .await
         {
@@ -299,8 +356,9 @@ impl LocalReplica {
             timestamp_ms,
             max_siblings,
         };
+        let trees = self.trees.clone();
         self.lanes()
-            .write(move |turn| update_on_lane(&committer, update, turn))
+            .write(move |turn| update_on_lane(&committer, &trees, update, turn))
             .await
             .map_err(lane_op_error)?
     }
@@ -374,7 +432,8 @@ mod tests {
             lanes,
             shutdown.clone(),
         );
-        let replica = LocalReplica::new(NodeId::new("n1").unwrap(), committer);
+        let trees = PartitionTrees::new(256, ringkv_core::settings::ClusterSettings::default());
+        let replica = LocalReplica::new(NodeId::new("n1").unwrap(), committer, Arc::new(trees));
         (replica, shutdown, task)
     }
 
@@ -422,6 +481,31 @@ mod tests {
             1,
             "the key still decodes"
         );
+        shutdown.cancel();
+        task.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn every_write_moves_the_tree_to_what_a_rebuild_would_find() {
+        let engine = Arc::new(MemStorage::new());
+        let (replica, shutdown, task) = replica_on(engine.clone());
+        let partition = ringkv_core::layout::partition_of(key().position(), 256);
+        let rebuilt = || {
+            let settings = ringkv_core::settings::ClusterSettings::default();
+            let (trees, _) = PartitionTrees::rebuild(&*engine, 256, settings).unwrap();
+            trees.root(partition)
+        };
+        assert_eq!(replica.trees().root(partition), 0);
+        replica.merge(&key(), written_by("n2", "v"), 64).await.unwrap();
+        let after_merge = replica.trees().root(partition);
+        assert_ne!(after_merge, 0);
+        assert_eq!(after_merge, rebuilt());
+        let context = VersionVector::new();
+        replica.update(&key(), &context, Some(Bytes::from("x")), 1, 64).await.unwrap();
+        let after_update = replica.trees().root(partition);
+        assert_ne!(after_update, after_merge, "a new version moves the key's hash");
+        assert_eq!(after_update, rebuilt());
+        assert_eq!(replica.trees().len(), 1, "one key, however often written");
         shutdown.cancel();
         task.await.unwrap();
     }

@@ -7,7 +7,10 @@
 //! - a stale replica is repaired by one quorum read;
 //! - a value a quorum read returned is never hidden from a later quorum
 //!   read (monotonic quorum reads), even when the replica that held it
-//!   alone is then cut off.
+//!   alone is then cut off;
+//! - with no hint to carry what a replica missed (a 3-node cluster has no
+//!   stand-ins), anti-entropy alone brings it up to date after the
+//!   partition heals, and every replica ends with equal Merkle roots (F5).
 //!
 //! Replay a seed with `RINGKV_SIM_SEED=<seed> cargo test -p ringkv-node --test sim_handoff <test>`.
 
@@ -25,7 +28,8 @@ use ringkv_node::rpc::backoff::RECONNECT_BACKOFF_CAP;
 use ringkv_node::rpc::PeerClient;
 use ringkv_storage::MemStorage;
 use sim_cluster::{
-    call, client_of, cluster_on, get_with, id, key, local_copy, node_config, put, put_with, values,
+    call, client_of, cluster_on, get_with, id, key, local_copy, node_config, put, put_with, root,
+    values,
 };
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
@@ -47,6 +51,29 @@ fn preference(k: &str, nodes: &[&'static str], n: usize) -> Vec<NodeId> {
     let layout = node_config(nodes[0], nodes).layout().unwrap();
     let partition = partition_of(key(k).position(), layout.partitions());
     layout.preference_list(partition).take(n).cloned().collect()
+}
+
+/// The partition of `k`.
+fn partition(k: &str, nodes: &[&'static str]) -> u32 {
+    let layout = node_config(nodes[0], nodes).layout().unwrap();
+    partition_of(key(k).position(), layout.partitions())
+}
+
+/// Waits until every home of `k` has the same Merkle root for its partition.
+async fn roots_agree(k: &str, nodes: &[&'static str]) {
+    let p = partition(k, nodes);
+    let homes = preference(k, nodes, 3);
+    eventually(30, &format!("equal roots of partition {p}"), || {
+        let homes = homes.clone();
+        async move {
+            let mut roots = Vec::new();
+            for home in &homes {
+                roots.push(root(&client_of(home.as_str()), p).await);
+            }
+            roots.windows(2).all(|w| w[0] == w[1]) && roots[0] != 0
+        }
+    })
+    .await;
 }
 
 fn quorum(r: Option<usize>, w: Option<usize>, pw: Option<usize>) -> RequestQuorum {
@@ -206,6 +233,9 @@ fn with_one_home_down_writes_of_w3_land_on_stand_ins_and_handoff_brings_it_back(
                     .await;
                 }
                 for k in &keys {
+                    roots_agree(k, &FOUR).await;
+                }
+                for k in &keys {
                     let homes = preference(k, &FOUR, 3);
                     let stand_in = FOUR.iter().find(|n| !homes.contains(&id(n))).unwrap();
                     let stand_in = client_of(stand_in);
@@ -312,6 +342,47 @@ fn a_value_a_quorum_read_returned_is_not_hidden_from_a_later_quorum_read() {
                     Some(vec!["only-on-n1".to_string()]),
                     "a later quorum read without n1 still sees what the first returned"
                 );
+                Ok(())
+            });
+            sim.run()
+        },
+    );
+}
+
+#[test]
+fn without_hints_anti_entropy_alone_brings_a_replica_up_to_date() {
+    for_each_seed(
+        "without_hints_anti_entropy_alone_brings_a_replica_up_to_date",
+        |seed| {
+            let mut sim = cluster_on(seed, &THREE, disks(3), |_| {});
+            sim.client("client", async {
+                let (n1, n3) = (client_of("n1"), client_of("n3"));
+                turmoil::partition("n3", "n1");
+                turmoil::partition("n3", "n2");
+                let keys: Vec<String> = (0..20).map(|i| format!("ae-{i}")).collect();
+                for k in &keys {
+                    put(&n1, k, VersionVector::new(), &format!("v-{k}"))
+                        .await
+                        .expect("put without n3");
+                }
+                turmoil::repair("n3", "n1");
+                turmoil::repair("n3", "n2");
+                // No read touches the keys: only anti-entropy can repair n3.
+                for k in &keys {
+                    let want = format!("v-{k}");
+                    eventually(60, &format!("anti-entropy repairs {k} on n3"), || {
+                        let (n3, want) = (&n3, want.clone());
+                        async move {
+                            local_copy(n3, k)
+                                .await
+                                .is_some_and(|o| values(&o) == vec![want])
+                        }
+                    })
+                    .await;
+                }
+                for k in &keys {
+                    roots_agree(k, &THREE).await;
+                }
                 Ok(())
             });
             sim.run()

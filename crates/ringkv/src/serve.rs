@@ -79,6 +79,12 @@ pub struct ServeArgs {
     /// How often hints are delivered and down peers pinged (default 1000).
     #[arg(long)]
     pub handoff_interval_ms: Option<u64>,
+    /// Pause between rounds of anti-entropy exchanges (default 1000).
+    #[arg(long)]
+    pub anti_entropy_interval_ms: Option<u64>,
+    /// Bytes anti-entropy may move per second (default 4 MiB).
+    #[arg(long)]
+    pub anti_entropy_bytes_per_sec: Option<u64>,
     /// Largest value accepted, in bytes (default 1 MiB).
     #[arg(long)]
     pub max_value_bytes: Option<usize>,
@@ -194,6 +200,12 @@ pub fn build_config(args: ServeArgs) -> Result<NodeConfig> {
         .unwrap_or(hints.delivery_bytes_per_sec);
     if let Some(i) = args.handoff_interval_ms {
         config.handoff_interval_ms = i;
+    }
+    if let Some(i) = args.anti_entropy_interval_ms {
+        config.anti_entropy_interval_ms = i;
+    }
+    if let Some(b) = args.anti_entropy_bytes_per_sec {
+        config.anti_entropy_bytes_per_sec = b;
     }
     if let Some(v) = args.max_value_bytes {
         config.limits.max_value_bytes = v;

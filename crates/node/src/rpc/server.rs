@@ -395,6 +395,7 @@ pub fn failure_for(response: &Response, error: &frame::RpcError) -> Option<Respo
         Response::Pong => return None,
         Response::ReplicaRead(_) => Response::ReplicaRead(Err(replica)),
         Response::ReplicaWrite(_) => Response::ReplicaWrite(Err(replica)),
+        Response::AntiEntropy(_) => Response::AntiEntropy(Err(replica)),
         Response::Coordinate(ClientResponse::Get(_)) => {
             Response::Coordinate(ClientResponse::Get(Err(OpError::Internal(message))))
         }

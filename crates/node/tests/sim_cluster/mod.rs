@@ -5,6 +5,7 @@
 
 use crate::sim_net::SimNetwork;
 use bytes::Bytes;
+use ringkv_core::anti_entropy::{ExchangeReply, ExchangeRequest, TreeQuery};
 use ringkv_core::key::ObjectKey;
 use ringkv_core::protocol::{ClientRequest, ClientResponse, Hello, OpError, Request, Response};
 use ringkv_core::replication::{Replication, RequestQuorum};
@@ -47,6 +48,8 @@ pub fn node_config(me: &str, nodes: &[&'static str]) -> NodeConfig {
     config.replication = Replication { n: 3, r: 2, w: 2 };
     config.request_timeout_ms = 2_000;
     config.handoff_interval_ms = 200;
+    config.anti_entropy_interval_ms = 200;
+    config.anti_entropy.recheck_after_ms = 300;
     config
 }
 
@@ -186,6 +189,15 @@ pub async fn local_copy(node: &PeerClient, k: &str) -> Option<Siblings> {
     match call(node, request).await {
         Response::ReplicaRead(Ok(found)) => found,
         other => panic!("replica read answered {other:?}"),
+    }
+}
+
+/// `node`'s anti-entropy root of `partition`.
+pub async fn root(node: &PeerClient, partition: u32) -> u64 {
+    let question = ExchangeRequest::Tree(TreeQuery::Root { partition });
+    match call(node, Request::AntiEntropy(question)).await {
+        Response::AntiEntropy(Ok(ExchangeReply::Root { hash, .. })) => hash,
+        other => panic!("root question answered {other:?}"),
     }
 }
 

@@ -1,0 +1,325 @@
+//! Anti-entropy (F5): this node compares its partitions with their other
+//! replicas, a few at a time, and repairs what differs.
+//!
+//! A background task wakes every `interval` and runs exchanges for the next
+//! [`EXCHANGES_PER_ROUND`] (partition, peer) pairs, round robin over every
+//! partition this node is a home of and every other home of it. Each
+//! exchange is the core's [`ExchangeMachine`]: roots first (one small call
+//! when the replicas agree, which is almost always), then only where they
+//! differ, a re-check after a pause so writes in flight are not "repaired",
+//! then key summaries. This module carries its commands out:
+//!
+//! - tree questions are answered from the
+//!   [`crate::partition_trees::PartitionTrees`], key summaries by a
+//!   range scan of the asked segments (each segment is one contiguous range
+//!   of storage keys), on the storage read lane; the peer answers the same
+//!   questions the same way ([`answer`], behind `Request::AntiEntropy`);
+//! - a key missing or different here is fetched from the peer and merged;
+//!   one missing or different there is sent to it as a replica write; both
+//!   are causal merges ([`ringkv_core::siblings::Siblings::merge`]), so a
+//!   repair can never lose a version and running it twice changes nothing.
+//!
+//! Bounded (O2): one exchange at a time; each bounded by the machine's
+//! [`ExchangeLimits`]; and after each, the task waits until a token bucket
+//! of `bytes_per_sec` covers the bytes it moved, so repair never starves
+//! client traffic. A truncated exchange resumes where it stopped the next
+//! time its pair comes round.
+
+use crate::metrics::Metrics;
+use crate::replica::LocalReplica;
+use crate::rpc::failure_of;
+use crate::view::{Peer, ViewCell};
+use ringkv_core::anti_entropy::{
+    segment_range, Difference, ExchangeCommand, ExchangeLimits, ExchangeMachine, ExchangePlan,
+    ExchangeReply, ExchangeReport, ExchangeRequest, KeyDiff, Side,
+};
+use ringkv_core::failure::ReplicaFailure;
+use ringkv_core::hints::TokenBucket;
+use ringkv_core::key::ObjectKey;
+use ringkv_core::protocol::{ReplicaError, Request, Response};
+use ringkv_core::siblings::Siblings;
+use ringkv_core::NodeId;
+use ringkv_storage::Keyspace;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+/// Default pause between rounds of exchanges.
+pub const ANTI_ENTROPY_INTERVAL_MS: u64 = 1000;
+/// Exchanges per round.
+pub const EXCHANGES_PER_ROUND: usize = 16;
+/// Default repair and exchange bandwidth of one node, bytes per second.
+pub const ANTI_ENTROPY_BYTES_PER_SEC: u64 = 4 * 1024 * 1024;
+/// How long one call to a peer may take.
+const CALL_TIMEOUT_MS: u64 = 10_000;
+
+/// Answers an anti-entropy question from this node's trees and storage
+/// (for a peer's exchange, or this node's own).
+pub async fn answer(
+    replica: &LocalReplica,
+    request: ExchangeRequest,
+) -> Result<ExchangeReply, ReplicaError> {
+    let trees = replica.trees().clone();
+    match request {
+        ExchangeRequest::Tree(query) => trees.answer(&query).map_err(|_| ReplicaError::BadExchange),
+        ExchangeRequest::Keys(query) => {
+            let storage = replica.storage().clone();
+            let job = move || {
+                let limit = query.max_entries as usize + 1;
+                let mut entries = Vec::new();
+                for &segment in &query.segments {
+                    let Some(range) = segment_key_range(&query, segment, trees.partitions()) else {
+                        return Err(ReplicaError::BadExchange);
+                    };
+                    let (start, end) = range;
+                    let page = storage
+                        .scan(Keyspace::Data, &start, end.as_deref(), limit)
+                        .map_err(|_| ReplicaError::StorageFailed)?;
+                    entries.extend(
+                        page.into_iter()
+                            .filter_map(|(k, raw)| trees.summary(k, &raw)),
+                    );
+                }
+                query
+                    .answer(trees.partitions(), entries)
+                    .map_err(|_| ReplicaError::BadExchange)
+            };
+            match replica.lanes().read(job).await {
+                Ok(answer) => answer.map(ExchangeReply::KeySummaries),
+                Err(_) => Err(ReplicaError::Overloaded),
+            }
+        }
+    }
+}
+
+/// The storage keys of one segment: `[start, end)`, `end` None at the top
+/// of the ring. None if the segment is out of range.
+fn segment_key_range(
+    query: &ringkv_core::anti_entropy::SummaryQuery,
+    segment: u16,
+    partitions: u32,
+) -> Option<(Vec<u8>, Option<Vec<u8>>)> {
+    if usize::from(segment) >= ringkv_core::anti_entropy::SEGMENTS {
+        return None;
+    }
+    let (first, last) = segment_range(query.partition, segment, partitions);
+    let end = last.checked_add(1).map(|e| e.to_be_bytes().to_vec());
+    Some((first.to_be_bytes().to_vec(), end))
+}
+
+/// What the anti-entropy task needs.
+pub struct AntiEntropy {
+    pub id: NodeId,
+    pub replica: Arc<LocalReplica>,
+    pub view: Arc<ViewCell>,
+    pub metrics: Arc<Metrics>,
+    pub limits: ExchangeLimits,
+    pub interval: Duration,
+    pub bytes_per_sec: u64,
+    pub max_siblings: usize,
+    /// The origin of the milliseconds the machines see.
+    pub origin: Instant,
+}
+
+impl AntiEntropy {
+    fn now_ms(&self) -> u64 {
+        self.origin.elapsed().as_millis() as u64
+    }
+
+    /// Runs rounds of exchanges until `stop` is cancelled.
+    pub async fn run(self, stop: CancellationToken) {
+        let mut bucket = TokenBucket::new(self.bytes_per_sec, self.now_ms());
+        let mut next = 0usize;
+        let mut resume: HashMap<(u32, NodeId), u16> = HashMap::new();
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(self.interval) => {}
+            }
+            let view = self.view.load();
+            let pairs = self.pairs(&view);
+            if pairs.is_empty() {
+                continue;
+            }
+            for _ in 0..EXCHANGES_PER_ROUND.min(pairs.len()) {
+                let (partition, peer_id) = pairs[next % pairs.len()].clone();
+                next = next.wrapping_add(1);
+                let Some(peer) = view.peer(&peer_id) else {
+                    continue;
+                };
+                if peer.status() == ringkv_core::health::PeerStatus::Down {
+                    continue;
+                }
+                let start = resume
+                    .get(&(partition, peer_id.clone()))
+                    .copied()
+                    .unwrap_or(0);
+                let report = tokio::select! {
+                    _ = stop.cancelled() => return,
+                    report = self.exchange(peer, partition, start) => report,
+                };
+                match report.resume_segment {
+                    Some(at) => resume.insert((partition, peer_id), at),
+                    None => resume.remove(&(partition, peer_id)),
+                };
+                let moved = report.bytes_sent + report.bytes_received;
+                while let Err(wait_ms) = bucket.take(moved, self.now_ms()) {
+                    tokio::select! {
+                        _ = stop.cancelled() => return,
+                        _ = tokio::time::sleep(Duration::from_millis(wait_ms)) => {}
+                    }
+                }
+            }
+        }
+    }
+
+    /// Every (partition, other home) pair this node takes part in.
+    fn pairs(&self, view: &crate::view::ClusterView) -> Vec<(u32, NodeId)> {
+        let layout = &view.layout;
+        let n = view.settings.replication.n;
+        let mut out = Vec::new();
+        for partition in 0..layout.partitions() {
+            let homes: Vec<&NodeId> = layout.preference_list(partition).take(n).collect();
+            if homes.contains(&&self.id) {
+                out.extend(
+                    homes
+                        .into_iter()
+                        .filter(|h| **h != self.id)
+                        .map(|h| (partition, h.clone())),
+                );
+            }
+        }
+        out
+    }
+
+    /// Runs one exchange of `partition` with `peer`; returns its report.
+    pub async fn exchange(&self, peer: &Arc<Peer>, partition: u32, start: u16) -> ExchangeReport {
+        let plan = ExchangePlan {
+            partition,
+            partitions: self.replica.trees().partitions(),
+            start_segment: start,
+            limits: self.limits,
+        };
+        let mut machine = ExchangeMachine::new(plan, self.now_ms());
+        let mut repaired_bytes = 0u64;
+        loop {
+            while let Some(command) = machine.poll_command() {
+                match command {
+                    ExchangeCommand::ReadLocal(request) => {
+                        let reply = answer(&self.replica, request).await;
+                        let reply = reply.map_err(ReplicaFailure::Replica);
+                        machine.on_reply(Side::Local, reply, self.now_ms());
+                    }
+                    ExchangeCommand::SendToPeer(request) => {
+                        let reply = self.ask(peer, Request::AntiEntropy(request)).await;
+                        let reply = reply.and_then(|r| match r {
+                            Response::AntiEntropy(answer) => {
+                                answer.map_err(ReplicaFailure::Replica)
+                            }
+                            _ => Err(ReplicaFailure::UnexpectedAnswer),
+                        });
+                        machine.on_reply(Side::Peer, reply, self.now_ms());
+                    }
+                    ExchangeCommand::Repair { keys } => {
+                        repaired_bytes += self.repair(peer, partition, &keys).await;
+                    }
+                    ExchangeCommand::Finish { mut report, result } => {
+                        report.bytes_sent += repaired_bytes;
+                        self.metrics
+                            .exchange_finished(partition, &report, result.is_ok());
+                        if let Err(e) = result {
+                            tracing::debug!(partition, peer = %peer.id, error = %e, "anti-entropy exchange failed");
+                        }
+                        return report;
+                    }
+                }
+            }
+            let Some(at) = machine.poll_timeout() else {
+                return machine.report().clone();
+            };
+            tokio::time::sleep_until(self.origin + Duration::from_millis(at)).await;
+            machine.on_timeout(self.now_ms());
+        }
+    }
+
+    /// One call to `peer`, recorded in its health.
+    async fn ask(&self, peer: &Arc<Peer>, request: Request) -> Result<Response, ReplicaFailure> {
+        let timeout = Duration::from_millis(CALL_TIMEOUT_MS);
+        let outcome = peer
+            .client
+            .call(request, timeout)
+            .await
+            .map_err(|e| failure_of(&e));
+        peer.record(self.now_ms(), outcome.as_ref().map(|_| ()));
+        outcome
+    }
+
+    /// Repairs `keys` both ways by causal merge; returns the object bytes
+    /// moved (approximately: encoded object sizes).
+    async fn repair(&self, peer: &Arc<Peer>, partition: u32, keys: &[KeyDiff]) -> u64 {
+        let mut moved = 0u64;
+        let mut repaired = 0u64;
+        for diff in keys {
+            let Ok(key) = ObjectKey::from_storage_key(&diff.storage_key) else {
+                continue;
+            };
+            let theirs = match diff.difference {
+                Difference::MissingOnPeer => None,
+                Difference::MissingLocally | Difference::Differs => {
+                    match self.fetch(peer, &key).await {
+                        Ok(found) => found,
+                        Err(_) => continue,
+                    }
+                }
+            };
+            if let Some(theirs) = theirs {
+                moved += encoded_len(&theirs);
+                if self
+                    .replica
+                    .merge(&key, theirs, self.max_siblings)
+                    .await
+                    .is_err()
+                {
+                    continue;
+                }
+            }
+            if diff.difference != Difference::MissingLocally {
+                let Ok(Some(ours)) = self.replica.read(&key).await else {
+                    continue;
+                };
+                moved += encoded_len(&ours);
+                let write = Request::ReplicaWrite {
+                    key,
+                    object: ours,
+                    hint_for: None,
+                };
+                if !matches!(
+                    self.ask(peer, write).await,
+                    Ok(Response::ReplicaWrite(Ok(())))
+                ) {
+                    continue;
+                }
+            }
+            repaired += 1;
+        }
+        self.metrics.keys_repaired(partition, repaired);
+        moved
+    }
+
+    async fn fetch(&self, peer: &Arc<Peer>, key: &ObjectKey) -> Result<Option<Siblings>, ()> {
+        let read = Request::ReplicaRead {
+            key: key.clone(),
+            hint_for: None,
+        };
+        match self.ask(peer, read).await {
+            Ok(Response::ReplicaRead(Ok(found))) => Ok(found),
+            _ => Err(()),
+        }
+    }
+}
+
+fn encoded_len(object: &Siblings) -> u64 {
+    ringkv_core::codec::encode_object(object).map_or(0, |e| e.len() as u64)
+}

@@ -1,0 +1,153 @@
+//! This node's anti-entropy trees: one [`PartitionTree`] per partition it
+//! stores keys of, kept in step with every write to the `data` keyspace
+//! (F5).
+//!
+//! Every data write (a client write, a replica write, read repair, hint
+//! delivery, an anti-entropy repair) runs on the single storage write lane
+//! and reports the key's old and new stored bytes here
+//! ([`PartitionTrees::observe`]); the key's hash moves in its segment by
+//! XOR, with no rescan. A tree is never stored: [`PartitionTrees::rebuild`]
+//! scans the `data` keyspace once at start, which reads every stored
+//! object once (the cost for 1M keys is in the README's anti-entropy
+//! section). Keeping trees in memory only means no second write per write
+//! and nothing on disk that can disagree with the data.
+//!
+//! Only keys of buckets stored at the cluster's N are tracked: a bucket
+//! with its own N has a different replica set per partition, and comparing
+//! it with the cluster's replicas would copy it where it does not belong.
+//! Such buckets converge through read repair and hinted handoff only.
+//!
+//! This module answers tree questions and computes hashes; it decides
+//! nothing about exchanges (the core's [`ringkv_core::anti_entropy`]) and
+//! does no IO beyond the start-up scan it is handed.
+
+use ringkv_core::anti_entropy::{
+    key_hash, segment_of, storage_position, BadRequest, ExchangeReply, KeySummary, PartitionTree,
+    TreeQuery,
+};
+use ringkv_core::key::ObjectKey;
+use ringkv_core::layout::partition_of;
+use ringkv_core::settings::ClusterSettings;
+use ringkv_storage::{Keyspace, Storage, StorageError};
+use std::collections::HashMap;
+use std::sync::{Mutex, MutexGuard};
+
+/// Records read per page while rebuilding the trees.
+const REBUILD_PAGE: usize = 4096;
+
+/// The trees of every partition this node stores keys of.
+pub struct PartitionTrees {
+    partitions: u32,
+    settings: ClusterSettings,
+    trees: Mutex<HashMap<u32, PartitionTree>>,
+}
+
+impl PartitionTrees {
+    /// Empty trees for a cluster of `partitions` partitions.
+    pub fn new(partitions: u32, settings: ClusterSettings) -> Self {
+        PartitionTrees {
+            partitions,
+            settings,
+            trees: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Trees built from one scan of `storage`'s `data` keyspace. Returns
+    /// them and how many keys they hold.
+    pub fn rebuild(
+        storage: &dyn Storage,
+        partitions: u32,
+        settings: ClusterSettings,
+    ) -> Result<(Self, u64), StorageError> {
+        let trees = PartitionTrees::new(partitions, settings);
+        let mut start: Vec<u8> = Vec::new();
+        let mut keys = 0;
+        loop {
+            let page = storage.scan(Keyspace::Data, &start, None, REBUILD_PAGE)?;
+            let Some((last, _)) = page.last() else {
+                break;
+            };
+            start = last.clone();
+            start.push(0);
+            for (key, raw) in &page {
+                if trees.tracks(key) {
+                    trees.observe(key, None, Some(raw));
+                    keys += 1;
+                }
+            }
+        }
+        Ok((trees, keys))
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashMap<u32, PartitionTree>> {
+        self.trees.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether the key (a storage key) belongs in the trees: its bucket is
+    /// stored at the cluster's N.
+    pub fn tracks(&self, storage_key: &[u8]) -> bool {
+        let Some(bucket) = ObjectKey::bucket_of_storage_key(storage_key) else {
+            return false;
+        };
+        let n = self.settings.buckets.get(bucket).and_then(|p| p.n);
+        n.is_none_or(|n| n == self.settings.replication.n)
+    }
+
+    /// A key's stored bytes went from `old` to `new` (None: absent).
+    pub fn observe(&self, storage_key: &[u8], old: Option<&[u8]>, new: Option<&[u8]>) {
+        if !self.tracks(storage_key) {
+            return;
+        }
+        let partition = partition_of(storage_position(storage_key), self.partitions);
+        let segment = segment_of(storage_key, self.partitions);
+        let old = old.map(|raw| key_hash(storage_key, raw));
+        let new = new.map(|raw| key_hash(storage_key, raw));
+        if old == new {
+            return;
+        }
+        let partitions = self.partitions;
+        self.lock()
+            .entry(partition)
+            .or_insert_with(|| PartitionTree::new(partition, partitions))
+            .apply(segment, old, new);
+    }
+
+    /// Answers a tree question from this node's tree of the partition (an
+    /// empty tree if it stores no key of it).
+    pub fn answer(&self, query: &TreeQuery) -> Result<ExchangeReply, BadRequest> {
+        let partition = query.partition();
+        let trees = self.lock();
+        match trees.get(&partition) {
+            Some(tree) => tree.answer(query),
+            None => PartitionTree::new(partition, self.partitions).answer(query),
+        }
+    }
+
+    /// The summary of one stored record, if it is tracked.
+    pub fn summary(&self, storage_key: Vec<u8>, raw: &[u8]) -> Option<KeySummary> {
+        self.tracks(&storage_key).then(|| KeySummary {
+            hash: key_hash(&storage_key, raw),
+            storage_key,
+        })
+    }
+
+    /// The root of `partition`'s tree (0: no key).
+    pub fn root(&self, partition: u32) -> u64 {
+        self.lock().get(&partition).map_or(0, PartitionTree::root)
+    }
+
+    /// How many keys the trees hold.
+    pub fn len(&self) -> u64 {
+        self.lock().values().map(PartitionTree::len).sum()
+    }
+
+    /// Whether the trees hold no key.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Q.
+    pub fn partitions(&self) -> u32 {
+        self.partitions
+    }
+}
