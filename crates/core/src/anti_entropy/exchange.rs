@@ -44,9 +44,11 @@
 //! `max_summary_bytes` of them; at most `max_keys` keys are repaired. Past a
 //! bound the report says `truncated` and gives `resume_segment`: the driver
 //! starts the next exchange there (segments are visited in rotated order from
-//! `start_segment`), so every difference is reached in turn. A segment with
-//! more keys than one answer carries is only compared up to that cut (and
-//! skipped past when the cut found nothing, so it cannot stall the walk).
+//! `start_segment`), so every difference is reached in turn. A cut in a
+//! later segment resumes at that segment; a cut in the first segment asked
+//! resumes past it, since asking it again would show the same prefix. So a
+//! segment with more keys than one answer carries is only compared up to
+//! that cut, and a key whose repair keeps failing cannot stall the walk.
 //!
 //! **Cost.** For k differing keys in k segments under d ≤ min(k, 64)
 //! branches, the peer sends about 700 + 650·d + k·(L + 25) bytes (hashes are
@@ -448,10 +450,11 @@ impl ExchangeMachine {
                 self.report.keys_compared = compared.compared;
                 self.report.keys_differing = compared.diffs.len();
                 if let Some(rank) = compared.cut_rank {
-                    // Resume at the cut segment, or past it when it is the
-                    // first and yielded nothing (repairs cannot move it on).
-                    let stalled = rank == 0 && compared.diffs.is_empty();
-                    let segment = if stalled {
+                    // A later segment gets the whole answer next time, asked
+                    // first. The first one had it already: asked again, it
+                    // shows the same prefix, settled by the repairs or, if a
+                    // repair keeps failing, the same difference forever.
+                    let segment = if rank == 0 {
                         (kept[0] + 1) % SEGMENTS as u16
                     } else {
                         kept[rank]

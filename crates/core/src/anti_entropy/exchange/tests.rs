@@ -321,6 +321,56 @@ fn a_segment_too_big_for_one_answer_is_skipped_once_its_prefix_agrees() {
     assert_eq!(run.repair, [(key(8, "z"), Difference::Differs)]);
 }
 
+#[test]
+fn a_key_whose_repair_keeps_failing_does_not_stall_the_walk() {
+    // Only the peer holds segment 2's two keys and segment 4090's key. Two
+    // keys per answer: the peer's answer for [2, 4090] stops at the end of
+    // segment 2, so only that segment is compared. "stuck" is never
+    // repaired (say the peer keeps refusing it); asking segment 2 again would
+    // see the same prefix, so the walk must move past it to reach 4090.
+    let mut local = Replica::new(&[(0, "a", 1), (1, "a", 1)]);
+    let mut peer = Replica::new(&[
+        (0, "a", 1),
+        (1, "a", 1),
+        (2, "stuck", 1),
+        (2, "x", 1),
+        (4090, "y", 1),
+    ]);
+    let limits = ExchangeLimits {
+        max_segments: 2,
+        max_keys: 2,
+        ..no_recheck_wait()
+    };
+    let mut start_segment = 0;
+    for _ in 0..10 {
+        let plan = ExchangePlan {
+            start_segment,
+            ..plan(limits)
+        };
+        let run = drive(
+            ExchangeMachine::new(plan, 0),
+            &mut local,
+            &mut peer,
+            |_, _| {},
+        );
+        assert_eq!(run.result, Ok(()));
+        for (k, difference) in run.repair {
+            assert_eq!(difference, Difference::MissingLocally, "{k:?}");
+            if k != key(2, "stuck") {
+                local.put(&k, 1);
+            }
+        }
+        if [key(2, "x"), key(4090, "y")]
+            .iter()
+            .all(|k| local.keys.contains_key(k))
+        {
+            return;
+        }
+        start_segment = run.report.resume_segment.unwrap_or(start_segment);
+    }
+    panic!("10 exchanges did not reach segment 4090");
+}
+
 /// Runs an exchange of differing replicas up to its `rounds`-th round,
 /// answered by `local`, then returns the machine and that round's request.
 fn started(rounds: usize) -> (ExchangeMachine, ExchangeRequest) {
