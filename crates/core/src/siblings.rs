@@ -7,9 +7,21 @@
 //!
 //! - **update** (on the coordinator, for a client put or delete): the versions
 //!   whose dots the client's context covers are superseded and removed; the new
-//!   version gets the dot `(coordinator, clock[coordinator] + 1)`; versions the
-//!   client had not seen stay as siblings. A blind write (empty context)
-//!   supersedes nothing.
+//!   version gets the dot `(coordinator, max(clock[coordinator] + 1, now_ms))`;
+//!   versions the client had not seen stay as siblings. A blind write (empty
+//!   context) supersedes nothing.
+//!
+//! Why a dot's counter is at least its write's wall-clock time (as Garage's
+//! K2V does): once every replica holds a key's tombstone, the key is reaped
+//! and its clock forgotten (D4). A counter that restarted at 1 after that
+//! could mint a dot an older, reaped version carried — and a client still
+//! holding an old context would then silently supersede the new write
+//! (Riak's "doomstone", riak_kv#679). With the floor, a dot minted after
+//! the reap is larger than every dot of the key before it, because reaping
+//! waits a grace period of hours and a node's counters run ahead of its
+//! clock only by its writes per millisecond. A node whose clock jumps back
+//! by more than the grace period loses that guarantee (documented in
+//! `docs/consistency.md`).
 //! - **merge** (wherever two replicas' objects meet: replica writes, read
 //!   merges, later repair and anti-entropy): a version survives if the other
 //!   side also holds it, or the other side has never seen its dot. A version
@@ -126,7 +138,8 @@ impl Siblings {
             .clock
             .get(node)
             .max(context.get(node))
-            .saturating_add(1);
+            .saturating_add(1)
+            .max(timestamp_ms);
         let dot = Dot {
             node: node.clone(),
             counter,
@@ -148,17 +161,20 @@ impl Siblings {
     }
 
     /// The context to hand back to the writer of `dot`, who wrote with
-    /// `context`: what the writer has seen, and nothing more. A version
-    /// vector can only say "every dot up to n", so the new dot is added only
-    /// when it directly follows what the context already covers of its actor;
-    /// otherwise adding it would also cover earlier dots of that actor — other
-    /// clients' writes this writer never saw — and the writer's next put would
-    /// silently supersede them. In that case the writer gets its own context
-    /// back, and its next write leaves this one as a sibling (safe; a read
-    /// shows both).
-    pub fn writer_context(context: &VersionVector, dot: &Dot) -> VersionVector {
+    /// `context`, when the coordinator's clock held `before` for `dot`'s
+    /// node just before the write: what the writer has seen, and nothing
+    /// more. A version vector can only say "every dot up to n", so adding
+    /// the new dot also covers every earlier dot of its node. Only that node
+    /// mints its dots, one write at a time on its own copy, so `before` is
+    /// the highest of them that existed: if the context already covers it,
+    /// the counters in between were never minted and covering them is
+    /// harmless. Otherwise other clients' writes through the same node sit
+    /// in between, and the writer gets its own context back: its next write
+    /// leaves this one as a sibling (safe; a read shows both), rather than
+    /// silently superseding writes it never saw.
+    pub fn writer_context(context: &VersionVector, dot: &Dot, before: u64) -> VersionVector {
         let mut out = context.clone();
-        if dot.counter == context.get(&dot.node) + 1 {
+        if before <= context.get(&dot.node) {
             out.add(dot);
         }
         out
@@ -257,8 +273,9 @@ mod tests {
         let mut obj = Siblings::new();
         let blind = VersionVector::new();
         obj.update(&blind, &n("a"), Some(Bytes::from("x")), 1); // client A: (a,1)
+        let before = obj.clock().get(&n("a"));
         let dot = obj.update(&blind, &n("a"), Some(Bytes::from("y")), 2); // client B: (a,2)
-        let b_context = Siblings::writer_context(&blind, &dot);
+        let b_context = Siblings::writer_context(&blind, &dot, before);
         assert!(
             !b_context.covers(&Dot {
                 node: n("a"),
@@ -275,12 +292,62 @@ mod tests {
         // A writer whose context is up to date gets its own write covered.
         let mut obj = Siblings::new();
         let dot = obj.update(&blind, &n("a"), Some(Bytes::from("v1")), 1);
-        let ctx = Siblings::writer_context(&blind, &dot);
+        let ctx = Siblings::writer_context(&blind, &dot, 0);
         obj.update(&ctx, &n("a"), Some(Bytes::from("v2")), 2);
         assert_eq!(
             live(&obj),
             vec![b"v2".as_ref()],
             "write-back replaces the writer's own write"
+        );
+    }
+
+    #[test]
+    fn counters_are_at_least_the_write_time_and_never_repeat_after_a_reap() {
+        let a = n("a");
+        let mut obj = Siblings::new();
+        let old = obj.update(&VersionVector::new(), &a, Some(Bytes::from("old")), 1_000);
+        assert_eq!(old.counter, 1_000, "floored at the write's time");
+        let seen = obj.clock().clone();
+        let next = obj.update(&seen, &a, None, 1_000);
+        assert_eq!(next.counter, 1_001, "same millisecond: one more");
+        let late_context = obj.clock().clone();
+        // The key is reaped: its clock is gone. Hours later, a new write.
+        let mut fresh = Siblings::new();
+        let new = fresh.update(
+            &VersionVector::new(),
+            &a,
+            Some(Bytes::from("new")),
+            5_000_000,
+        );
+        assert!(
+            new.counter > next.counter,
+            "no dot of the reaped key comes back"
+        );
+        // A client still holding the pre-reap context writes: the new
+        // version is not covered by it, so it survives as a sibling.
+        fresh.update(&late_context, &a, Some(Bytes::from("late")), 5_000_001);
+        assert_eq!(live(&fresh), vec![b"new".as_ref(), b"late".as_ref()]);
+    }
+
+    #[test]
+    fn a_writer_whose_context_covers_every_earlier_dot_gets_its_jumped_dot() {
+        let a = n("a");
+        let mut obj = Siblings::new();
+        let first = obj.update(&VersionVector::new(), &a, Some(Bytes::from("1")), 1_000);
+        let ctx = Siblings::writer_context(&VersionVector::new(), &first, 0);
+        let before = obj.clock().get(&a);
+        let second = obj.update(&ctx, &a, Some(Bytes::from("2")), 9_000);
+        assert_eq!(second.counter, 9_000, "the counter jumped with the clock");
+        let ctx = Siblings::writer_context(&ctx, &second, before);
+        assert!(
+            ctx.covers(&second),
+            "nothing unseen in between: the writer gets it"
+        );
+        obj.update(&ctx, &a, Some(Bytes::from("3")), 9_001);
+        assert_eq!(
+            live(&obj),
+            vec![b"3".as_ref()],
+            "write-backs keep collapsing"
         );
     }
 

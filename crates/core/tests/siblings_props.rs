@@ -149,8 +149,9 @@ proptest! {
         let mut obj = replicas[at].clone();
         let seen = obj.clock().clone();
         let before: Vec<Dot> = obj.versions().iter().map(|v| v.dot.clone()).collect();
+        let actor_before = obj.clock().get(&node(at));
         let dot = obj.update(&VersionVector::new(), &node(at), Some(Bytes::from("mine")), 1_000);
-        let returned = Siblings::writer_context(&VersionVector::new(), &dot);
+        let returned = Siblings::writer_context(&VersionVector::new(), &dot, actor_before);
         obj.update(&returned, &node(at), Some(Bytes::from("mine-again")), 1_001);
         for d in &before {
             // Blind writer: it saw nothing, so every earlier version survives.

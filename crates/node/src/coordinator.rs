@@ -228,12 +228,10 @@ impl Coordinator {
         check_context(context, view)?;
         let started = self.now_ms();
         let now_wall = (self.wall_clock)();
-        let (object, dot, ticket) = self
+        let (object, clock, ticket) = self
             .replica
             .update(&key, context, value, now_wall, self.limits.max_siblings)
             .await?;
-        // Hand back what the writer has seen, never siblings it has not.
-        let clock = Siblings::writer_context(context, &dot);
         let encode = |hint_for: Option<NodeId>| {
             encode_request(&Request::ReplicaWrite {
                 key: key.clone(),

@@ -41,7 +41,7 @@ use ringkv_core::key::ObjectKey;
 use ringkv_core::limits::MAX_CLOCK_ENTRIES;
 use ringkv_core::protocol::{OpError, ReplicaError};
 use ringkv_core::siblings::Siblings;
-use ringkv_core::version_vector::{Dot, VersionVector};
+use ringkv_core::version_vector::VersionVector;
 use ringkv_core::NodeId;
 use ringkv_storage::{Keyspace, Storage, StorageError, WriteBatch};
 use std::sync::{Arc, Mutex};
@@ -191,14 +191,16 @@ fn update_on_lane(
     trees: &PartitionTrees,
     u: Update,
     turn: &WriteTurn,
-) -> Result<(Siblings, Dot, u64), OpError> {
+) -> Result<(Siblings, VersionVector, u64), OpError> {
     let internal = |e: StorageError| OpError::Internal(format!("local replica: {e}"));
     let (old_raw, mut object) =
         match load_raw(&**committer.storage(), &u.storage_key).map_err(internal)? {
             Some((raw, object)) => (Some(raw), object),
             None => (None, Siblings::default()),
         };
+    let before = object.clock().get(&u.actor);
     let dot = object.update(&u.context, &u.actor, u.value, u.timestamp_ms);
+    let writer_context = Siblings::writer_context(&u.context, &dot, before);
     if object.clock().len() > MAX_CLOCK_ENTRIES {
         return Err(OpError::BadRequest(format!(
             "the context would grow this key's clock past {MAX_CLOCK_ENTRIES} entries"
@@ -219,7 +221,7 @@ fn update_on_lane(
         turn,
     )
     .map_err(internal)?;
-    Ok((object, dot, ticket))
+    Ok((object, writer_context, ticket))
 }
 
 impl LocalReplica {
@@ -334,8 +336,9 @@ impl LocalReplica {
 
     /// Coordinates a client write locally: supersedes what `context` covers,
     /// adds `value` (None = delete) with a fresh dot, and writes the new
-    /// object to the engine (on the write lane). Returns it, the new
-    /// version's dot, and the ticket to wait on for durability
+    /// object to the engine (on the write lane). Returns it, the context to
+    /// hand back to the writer ([`Siblings::writer_context`]: what it has
+    /// seen, never siblings it has not), and the ticket to wait on for durability
     /// ([`LocalReplica::durable`]), so the coordinator can send it to the
     /// other replicas while the local fsync runs. Refuses to grow past
     /// `max_siblings` versions; a full write lane is `OpError::Overloaded`.
@@ -346,7 +349,7 @@ impl LocalReplica {
         value: Option<Bytes>,
         timestamp_ms: u64,
         max_siblings: usize,
-    ) -> Result<(Siblings, Dot, u64), OpError> {
+    ) -> Result<(Siblings, VersionVector, u64), OpError> {
         let committer = self.committer.clone();
         let update = Update {
             actor: self.actor.clone(),
@@ -496,14 +499,23 @@ mod tests {
             trees.root(partition)
         };
         assert_eq!(replica.trees().root(partition), 0);
-        replica.merge(&key(), written_by("n2", "v"), 64).await.unwrap();
+        replica
+            .merge(&key(), written_by("n2", "v"), 64)
+            .await
+            .unwrap();
         let after_merge = replica.trees().root(partition);
         assert_ne!(after_merge, 0);
         assert_eq!(after_merge, rebuilt());
         let context = VersionVector::new();
-        replica.update(&key(), &context, Some(Bytes::from("x")), 1, 64).await.unwrap();
+        replica
+            .update(&key(), &context, Some(Bytes::from("x")), 1, 64)
+            .await
+            .unwrap();
         let after_update = replica.trees().root(partition);
-        assert_ne!(after_update, after_merge, "a new version moves the key's hash");
+        assert_ne!(
+            after_update, after_merge,
+            "a new version moves the key's hash"
+        );
         assert_eq!(after_update, rebuilt());
         assert_eq!(replica.trees().len(), 1, "one key, however often written");
         shutdown.cancel();
