@@ -14,8 +14,11 @@ use serde::Serialize;
 
 /// Format byte of RPC frames written by this release.
 pub const MESSAGE_FORMAT_V1: u8 = 1;
-/// Format byte of stored objects written by this release.
+/// Format byte of stored objects written before TTLs (versions without
+/// `expires_ms`); still read.
 pub const OBJECT_FORMAT_V1: u8 = 1;
+/// Format byte of stored objects written by this release.
+pub const OBJECT_FORMAT_V2: u8 = 2;
 
 /// Bytes that do not decode as the expected type.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -116,12 +119,57 @@ fn push_varint(out: &mut Vec<u8>, mut v: u64) {
 
 /// Encodes an object for storage.
 pub fn encode_object(object: &Siblings) -> Result<Vec<u8>, CodecError> {
-    encode(OBJECT_FORMAT_V1, object)
+    encode(OBJECT_FORMAT_V2, object)
 }
 
-/// Decodes a stored object.
+/// Decodes a stored object, of this release's format or the one before.
 pub fn decode_object(bytes: &[u8]) -> Result<Siblings, CodecError> {
-    decode(OBJECT_FORMAT_V1, bytes)
+    match bytes.first() {
+        Some(&OBJECT_FORMAT_V1) => decode::<legacy::SiblingsV1>(OBJECT_FORMAT_V1, bytes)?
+            .into_current()
+            .map_err(CodecError::Malformed),
+        _ => decode(OBJECT_FORMAT_V2, bytes),
+    }
+}
+
+/// Whether `bytes` are a stored object in this release's format (so
+/// re-encoding its decoded object gives the same bytes).
+pub fn is_current_object_format(bytes: &[u8]) -> bool {
+    bytes.first() == Some(&OBJECT_FORMAT_V2)
+}
+
+/// Stored shapes of earlier releases.
+mod legacy {
+    use crate::siblings::{Siblings, Version};
+    use crate::version_vector::{Dot, VersionVector};
+    use bytes::Bytes;
+    use serde::Deserialize;
+
+    /// An object of format 1: versions had no `expires_ms`.
+    #[derive(Deserialize)]
+    pub(super) struct SiblingsV1 {
+        clock: VersionVector,
+        versions: Vec<VersionV1>,
+    }
+
+    #[derive(Deserialize)]
+    struct VersionV1 {
+        dot: Dot,
+        value: Option<Bytes>,
+        timestamp_ms: u64,
+    }
+
+    impl SiblingsV1 {
+        pub(super) fn into_current(self) -> Result<Siblings, String> {
+            let versions = self.versions.into_iter().map(|v| Version {
+                dot: v.dot,
+                value: v.value,
+                timestamp_ms: v.timestamp_ms,
+                expires_ms: None,
+            });
+            Siblings::from_parts(self.clock, versions.collect())
+        }
+    }
 }
 
 #[cfg(test)]

@@ -51,6 +51,24 @@ pub struct Version {
     /// The coordinator's wall clock when it made this version (ms since the
     /// Unix epoch), passed in by the caller; kept for tombstone GC and TTL.
     pub timestamp_ms: u64,
+    /// When the value expires (wall-clock ms since the Unix epoch), for a
+    /// put with a TTL (D5); from then on it reads as a tombstone.
+    pub expires_ms: Option<u64>,
+}
+
+impl Version {
+    /// Whether this version reads as a delete at wall-clock `now_ms`: a
+    /// tombstone, or a value whose TTL has run out.
+    pub fn is_gone_at(&self, now_ms: u64) -> bool {
+        self.value.is_none() || self.expires_ms.is_some_and(|at| at <= now_ms)
+    }
+
+    /// When this version last changed what a read sees: its write, or its
+    /// expiry if it has one.
+    pub fn last_change_ms(&self) -> u64 {
+        self.expires_ms
+            .map_or(self.timestamp_ms, |at| at.max(self.timestamp_ms))
+    }
 }
 
 /// All concurrent versions of a key plus the clock of everything seen.
@@ -113,6 +131,36 @@ impl Siblings {
         self.values().next().is_none()
     }
 
+    /// This object as a read at wall-clock `now_ms` sees it: values whose
+    /// TTL has run out become tombstones (same dots, so the context is
+    /// unchanged and a write-back supersedes them).
+    pub fn as_seen_at(&self, now_ms: u64) -> Siblings {
+        let mut seen = self.clone();
+        for version in &mut seen.versions {
+            if version.is_gone_at(now_ms) {
+                version.value = None;
+            }
+        }
+        seen
+    }
+
+    /// Whether every version reads as a delete at `now_ms` (tombstones and
+    /// expired values), and when the last of them became one; None if some
+    /// value is still live. The tombstone collector uses this (D4, D5).
+    pub fn gone_since(&self, now_ms: u64) -> Option<u64> {
+        if self.versions.iter().all(|v| v.is_gone_at(now_ms)) {
+            Some(
+                self.versions
+                    .iter()
+                    .map(Version::last_change_ms)
+                    .max()
+                    .unwrap_or(0),
+            )
+        } else {
+            None
+        }
+    }
+
     /// Number of surviving versions, tombstones included.
     pub fn len(&self) -> usize {
         self.versions.len()
@@ -132,6 +180,19 @@ impl Siblings {
         value: Option<Bytes>,
         timestamp_ms: u64,
     ) -> Dot {
+        self.update_expiring(context, node, value, timestamp_ms, None)
+    }
+
+    /// [`Siblings::update`] for a value that expires at `expires_ms`
+    /// (wall-clock ms; None: never).
+    pub fn update_expiring(
+        &mut self,
+        context: &VersionVector,
+        node: &NodeId,
+        value: Option<Bytes>,
+        timestamp_ms: u64,
+        expires_ms: Option<u64>,
+    ) -> Dot {
         // Saturating: a counter near u64::MAX cannot come from real writes;
         // the coordinator refuses such contexts before they get here.
         let counter = self
@@ -144,6 +205,7 @@ impl Siblings {
             node: node.clone(),
             counter,
         };
+        let value_is_some = value.is_some();
         self.versions.retain(|v| !context.covers(&v.dot));
         self.clock.join(context);
         self.clock.add(&dot);
@@ -155,6 +217,7 @@ impl Siblings {
                 dot: dot.clone(),
                 value,
                 timestamp_ms,
+                expires_ms: expires_ms.filter(|_| value_is_some),
             },
         );
         dot
@@ -363,6 +426,36 @@ mod tests {
     }
 
     #[test]
+    fn an_expired_value_reads_as_a_tombstone_and_counts_as_gone_from_its_expiry() {
+        let a = n("a");
+        let mut obj = Siblings::new();
+        obj.update_expiring(
+            &VersionVector::new(),
+            &a,
+            Some(Bytes::from("s")),
+            1_000,
+            Some(5_000),
+        );
+        assert_eq!(obj.gone_since(4_999), None, "live until its expiry");
+        assert!(!obj.as_seen_at(4_999).is_deleted());
+        assert!(obj.as_seen_at(5_000).is_deleted());
+        assert_eq!(obj.as_seen_at(5_000).clock(), obj.clock(), "same context");
+        assert_eq!(obj.gone_since(5_000), Some(5_000));
+        // A tombstone never expires; a later live value keeps the key live.
+        let mut del = obj.clone();
+        let seen = del.clock().clone();
+        del.update_expiring(&seen, &a, None, 2_000, Some(3_000));
+        assert_eq!(
+            del.versions()[0].expires_ms,
+            None,
+            "tombstones carry no TTL"
+        );
+        assert_eq!(del.gone_since(2_000), Some(2_000));
+        obj.update(&VersionVector::new(), &a, Some(Bytes::from("keep")), 6_000);
+        assert_eq!(obj.gone_since(10_000), None);
+    }
+
+    #[test]
     fn from_parts_rejects_uncovered_or_duplicate_dots() {
         let dot = Dot {
             node: n("a"),
@@ -372,6 +465,7 @@ mod tests {
             dot: dot.clone(),
             value: None,
             timestamp_ms: 0,
+            expires_ms: None,
         };
         assert!(Siblings::from_parts(VersionVector::new(), vec![v.clone()]).is_err());
         let mut clock = VersionVector::new();

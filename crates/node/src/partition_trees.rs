@@ -25,12 +25,28 @@ use ringkv_core::anti_entropy::{
     key_hash, segment_of, storage_position, BadRequest, ExchangeReply, KeySummary, PartitionTree,
     TreeQuery,
 };
+use ringkv_core::codec::{decode_object, encode_object, is_current_object_format};
 use ringkv_core::key::ObjectKey;
 use ringkv_core::layout::partition_of;
 use ringkv_core::settings::ClusterSettings;
 use ringkv_storage::{Keyspace, Storage, StorageError};
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
+
+/// The bytes a key's hash is taken over: the stored bytes, or for a record
+/// written by an earlier release the same object in today's encoding, so a
+/// key stored in two formats on two replicas hashes the same. (A record that
+/// does not decode hashes as stored: it differs, and repair overwrites it.)
+fn canonical(raw: &[u8]) -> Cow<'_, [u8]> {
+    if is_current_object_format(raw) {
+        return Cow::Borrowed(raw);
+    }
+    match decode_object(raw).and_then(|o| encode_object(&o)) {
+        Ok(current) => Cow::Owned(current),
+        Err(_) => Cow::Borrowed(raw),
+    }
+}
 
 /// Records read per page while rebuilding the trees.
 const REBUILD_PAGE: usize = 4096;
@@ -100,8 +116,8 @@ impl PartitionTrees {
         }
         let partition = partition_of(storage_position(storage_key), self.partitions);
         let segment = segment_of(storage_key, self.partitions);
-        let old = old.map(|raw| key_hash(storage_key, raw));
-        let new = new.map(|raw| key_hash(storage_key, raw));
+        let old = old.map(|raw| key_hash(storage_key, &canonical(raw)));
+        let new = new.map(|raw| key_hash(storage_key, &canonical(raw)));
         if old == new {
             return;
         }
@@ -126,7 +142,7 @@ impl PartitionTrees {
     /// The summary of one stored record, if it is tracked.
     pub fn summary(&self, storage_key: Vec<u8>, raw: &[u8]) -> Option<KeySummary> {
         self.tracks(&storage_key).then(|| KeySummary {
-            hash: key_hash(&storage_key, raw),
+            hash: key_hash(&storage_key, &canonical(raw)),
             storage_key,
         })
     }

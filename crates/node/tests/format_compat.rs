@@ -6,11 +6,14 @@
 //! the checksummed record around the format-1 object encoding. The bytes
 //! below were produced by the release before the layout (commit `ce76e78`)
 //! for one object with a tombstone and a sibling; this test decodes them
-//! with today's code and checks that today's code writes the same bytes, so a
-//! format change cannot slip in unnoticed. It never writes files.
+//! with today's code. Objects are written in format 2 since TTLs (a version
+//! may carry `expires_ms`); the test checks the old bytes still read, and
+//! that today's encoding is format 2 and round-trips. It never writes files.
 
 use bytes::Bytes;
-use ringkv_core::codec::{decode_object, encode_object};
+use ringkv_core::codec::{
+    decode_object, encode_object, is_current_object_format, OBJECT_FORMAT_V2,
+};
 use ringkv_core::key::ObjectKey;
 use ringkv_core::layout::partition_of;
 use ringkv_storage::record;
@@ -54,10 +57,17 @@ fn the_previous_releases_storage_key_record_and_object_still_decode() {
             ("n2~3".to_string(), 1, Some(&b"pears"[..])),
         ]
     );
+    // This release writes format 2 (versions may carry a TTL); the old
+    // bytes are format 1 and read as versions without one.
+    assert!(object.versions().iter().all(|v| v.expires_ms.is_none()));
+    assert!(!is_current_object_format(&unhex(OBJECT)));
+    let current = encode_object(&object).unwrap();
+    assert_eq!(current[0], OBJECT_FORMAT_V2);
+    assert!(is_current_object_format(&current));
     assert_eq!(
-        encode_object(&object).unwrap(),
-        unhex(OBJECT),
-        "re-encodes the same"
+        decode_object(&current).unwrap(),
+        object,
+        "round-trips in format 2"
     );
     assert_eq!(record::seal(&unhex(KEY), &unhex(OBJECT)), unhex(RECORD));
 }
