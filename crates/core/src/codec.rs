@@ -224,6 +224,7 @@ mod tests {
                         w: Some(2),
                         pw: Some(1),
                     },
+                    ttl_secs: Some(60),
                 },
                 forwarded: false,
             },

@@ -56,6 +56,9 @@ pub const MAX_FRAME_BYTES: usize = 128 * 1024 * 1024;
 /// coordinated a write of the key; see `version_vector` for why that is small).
 pub const MAX_CLOCK_ENTRIES: usize = 1024;
 
+/// Longest TTL a put may carry (`?ttl=`): ten years, in seconds.
+pub const MAX_TTL_SECS: u64 = 10 * 365 * 24 * 60 * 60;
+
 impl Limits {
     /// Checks the limits are usable together.
     pub fn validate(&self) -> Result<(), String> {

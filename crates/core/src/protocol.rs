@@ -185,6 +185,8 @@ pub enum ClientRequest {
         context: VersionVector,
         value: Option<Bytes>,
         quorum: RequestQuorum,
+        /// Seconds until the value expires (D5); None: never.
+        ttl_secs: Option<u64>,
     },
 }
 

@@ -27,7 +27,7 @@
 //! to the end.
 
 use crate::metrics::Metrics;
-use crate::replica::LocalReplica;
+use crate::replica::{LocalReplica, Written};
 use crate::rpc::{failure_of, RpcError};
 use crate::view::{ClusterView, ViewCell};
 use bytes::Bytes;
@@ -39,7 +39,7 @@ use ringkv_core::coordinate::{
 use ringkv_core::failure::ReplicaFailure;
 use ringkv_core::health::PeerStatus;
 use ringkv_core::key::ObjectKey;
-use ringkv_core::limits::Limits;
+use ringkv_core::limits::{Limits, MAX_TTL_SECS};
 use ringkv_core::protocol::{ClientRequest, ClientResponse, OpError, Request, Response};
 use ringkv_core::siblings::Siblings;
 use ringkv_core::version_vector::VersionVector;
@@ -67,6 +67,12 @@ pub struct Coordinator {
     pub metrics: Arc<Metrics>,
     /// The origin of the milliseconds the machines and health records see.
     pub origin: Instant,
+}
+
+/// A put's value (None: a delete) and its TTL.
+struct Value {
+    bytes: Option<Bytes>,
+    ttl_secs: Option<u64>,
 }
 
 /// One peer's answer to a `Send`, as the driver hands it back.
@@ -150,7 +156,10 @@ impl Coordinator {
             (Plan::Refuse(e), request) => failed(&request, e),
             (Plan::Forward(p), request) => self.forward(&view, request, p).await,
             (Plan::Read(p), ClientRequest::Get { key, .. }) => {
-                ClientResponse::Get(self.read(&view, key, p).await)
+                let found = self.read(&view, key, p).await;
+                // A value past its TTL reads as deleted (D5).
+                let now = (self.wall_clock)();
+                ClientResponse::Get(found.map(|o| o.map(|o| o.as_seen_at(now))))
             }
             (
                 Plan::Write(p),
@@ -158,9 +167,16 @@ impl Coordinator {
                     key,
                     context,
                     value,
+                    ttl_secs,
                     ..
                 },
-            ) => ClientResponse::Put(self.write(&view, key, &context, value, p).await),
+            ) => {
+                let value = Value {
+                    bytes: value,
+                    ttl_secs,
+                };
+                ClientResponse::Put(self.write(&view, key, &context, value, p).await)
+            }
             (_, request) => failed(
                 &request,
                 OpError::Internal("the plan does not match the request".into()),
@@ -213,9 +229,20 @@ impl Coordinator {
         view: &Arc<ClusterView>,
         key: ObjectKey,
         context: &VersionVector,
-        value: Option<Bytes>,
+        value: Value,
         plan: WritePlan,
     ) -> Result<VersionVector, OpError> {
+        let Value {
+            bytes: value,
+            ttl_secs,
+        } = value;
+        if let Some(ttl) = ttl_secs {
+            if ttl == 0 || ttl > MAX_TTL_SECS {
+                return Err(OpError::BadRequest(format!(
+                    "ttl = {ttl} s: a TTL is between 1 s and {MAX_TTL_SECS} s"
+                )));
+            }
+        }
         if let Some(v) = &value {
             if v.len() > self.limits.max_value_bytes {
                 return Err(OpError::BadRequest(format!(
@@ -228,9 +255,15 @@ impl Coordinator {
         check_context(context, view)?;
         let started = self.now_ms();
         let now_wall = (self.wall_clock)();
+        let expires_ms = ttl_secs.map(|t| now_wall.saturating_add(t.saturating_mul(1000)));
+        let written = Written {
+            value,
+            timestamp_ms: now_wall,
+            expires_ms,
+        };
         let (object, clock, ticket) = self
             .replica
-            .update(&key, context, value, now_wall, self.limits.max_siblings)
+            .update(&key, context, written, self.limits.max_siblings)
             .await?;
         let encode = |hint_for: Option<NodeId>| {
             encode_request(&Request::ReplicaWrite {

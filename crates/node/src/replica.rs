@@ -175,13 +175,20 @@ fn merge_on_lane(
     .map_err(storage)
 }
 
+/// What a client write writes: the value (None: a delete), when, and when
+/// it expires (None: never).
+pub struct Written {
+    pub value: Option<Bytes>,
+    pub timestamp_ms: u64,
+    pub expires_ms: Option<u64>,
+}
+
 /// A client write to apply locally (moved onto the write lane).
 struct Update {
     actor: Arc<NodeId>,
     storage_key: Vec<u8>,
     context: VersionVector,
-    value: Option<Bytes>,
-    timestamp_ms: u64,
+    written: Written,
     max_siblings: usize,
 }
 
@@ -199,7 +206,12 @@ fn update_on_lane(
             None => (None, Siblings::default()),
         };
     let before = object.clock().get(&u.actor);
-    let dot = object.update(&u.context, &u.actor, u.value, u.timestamp_ms);
+    let Written {
+        value,
+        timestamp_ms,
+        expires_ms,
+    } = u.written;
+    let dot = object.update_expiring(&u.context, &u.actor, value, timestamp_ms, expires_ms);
     let writer_context = Siblings::writer_context(&u.context, &dot, before);
     if object.clock().len() > MAX_CLOCK_ENTRIES {
         return Err(OpError::BadRequest(format!(
@@ -335,7 +347,7 @@ impl LocalReplica {
     }
 
     /// Coordinates a client write locally: supersedes what `context` covers,
-    /// adds `value` (None = delete) with a fresh dot, and writes the new
+    /// adds the written value (None = delete; with its expiry) with a fresh dot, and writes the new
     /// object to the engine (on the write lane). Returns it, the context to
     /// hand back to the writer ([`Siblings::writer_context`]: what it has
     /// seen, never siblings it has not), and the ticket to wait on for durability
@@ -346,8 +358,7 @@ impl LocalReplica {
         &self,
         key: &ObjectKey,
         context: &VersionVector,
-        value: Option<Bytes>,
-        timestamp_ms: u64,
+        written: Written,
         max_siblings: usize,
     ) -> Result<(Siblings, VersionVector, u64), OpError> {
         let committer = self.committer.clone();
@@ -355,8 +366,7 @@ impl LocalReplica {
             actor: self.actor.clone(),
             storage_key: key.storage_key(),
             context: context.clone(),
-            value,
-            timestamp_ms,
+            written,
             max_siblings,
         };
         let trees = self.trees.clone();
@@ -440,6 +450,14 @@ mod tests {
         (replica, shutdown, task)
     }
 
+    fn written(value: &'static str, timestamp_ms: u64) -> Written {
+        Written {
+            value: Some(Bytes::from(value)),
+            timestamp_ms,
+            expires_ms: None,
+        }
+    }
+
     fn key() -> ObjectKey {
         ObjectKey::new("b", Bytes::from("k"), 64).unwrap()
     }
@@ -468,11 +486,11 @@ mod tests {
             VersionVector::from_entries(entries).unwrap()
         };
         replica
-            .update(&key, &forged(0), Some(Bytes::from("a")), 1, 64)
+            .update(&key, &forged(0), written("a", 1), 64)
             .await
             .unwrap();
         let err = replica
-            .update(&key, &forged(600), Some(Bytes::from("b")), 2, 64)
+            .update(&key, &forged(600), written("b", 2), 64)
             .await
             .unwrap_err();
         assert!(
@@ -508,7 +526,7 @@ mod tests {
         assert_eq!(after_merge, rebuilt());
         let context = VersionVector::new();
         replica
-            .update(&key(), &context, Some(Bytes::from("x")), 1, 64)
+            .update(&key(), &context, written("x", 1), 64)
             .await
             .unwrap();
         let after_update = replica.trees().root(partition);
@@ -557,13 +575,7 @@ mod tests {
         let (replica, shutdown, task) = replica_on(Arc::new(mem.clone()));
         // A client write, not yet waited on: its copy may be unsynced.
         let (object, _, _) = replica
-            .update(
-                &key(),
-                &VersionVector::default(),
-                Some(Bytes::from("v")),
-                1,
-                64,
-            )
+            .update(&key(), &VersionVector::default(), written("v", 1), 64)
             .await
             .unwrap();
         replica.merge(&key(), object.clone(), 64).await.unwrap();

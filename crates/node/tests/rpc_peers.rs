@@ -232,6 +232,7 @@ async fn put_then_get(client: &PeerClient, value: &str) {
         context: VersionVector::new(),
         value: Some(Bytes::copy_from_slice(value.as_bytes())),
         quorum: RequestQuorum::default(),
+        ttl_secs: None,
     };
     let call = |request| Request::Coordinate {
         request,

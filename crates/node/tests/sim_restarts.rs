@@ -95,6 +95,7 @@ async fn put(
         context,
         value: Some(Bytes::from(value)),
         quorum: RequestQuorum::default(),
+        ttl_secs: None,
     };
     match coordinate(node, request).await {
         ClientResponse::Put(result) => result,

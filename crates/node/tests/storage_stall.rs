@@ -99,6 +99,7 @@ fn put(k: &str, value: &str) -> Request {
             context: VersionVector::default(),
             value: Some(Bytes::copy_from_slice(value.as_bytes())),
             quorum: RequestQuorum::default(),
+            ttl_secs: None,
         },
         forwarded: false,
     }

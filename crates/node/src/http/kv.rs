@@ -2,11 +2,13 @@
 //!
 //! - GET: one live version → 200 with the raw value; siblings → 300
 //!   `multipart/mixed`, one part per value; `Accept: application/json` →
-//!   `{"context": "...", "values": ["<base64>", ...], "written_ms": [...]}`
-//!   (each value's write time, same order); absent → 404, with the
-//!   context header when a tombstone is stored. Always `X-Ringkv-Context`.
+//!   `{"context": "...", "values": ["<base64>", ...], "written_ms": [...],
+//!   "expires_ms": [...]}` (each value's write time and expiry, same order);
+//!   absent → 404, with the context header when a tombstone is stored.
+//!   Always `X-Ringkv-Context`. A value past its TTL reads as deleted.
+//!   `?local=true` answers from this node's own copy, without coordination.
 //! - PUT: raw body, optional `X-Ringkv-Context` (none = blind write) → 204
-//!   with the new context.
+//!   with the new context. `?ttl=SECONDS`: the value expires after that.
 //! - DELETE: with the context → 204. Without one, like Riak, the node first
 //!   reads the key and deletes what that read saw; if the read finds no live
 //!   value (no such key, or only a tombstone) it answers 404 and writes
@@ -17,7 +19,7 @@
 //! Each request holds a permit of the node's in-flight limit, or gets 503.
 
 use super::error::ApiError;
-use super::path::{parse_key, parse_query, parse_quorum};
+use super::path::{parse_get_query, parse_key, parse_put_query, parse_quorum};
 use super::CONTEXT_HEADER;
 use crate::node::NodeState;
 use axum::body::Bytes;
@@ -41,7 +43,7 @@ type Shared = State<Arc<NodeState>>;
 pub async fn get(State(state): Shared, uri: Uri, headers: HeaderMap) -> Response {
     timed(&state, "get", async {
         let key = parse_key(uri.path(), state.config.limits.max_key_bytes)?;
-        let query = parse_query(uri.query())?;
+        let query = parse_get_query(uri.query())?;
         let _permit = admit(&state)?;
         let position = key.position();
         let object =
@@ -54,6 +56,8 @@ pub async fn get(State(state): Shared, uri: Uri, headers: HeaderMap) -> Response
             } else {
                 read(&state, key, query.quorum).await?
             };
+        // A value past its TTL reads as deleted (D5).
+        let object = object.map(|o| o.as_seen_at((state.coordinator.wall_clock)()));
         let wants_json = headers
             .get(header::ACCEPT)
             .and_then(|v| v.to_str().ok())
@@ -72,7 +76,7 @@ pub async fn put(
     timed(&state, "put", async {
         let limits = state.config.limits;
         let key = parse_key(uri.path(), limits.max_key_bytes)?;
-        let quorum = parse_quorum(uri.query())?;
+        let (quorum, ttl_secs) = parse_put_query(uri.query())?;
         let body = body.map_err(|e| match e.status() {
             StatusCode::PAYLOAD_TOO_LARGE => value_too_large(limits.max_value_bytes),
             status => ApiError::new(status, "bad_body", e.body_text()),
@@ -83,7 +87,7 @@ pub async fn put(
         let position = key.position();
         let context = context_of(&headers, limits.max_context_bytes, position)?.unwrap_or_default();
         let _permit = admit(&state)?;
-        let clock = write(&state, key, context, Some(body), quorum)
+        let clock = write(&state, key, context, (Some(body), ttl_secs), quorum)
             .await
             .map_err(|e| ApiError::from_write(e, "put"))?;
         Ok(with_context(StatusCode::NO_CONTENT, &clock, position))
@@ -101,12 +105,15 @@ pub async fn delete(State(state): Shared, uri: Uri, headers: HeaderMap) -> Respo
         let _permit = admit(&state)?;
         let context = match given {
             Some(context) => context,
-            None => match read(&state, key.clone(), quorum).await? {
+            None => match read(&state, key.clone(), quorum)
+                .await?
+                .map(|o| o.as_seen_at((state.coordinator.wall_clock)()))
+            {
                 Some(found) if found.values().next().is_some() => found.clock().clone(),
                 found => return Ok(nothing_to_delete(found, position)),
             },
         };
-        let clock = write(&state, key, context, None, quorum)
+        let clock = write(&state, key, context, (None, None), quorum)
             .await
             .map_err(|e| ApiError::from_write(e, "delete"))?;
         Ok(with_context(StatusCode::NO_CONTENT, &clock, position))
@@ -207,7 +214,7 @@ async fn write(
     state: &NodeState,
     key: ObjectKey,
     context: VersionVector,
-    value: Option<Bytes>,
+    (value, ttl_secs): (Option<Bytes>, Option<u64>),
     quorum: RequestQuorum,
 ) -> Result<VersionVector, OpError> {
     match state
@@ -218,6 +225,7 @@ async fn write(
                 context,
                 value,
                 quorum,
+                ttl_secs,
             },
             false,
         )
@@ -266,6 +274,13 @@ fn render(object: Option<Siblings>, wants_json: bool, key_position: u64) -> Resp
                 .iter()
                 .filter(|v| v.value.is_some())
                 .map(|v| v.timestamp_ms)
+                .collect::<Vec<_>>(),
+            // When each value expires (ms since the Unix epoch; null: never).
+            "expires_ms": object
+                .versions()
+                .iter()
+                .filter(|v| v.value.is_some())
+                .map(|v| v.expires_ms)
                 .collect::<Vec<_>>(),
         });
         let mut response = axum::Json(body).into_response();

@@ -34,6 +34,8 @@ pub struct Query {
     pub quorum: RequestQuorum,
     /// `local=true`: answer from this node's own storage (GET only).
     pub local: bool,
+    /// `ttl=SECONDS`: the value expires after that long (PUT only).
+    pub ttl_secs: Option<u64>,
 }
 
 /// Parses `r=`, `w=`, `pw=` and `local=` from a query string; anything else
@@ -46,6 +48,13 @@ pub fn parse_query(query: Option<&str>) -> Result<Query, ApiError> {
             "r" => &mut out.quorum.r,
             "w" => &mut out.quorum.w,
             "pw" => &mut out.quorum.pw,
+            "ttl" => {
+                let ttl = value.parse::<u64>().map_err(|_| {
+                    ApiError::bad_request(format!("ttl={value:?} is not a number of seconds"))
+                })?;
+                out.ttl_secs = Some(ttl);
+                continue;
+            }
             "local" => {
                 out.local = match value {
                     "true" => true,
@@ -60,7 +69,7 @@ pub fn parse_query(query: Option<&str>) -> Result<Query, ApiError> {
             }
             other => {
                 return Err(ApiError::bad_request(format!(
-                    "unknown query parameter {other:?}; expected r, w, pw or local"
+                    "unknown query parameter {other:?}; expected r, w, pw, local or ttl"
                 )))
             }
         };
@@ -72,15 +81,34 @@ pub fn parse_query(query: Option<&str>) -> Result<Query, ApiError> {
     Ok(out)
 }
 
-/// Parses the query of a write (PUT or DELETE): `local` does not apply.
-pub fn parse_quorum(query: Option<&str>) -> Result<RequestQuorum, ApiError> {
+/// Parses the query of a GET: `ttl` does not apply.
+pub fn parse_get_query(query: Option<&str>) -> Result<Query, ApiError> {
+    let parsed = parse_query(query)?;
+    if parsed.ttl_secs.is_some() {
+        return Err(ApiError::bad_request("ttl applies to PUT only"));
+    }
+    Ok(parsed)
+}
+
+/// Parses the query of a PUT: its quorums and TTL (`local` does not apply).
+pub fn parse_put_query(query: Option<&str>) -> Result<(RequestQuorum, Option<u64>), ApiError> {
     let parsed = parse_query(query)?;
     if parsed.local {
         return Err(ApiError::bad_request(
             "local=true applies to GET only: writes always go to the key's replicas",
         ));
     }
-    Ok(parsed.quorum)
+    Ok((parsed.quorum, parsed.ttl_secs))
+}
+
+/// Parses the query of a DELETE: its quorums (neither `local` nor `ttl`
+/// apply).
+pub fn parse_quorum(query: Option<&str>) -> Result<RequestQuorum, ApiError> {
+    let (quorum, ttl) = parse_put_query(query)?;
+    if ttl.is_some() {
+        return Err(ApiError::bad_request("ttl applies to PUT only"));
+    }
+    Ok(quorum)
 }
 
 #[cfg(test)]
@@ -126,7 +154,7 @@ mod tests {
                 pw: Some(2),
             }
         );
-        for bad in ["r=x", "w=-1", "n=3", "r", "local=true", "pw=two"] {
+        for bad in ["r=x", "w=-1", "n=3", "r", "local=true", "pw=two", "ttl=5"] {
             assert!(parse_quorum(Some(bad)).is_err(), "{bad}");
         }
         let get = parse_query(Some("local=true&r=1")).unwrap();
@@ -134,5 +162,18 @@ mod tests {
         assert_eq!(get.quorum.r, Some(1));
         assert!(!parse_query(Some("local=false")).unwrap().local);
         assert!(parse_query(Some("local=yes")).is_err());
+        assert_eq!(
+            parse_put_query(Some("ttl=30&w=1")).unwrap(),
+            (
+                RequestQuorum {
+                    w: Some(1),
+                    ..RequestQuorum::default()
+                },
+                Some(30)
+            )
+        );
+        assert!(parse_put_query(Some("ttl=-1")).is_err());
+        assert!(parse_put_query(Some("local=true")).is_err());
+        assert!(parse_get_query(Some("ttl=5")).is_err());
     }
 }

@@ -153,6 +153,7 @@ pub async fn put_with(
         context,
         value: Some(Bytes::copy_from_slice(value.as_bytes())),
         quorum,
+        ttl_secs: None,
     };
     match coordinate(node, request).await {
         ClientResponse::Put(result) => result,
