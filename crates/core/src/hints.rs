@@ -14,9 +14,9 @@
 //! ([`HintLimits`]): a count, a byte total, and an age. [`HintBook`] decides
 //! whether a new hint fits; when it does not, the hint is not stored, the
 //! skip is counted, and anti-entropy repairs the home later. A record's age
-//! is that of its *oldest* content ([`HintRecord::stored_at_ms`] is kept
-//! across merges), so a record is never delivered with content older than
-//! `max_age_ms`: that is what lets tombstones be reaped after a grace period
+//! is that of its *newest write* ([`HintRecord::is_expired`]): a record
+//! whose writes are all older than `max_age_ms` is dropped, never
+//! delivered. That is what lets tombstones be reaped after a grace period
 //! longer than `max_age_ms` without a late hint resurrecting a deleted key.
 //! Delivery is paced by a [`TokenBucket`] in bytes per second, so a node
 //! that returns is not flooded by every peer at once.
@@ -98,10 +98,22 @@ impl HintRecord {
         codec::decode(HINT_FORMAT_V1, bytes)
     }
 
-    /// Whether the record's oldest content is older than `max_age_ms` at
-    /// `now_ms` (wall clock).
+    /// Whether the record's newest write is older than `max_age_ms` at
+    /// `now_ms` (wall clock): then everything in it is, and it is dropped,
+    /// not delivered. Measured on the writes' own times, not on when the
+    /// hint was stored, so a hint carrying only writes from before a delete
+    /// can never be delivered once the delete's grace period (longer than
+    /// `max_age_ms`) has passed and the tombstone may have been reaped (see
+    /// [`crate::tombstones`]).
     pub fn is_expired(&self, now_ms: u64, max_age_ms: u64) -> bool {
-        now_ms.saturating_sub(self.stored_at_ms) > max_age_ms
+        let newest = self
+            .object
+            .versions()
+            .iter()
+            .map(|v| v.timestamp_ms)
+            .max()
+            .unwrap_or(self.stored_at_ms);
+        now_ms.saturating_sub(newest) > max_age_ms
     }
 }
 
@@ -280,19 +292,31 @@ mod tests {
     }
 
     #[test]
-    fn records_round_trip_and_expire_by_their_oldest_content() {
+    fn records_round_trip_and_expire_by_their_newest_write() {
+        let mut object = Siblings::new();
+        let ctx = crate::version_vector::VersionVector::new();
+        object.update(&ctx, &n("a"), Some(bytes::Bytes::from("old")), 1_000);
         let r = HintRecord {
-            stored_at_ms: 1_000,
-            object: Siblings::new(),
+            stored_at_ms: 9_000,
+            object: object.clone(),
         };
         assert_eq!(HintRecord::decode(&r.encode().unwrap()), Ok(r.clone()));
         assert!(HintRecord::decode(b"\x07junk").is_err());
         assert!(!r.is_expired(1_000 + 500, 500));
-        assert!(r.is_expired(1_000 + 501, 500));
+        assert!(
+            r.is_expired(1_000 + 501, 500),
+            "stored late, but its only write is old"
+        );
         assert!(
             !r.is_expired(0, 500),
             "a clock that went back is not expiry"
         );
+        object.update(&ctx, &n("b"), Some(bytes::Bytes::from("new")), 5_000);
+        let merged = HintRecord {
+            stored_at_ms: 9_000,
+            object,
+        };
+        assert!(!merged.is_expired(5_400, 500), "a newer write keeps it");
     }
 
     #[test]

@@ -55,6 +55,7 @@ pub mod replication;
 pub mod ring;
 pub mod settings;
 pub mod siblings;
+pub mod tombstones;
 pub mod version_vector;
 
 pub use node_id::NodeId;

@@ -125,6 +125,12 @@ pub enum Request {
     /// An anti-entropy question about this node's tree or keys of a
     /// partition ([`crate::anti_entropy`]).
     AntiEntropy(ExchangeRequest),
+    /// Delete this key's copy if it is exactly `object`, a delete every home
+    /// holds ([`crate::tombstones`]); answers whether it did.
+    Reap {
+        key: ObjectKey,
+        object: Siblings,
+    },
     /// Coordinate a client request. `forwarded` requests are never forwarded again.
     Coordinate {
         request: ClientRequest,
@@ -139,6 +145,7 @@ pub enum Response {
     ReplicaRead(Result<Option<Siblings>, ReplicaError>),
     ReplicaWrite(Result<(), ReplicaError>),
     AntiEntropy(Result<ExchangeReply, ReplicaError>),
+    Reap(Result<bool, ReplicaError>),
     Coordinate(ClientResponse),
 }
 

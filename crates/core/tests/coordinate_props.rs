@@ -360,6 +360,7 @@ fn write_plan() -> impl Strategy<Value = WritePlan> {
             spares: vec![],
             w: w.min(n + 1),
             pw: 0,
+            stand_in_after_ms: 0,
             timeout_ms,
         }
     })

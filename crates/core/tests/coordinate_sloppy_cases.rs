@@ -184,6 +184,48 @@ fn a_failed_target_is_replaced_by_a_spare_carrying_a_hint_for_its_home() {
 }
 
 #[test]
+fn a_target_still_silent_after_the_stand_in_delay_gets_a_spare_too() {
+    let plan = WritePlan {
+        spares: ids(&["n4", "n5"]),
+        ..write_plan(3)
+    };
+    let mut m = WriteMachine::new(plan, 0);
+    drain_write(&mut m);
+    assert_eq!(
+        m.poll_timeout(),
+        Some(500),
+        "the stand-in delay comes first"
+    );
+    m.on_reply(&id("n1"), Ok(()), 10);
+    m.on_reply(&id("n2"), Ok(()), 20);
+    m.on_timeout(500);
+    assert_eq!(
+        drain_write(&mut m),
+        vec![wsend("n4", Some("n3"))],
+        "n3 is silent: n4 stands in for it"
+    );
+    assert_eq!(m.poll_timeout(), Some(3000));
+    m.on_reply(&id("n3"), Err(ReplicaFailure::Timeout { ms: 3000 }), 600);
+    assert_eq!(drain_write(&mut m), vec![], "n3 is not replaced twice");
+    m.on_reply(&id("n4"), Ok(()), 700);
+    assert_eq!(drain_write(&mut m), vec![WriteCommand::Answer(Ok(()))]);
+
+    // A silent target that answers after all still counts.
+    let plan = WritePlan {
+        spares: ids(&["n4"]),
+        ..write_plan(3)
+    };
+    let mut m = WriteMachine::new(plan, 0);
+    drain_write(&mut m);
+    m.on_reply(&id("n1"), Ok(()), 10);
+    m.on_timeout(500);
+    drain_write(&mut m);
+    m.on_reply(&id("n2"), Ok(()), 600);
+    m.on_reply(&id("n3"), Ok(()), 610);
+    assert_eq!(drain_write(&mut m), vec![WriteCommand::Answer(Ok(()))]);
+}
+
+#[test]
 fn pw_counts_only_homes_and_fails_once_homes_cannot_make_it() {
     let plan = WritePlan {
         replicas: ids(&["n1", "n2", "n4"]),

@@ -27,7 +27,6 @@
 
 use crate::metrics::Metrics;
 use crate::replica::LocalReplica;
-use crate::rpc::failure_of;
 use crate::view::{Peer, ViewCell};
 use ringkv_core::anti_entropy::{
     segment_range, Difference, ExchangeCommand, ExchangeLimits, ExchangeMachine, ExchangePlan,
@@ -247,13 +246,7 @@ impl AntiEntropy {
     /// One call to `peer`, recorded in its health.
     async fn ask(&self, peer: &Arc<Peer>, request: Request) -> Result<Response, ReplicaFailure> {
         let timeout = Duration::from_millis(CALL_TIMEOUT_MS);
-        let outcome = peer
-            .client
-            .call(request, timeout)
-            .await
-            .map_err(|e| failure_of(&e));
-        peer.record(self.now_ms(), outcome.as_ref().map(|_| ()));
-        outcome
+        peer.call(request, timeout, self.origin).await
     }
 
     /// Repairs `keys` both ways by causal merge; returns the object bytes

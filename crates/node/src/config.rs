@@ -107,6 +107,13 @@ pub struct NodeConfig {
     /// Bounds of one exchange (`[anti_entropy]` in the TOML file).
     #[serde(default)]
     pub anti_entropy: ExchangeLimits,
+    /// How long a delete (or an expired value) is kept before it may be
+    /// reaped; must exceed `hints.max_age_ms`.
+    #[serde(default = "default_tombstone_grace_ms")]
+    pub tombstone_grace_ms: u64,
+    /// Pause between tombstone collector rounds.
+    #[serde(default = "default_gc_interval_ms")]
+    pub gc_interval_ms: u64,
 }
 
 fn default_capacity() -> u32 {
@@ -132,6 +139,12 @@ fn default_max_inbound_connections() -> usize {
 }
 fn default_handshake_timeout_ms() -> u64 {
     DEFAULT_HANDSHAKE_TIMEOUT_MS
+}
+fn default_tombstone_grace_ms() -> u64 {
+    ringkv_core::tombstones::DEFAULT_TOMBSTONE_GRACE_MS
+}
+fn default_gc_interval_ms() -> u64 {
+    crate::tombstone_gc::GC_INTERVAL_MS
 }
 fn default_anti_entropy_interval_ms() -> u64 {
     crate::anti_entropy::ANTI_ENTROPY_INTERVAL_MS
@@ -170,6 +183,8 @@ impl NodeConfig {
             anti_entropy_interval_ms: default_anti_entropy_interval_ms(),
             anti_entropy_bytes_per_sec: default_anti_entropy_bytes_per_sec(),
             anti_entropy: ExchangeLimits::default(),
+            tombstone_grace_ms: default_tombstone_grace_ms(),
+            gc_interval_ms: default_gc_interval_ms(),
         }
     }
 
@@ -262,6 +277,15 @@ impl NodeConfig {
             || ae.timeout_ms == 0
         {
             return Err("anti-entropy intervals and limits must be positive".into());
+        }
+        if self.tombstone_grace_ms <= self.hints.max_age_ms {
+            return Err(format!(
+                "tombstone_grace_ms ({}) must exceed hints.max_age_ms ({}): a hint older than a reaped delete could bring the key back",
+                self.tombstone_grace_ms, self.hints.max_age_ms
+            ));
+        }
+        if self.gc_interval_ms == 0 {
+            return Err("gc_interval_ms must be positive".into());
         }
         if let Some(m) = self.members().iter().find(|m| m.id.has_epoch()) {
             return Err(format!(

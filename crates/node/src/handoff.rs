@@ -26,7 +26,6 @@
 use crate::coordinator::WallClock;
 use crate::hint_store::{HintStore, StoredHint};
 use crate::metrics::Metrics;
-use crate::rpc::failure_of;
 use crate::view::{Peer, ViewCell};
 use ringkv_core::health::PeerStatus;
 use ringkv_core::hints::{parse_hint_key, HintRecord, TokenBucket};
@@ -136,16 +135,14 @@ impl Handoff {
                     hint_for: None,
                 };
                 let timeout = Duration::from_millis(HANDOFF_CALL_TIMEOUT_MS);
-                let outcome = peer.client.call(request, timeout).await;
-                let failure = match outcome {
+                let failure = match peer.call(request, timeout, self.origin).await {
                     Ok(Response::ReplicaWrite(Ok(()))) => None,
                     Ok(Response::ReplicaWrite(Err(e))) => {
                         Some(ringkv_core::failure::ReplicaFailure::Replica(e))
                     }
                     Ok(_) => Some(ringkv_core::failure::ReplicaFailure::UnexpectedAnswer),
-                    Err(e) => Some(failure_of(&e)),
+                    Err(why) => Some(why),
                 };
-                peer.record(self.now_ms(), failure.as_ref().map_or(Ok(()), Err));
                 if let Some(why) = failure {
                     tracing::debug!(%target, %why, "hint delivery failed; retrying next round");
                     return TurnEnd::Failed;

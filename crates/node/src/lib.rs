@@ -9,7 +9,8 @@
 //! node keeps hints ([`hint_store`]) and hands them back when it answers
 //! again ([`handoff`]); [`probe`] pings the peers it judges down; and it
 //! compares its partitions with their other replicas ([`anti_entropy`],
-//! over the trees of [`partition_trees`]).
+//! over the trees of [`partition_trees`]); [`tombstone_gc`] reaps deletes
+//! every replica holds.
 //! [`node::run`] assembles all of it from a [`config::NodeConfig`] and three
 //! edges — network, storage and wall clock — so tests swap in turmoil's
 //! simulated network and the in-memory engine and run a whole cluster on
@@ -37,6 +38,7 @@ pub mod read_gate;
 pub mod replica;
 pub mod rpc;
 pub mod storage_lanes;
+pub mod tombstone_gc;
 pub mod view;
 
 pub use config::{NodeConfig, PeerConfig};

@@ -90,6 +90,7 @@ pub struct Metrics {
     exchanges: Family<ExchangeLabels, Counter>,
     keys_repaired: Family<PartitionLabels, Counter>,
     exchange_bytes: Family<BytesLabels, Counter>,
+    tombstones_reaped: Counter,
 }
 
 impl Default for Metrics {
@@ -197,7 +198,14 @@ impl Metrics {
             "Bytes anti-entropy exchanged (tree, summaries and repaired objects), by partition and direction",
             exchange_bytes.clone(),
         );
+        let tombstones_reaped = Counter::default();
+        registry.register(
+            "tombstones_reaped",
+            "Deleted or expired keys whose last copy on this node was reaped",
+            tombstones_reaped.clone(),
+        );
         Metrics {
+            tombstones_reaped,
             exchanges,
             keys_repaired,
             exchange_bytes,
@@ -323,6 +331,11 @@ impl Metrics {
                 .get_or_create(&PartitionLabels { partition })
                 .inc_by(keys);
         }
+    }
+
+    /// Records one key reaped from this node's storage.
+    pub fn tombstone_reaped(&self) {
+        self.tombstones_reaped.inc();
     }
 
     /// Records one read-repair write sent.

@@ -22,6 +22,7 @@ use crate::replica::LocalReplica;
 use crate::rpc::server::{self, Identity, Reply};
 use crate::rpc::{PeerClient, RpcHandler};
 use crate::storage_lanes::StorageLanes;
+use crate::tombstone_gc::TombstoneCollector;
 use crate::view::{ClusterView, ViewCell};
 use ringkv_core::coordinate::Timeouts;
 use ringkv_core::protocol::{Hello, Request, Response, PROTOCOL_VERSION};
@@ -132,6 +133,13 @@ impl RpcHandler for NodeState {
                             .await
                     }
                 }),
+                Request::Reap { key, object } => {
+                    let reaped = replica.reap_if_unchanged(&key, object).await;
+                    if reaped == Ok(true) {
+                        self.metrics.tombstone_reaped();
+                    }
+                    Response::Reap(reaped)
+                }
                 Request::AntiEntropy(question) => {
                     Response::AntiEntropy(crate::anti_entropy::answer(replica, question).await)
                 }
@@ -289,6 +297,7 @@ pub async fn run(
         timeouts: Timeouts {
             request_timeout_ms: config.request_timeout_ms,
             read_speculation_ms: config.read_speculation_ms,
+            write_stand_in_after_ms: Timeouts::default().write_stand_in_after_ms,
             forward_margin_ms: Timeouts::default().forward_margin_ms,
         },
         wall_clock: edges.wall_clock,
@@ -333,6 +342,17 @@ pub async fn run(
         origin: coordinator.origin,
     };
     let anti_entropy_task = tokio::spawn(anti_entropy.run(background_stop.clone()));
+    let collector = TombstoneCollector {
+        id: config.id.clone(),
+        replica: replica.clone(),
+        view: coordinator.view.clone(),
+        metrics: metrics.clone(),
+        wall_clock: coordinator.wall_clock.clone(),
+        grace_ms: config.tombstone_grace_ms,
+        interval: Duration::from_millis(config.gc_interval_ms),
+        origin: coordinator.origin,
+    };
+    let collector_task = tokio::spawn(collector.run(background_stop.clone()));
     let state = Arc::new(NodeState {
         in_flight: Arc::new(Semaphore::new(config.limits.max_in_flight_requests)),
         config: config.clone(),
@@ -394,6 +414,7 @@ pub async fn run(
     let _ = handoff_task.await;
     let _ = probe_task.await;
     let _ = anti_entropy_task.await;
+    let _ = collector_task.await;
     // Let replica writes and coordinations already running finish (each is
     // bounded by its own deadline) before the final sync.
     rpc_tasks.close();

@@ -11,10 +11,9 @@
 //! and a phi-accrual detector replace this later (M2); the health record
 //! they feed is the same.
 
-use crate::rpc::failure_of;
 use crate::view::ViewCell;
 use ringkv_core::health::PeerStatus;
-use ringkv_core::protocol::{Request, Response};
+use ringkv_core::protocol::Request;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -41,13 +40,7 @@ pub async fn run(
         let down = view.peers().filter(|p| p.status() == PeerStatus::Down);
         let pings = down.map(|peer| async move {
             let timeout = Duration::from_millis(PROBE_TIMEOUT_MS);
-            let outcome = match peer.client.call(Request::Ping, timeout).await {
-                Ok(Response::Pong) => Ok(()),
-                Ok(_) => Err(ringkv_core::failure::ReplicaFailure::UnexpectedAnswer),
-                Err(e) => Err(failure_of(&e)),
-            };
-            let now_ms = origin.elapsed().as_millis() as u64;
-            peer.record(now_ms, outcome.as_ref().map(|_| ()));
+            let _ = peer.call(Request::Ping, timeout, origin).await;
         });
         futures_util::future::join_all(pings).await;
     }

@@ -21,18 +21,22 @@
 //! an outage reads as two lines however many requests it failed.
 //!
 //! This module holds state; it makes no placement or quorum decisions (the
-//! core's layout and coordination machines do), and it does no IO itself.
+//! core's layout and coordination machines do), and its only IO is
+//! [`Peer::call`], one recorded call for background tasks.
 
-use crate::rpc::PeerClient;
+use crate::rpc::{failure_of, PeerClient};
 use arc_swap::ArcSwap;
 use ringkv_core::failure::ReplicaFailure;
 use ringkv_core::health::{PeerHealth, PeerStatus};
 use ringkv_core::key::ObjectKey;
 use ringkv_core::layout::{partition_of, Layout};
+use ringkv_core::protocol::{Request, Response};
 use ringkv_core::settings::ClusterSettings;
 use ringkv_core::NodeId;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::time::Instant;
 
 /// Another member, as this node reaches and judges it.
 pub struct Peer {
@@ -105,6 +109,25 @@ impl Peer {
             }
             None => {}
         }
+    }
+
+    /// Calls the peer (background work: hint delivery, anti-entropy, the
+    /// collector, the probe), records the outcome in its health at the
+    /// time since `origin`, and returns it as a typed failure.
+    pub async fn call(
+        &self,
+        request: Request,
+        timeout: Duration,
+        origin: Instant,
+    ) -> Result<Response, ReplicaFailure> {
+        let outcome = self
+            .client
+            .call(request, timeout)
+            .await
+            .map_err(|e| failure_of(&e));
+        let now_ms = origin.elapsed().as_millis() as u64;
+        self.record(now_ms, outcome.as_ref().map(|_| ()));
+        outcome
     }
 
     fn judged(&self) -> std::sync::MutexGuard<'_, Judged> {

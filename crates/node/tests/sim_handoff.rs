@@ -28,8 +28,8 @@ use ringkv_node::rpc::backoff::RECONNECT_BACKOFF_CAP;
 use ringkv_node::rpc::PeerClient;
 use ringkv_storage::MemStorage;
 use sim_cluster::{
-    call, client_of, cluster_on, get_with, id, key, local_copy, node_config, put, put_with, root,
-    values,
+    call, client_of, cluster_on, eventually, get_with, id, key, local_copy, node_config, put,
+    put_with, root, values,
 };
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
@@ -138,22 +138,6 @@ async fn read_after_heal(coordinator: &PeerClient, k: &str, r: usize) -> Option<
         "the partition healed but {} cannot reach its replicas",
         coordinator.peer()
     );
-}
-
-/// Polls `check` every 100 ms of simulated time until it holds, for at most
-/// `seconds`; panics with `what` otherwise.
-async fn eventually<F, Fut>(seconds: u64, what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    for _ in 0..seconds * 10 {
-        if check().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("not within {seconds} s: {what}");
 }
 
 #[test]

@@ -85,6 +85,13 @@ pub struct ServeArgs {
     /// Bytes anti-entropy may move per second (default 4 MiB).
     #[arg(long)]
     pub anti_entropy_bytes_per_sec: Option<u64>,
+    /// How long a delete is kept before it may be reaped (default 6 h; must
+    /// exceed --max-hint-age-ms).
+    #[arg(long)]
+    pub tombstone_grace_ms: Option<u64>,
+    /// Pause between tombstone collector rounds (default 10000).
+    #[arg(long)]
+    pub gc_interval_ms: Option<u64>,
     /// Largest value accepted, in bytes (default 1 MiB).
     #[arg(long)]
     pub max_value_bytes: Option<usize>,
@@ -206,6 +213,12 @@ pub fn build_config(args: ServeArgs) -> Result<NodeConfig> {
     }
     if let Some(b) = args.anti_entropy_bytes_per_sec {
         config.anti_entropy_bytes_per_sec = b;
+    }
+    if let Some(g) = args.tombstone_grace_ms {
+        config.tombstone_grace_ms = g;
+    }
+    if let Some(i) = args.gc_interval_ms {
+        config.gc_interval_ms = i;
     }
     if let Some(v) = args.max_value_bytes {
         config.limits.max_value_bytes = v;

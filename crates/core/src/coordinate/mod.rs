@@ -61,6 +61,10 @@ pub struct Timeouts {
     pub request_timeout_ms: u64,
     /// How long a read waits on its first R replicas before asking the rest.
     pub read_speculation_ms: u64,
+    /// How long a write waits on a silent target before also sending the
+    /// write to a spare fallback, as a hint (sloppy quorum through a silent
+    /// failure, not only a refused connection).
+    pub write_stand_in_after_ms: u64,
     /// Extra time a forwarding node waits beyond the request timeout, so the
     /// target's own answer (even a quorum error) arrives.
     pub forward_margin_ms: u64,
@@ -71,6 +75,7 @@ impl Default for Timeouts {
         Timeouts {
             request_timeout_ms: 3000,
             read_speculation_ms: 100,
+            write_stand_in_after_ms: 500,
             forward_margin_ms: 500,
         }
     }
@@ -159,6 +164,7 @@ pub fn plan(
             spares: targets.spares,
             w: replication.w,
             pw: request.pw,
+            stand_in_after_ms: timeouts.write_stand_in_after_ms,
             timeout_ms: timeouts.request_timeout_ms,
         }),
     }

@@ -15,7 +15,11 @@
 //!   spares last. Only failures that say the target could not take the write
 //!   (unreachable, silent, overloaded, shutting down, out of hint space) are
 //!   replaced; a replica that refused the object itself (too many siblings,
-//!   too large) would refuse its hint too;
+//!   too large) would refuse its hint too. A target still silent
+//!   `stand_in_after_ms` after the start, while W is not met, gets a spare
+//!   too (a partition shows as silence, not as a refused connection); if it
+//!   answers after all, its acknowledgement still counts. Each target is
+//!   replaced at most once;
 //! - answers `Ok(())` once W distinct nodes acknowledged, the local one
 //!   included, of which at least PW are homes (Riak's PW; 0 by default, so
 //!   stand-ins count: Dynamo's "always writeable");
@@ -52,6 +56,8 @@ pub struct WritePlan {
     pub w: usize,
     /// Of those, acknowledgements needed from homes, not stand-ins (PW).
     pub pw: usize,
+    /// When to send to spares for targets that have not answered yet.
+    pub stand_in_after_ms: u64,
     /// When to give up.
     pub timeout_ms: u64,
 }
@@ -91,6 +97,10 @@ pub struct WriteMachine {
     w: usize,
     pw: usize,
     home_acks: usize,
+    /// Targets already replaced by a spare.
+    replaced: Vec<NodeId>,
+    /// `None` once silent targets were replaced (or need not be).
+    stand_in_at_ms: Option<u64>,
     tally: QuorumTally,
     replies: Vec<WriteReply>,
     timeout_ms: u64,
@@ -135,6 +145,8 @@ impl WriteMachine {
             w,
             pw: plan.pw,
             home_acks: 0,
+            replaced: Vec::new(),
+            stand_in_at_ms: Some(now_ms.saturating_add(plan.stand_in_after_ms)),
             replies: Vec::new(),
             timeout_ms: plan.timeout_ms,
             deadline_ms: now_ms.saturating_add(plan.timeout_ms),
@@ -172,7 +184,7 @@ impl WriteMachine {
                 }
                 Err(why) => {
                     self.tally.fail(from, why.clone());
-                    if needs_a_spare(why) {
+                    if needs_a_spare(why) && !self.replaced.contains(from) {
                         self.send_to_spare(from);
                     }
                 }
@@ -188,11 +200,27 @@ impl WriteMachine {
 
     /// Handles the deadline; call it whenever `now_ms >= poll_timeout()`.
     pub fn on_timeout(&mut self, now_ms: u64) {
-        if !self.answered && now_ms >= self.deadline_ms {
+        if self.answered {
+            return;
+        }
+        if now_ms >= self.deadline_ms {
             let timeout = ReplicaFailure::Timeout {
                 ms: self.timeout_ms,
             };
             self.fail(timeout);
+            return;
+        }
+        if self.stand_in_at_ms.is_some_and(|at| now_ms >= at) {
+            self.stand_in_at_ms = None;
+            let silent: Vec<NodeId> = self
+                .replicas
+                .iter()
+                .filter(|n| !self.tally.has_answered(n) && !self.replaced.contains(n))
+                .cloned()
+                .collect();
+            for node in silent {
+                self.send_to_spare(&node);
+            }
         }
     }
 
@@ -204,7 +232,11 @@ impl WriteMachine {
     /// The instant at which the driver must call `on_timeout`, or `None`
     /// once answered.
     pub fn poll_timeout(&self) -> Option<u64> {
-        (!self.answered).then_some(self.deadline_ms)
+        if self.answered {
+            return None;
+        }
+        let stand_in = self.stand_in_at_ms.filter(|_| !self.spares.is_empty());
+        Some(stand_in.map_or(self.deadline_ms, |at| at.min(self.deadline_ms)))
     }
 
     /// Every target's first reply, in arrival order (late ones included).
@@ -237,6 +269,7 @@ impl WriteMachine {
         let Some(spare) = self.spares.pop_front() else {
             return;
         };
+        self.replaced.push(failed.clone());
         let home = self.home_of(failed).unwrap_or(failed).clone();
         self.stand_ins.push((spare.clone(), home.clone()));
         self.replicas.push(spare.clone());

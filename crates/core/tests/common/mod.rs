@@ -122,6 +122,7 @@ pub fn write_plan(w: usize) -> WritePlan {
         spares: vec![],
         w,
         pw: 0,
+        stand_in_after_ms: 500,
         timeout_ms: 3000,
     }
 }

@@ -396,6 +396,7 @@ pub fn failure_for(response: &Response, error: &frame::RpcError) -> Option<Respo
         Response::ReplicaRead(_) => Response::ReplicaRead(Err(replica)),
         Response::ReplicaWrite(_) => Response::ReplicaWrite(Err(replica)),
         Response::AntiEntropy(_) => Response::AntiEntropy(Err(replica)),
+        Response::Reap(_) => Response::Reap(Err(replica)),
         Response::Coordinate(ClientResponse::Get(_)) => {
             Response::Coordinate(ClientResponse::Get(Err(OpError::Internal(message))))
         }

@@ -237,3 +237,19 @@ pub fn for_each_seed(file: &str, name: &str, test: impl Fn(u64) -> turmoil::Resu
         }
     }
 }
+
+/// Polls `check` every 100 ms of simulated time until it holds, for at most
+/// `seconds`; panics with `what` otherwise.
+pub async fn eventually<F, Fut>(seconds: u64, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    for _ in 0..seconds * 10 {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("not within {seconds} s: {what}");
+}
