@@ -103,6 +103,29 @@ fn a_late_reply_that_lacks_the_answer_is_repaired_until_the_deadline() {
 }
 
 #[test]
+fn a_replica_whose_record_is_corrupt_gets_the_answer_as_a_repair() {
+    let mut m = ReadMachine::new(read_plan(2, true), 0);
+    drain_read(&mut m);
+    let corrupt = ReplicaFailure::Replica(ringkv_core::protocol::ReplicaError::CorruptRecord);
+    m.on_reply(&id("n1"), Err(corrupt), 1);
+    assert_eq!(
+        drain_read(&mut m),
+        vec![send("n3")],
+        "replaced like any failure"
+    );
+    m.on_reply(&id("n2"), Ok(Some(object(1))), 2);
+    m.on_reply(&id("n3"), Ok(Some(object(1))), 3);
+    assert_eq!(
+        drain_read(&mut m),
+        vec![
+            ReadCommand::Answer(Ok(Some(object(1)))),
+            repair("n1", &object(1))
+        ],
+        "the answer replaces the damaged record"
+    );
+}
+
+#[test]
 fn a_stand_in_is_asked_for_the_hint_it_holds() {
     let plan = ReadPlan {
         replicas: ids(&["n1", "n2", "n4"]),

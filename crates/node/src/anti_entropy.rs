@@ -19,6 +19,13 @@
 //!   are causal merges ([`ringkv_core::siblings::Siblings::merge`]), so a
 //!   repair can never lose a version and running it twice changes nothing.
 //!
+//! Trees live in memory, moved by each write; a record damaged on disk
+//! after it was written would go unnoticed, so each round also rebuilds one
+//! partition's tree from storage, checksums verified (Riak's AAE rebuilds
+//! its trees periodically for the same reason). A damaged record drops out
+//! of the tree, the next exchange finds it missing, and the peer's copy
+//! replaces it. A whole sweep takes Q rounds.
+//!
 //! Bounded (O2): one exchange at a time; each bounded by the machine's
 //! [`ExchangeLimits`]; and after each, the task waits until a token bucket
 //! of `bytes_per_sec` covers the bytes it moved, so repair never starves
@@ -73,13 +80,13 @@ pub async fn answer(
                         return Err(ReplicaError::BadExchange);
                     };
                     let (start, end) = range;
+                    // A corrupt record is left out: missing here, so the
+                    // exchange fetches the peer's copy to replace it.
                     let page = storage
-                        .scan(Keyspace::Data, &start, end.as_deref(), limit)
+                        .scan_skipping_corrupt(Keyspace::Data, &start, end.as_deref(), limit)
                         .map_err(|_| ReplicaError::StorageFailed)?;
-                    entries.extend(
-                        page.into_iter()
-                            .filter_map(|(k, raw)| trees.summary(k, &raw)),
-                    );
+                    let records = page.records.into_iter();
+                    entries.extend(records.filter_map(|(k, raw)| trees.summary(k, &raw)));
                 }
                 query
                     .answer(trees.partitions(), entries)
@@ -131,6 +138,7 @@ impl AntiEntropy {
     pub async fn run(self, stop: CancellationToken) {
         let mut bucket = TokenBucket::new(self.bytes_per_sec, self.now_ms());
         let mut next = 0usize;
+        let mut verify = 0usize;
         let mut resume: HashMap<(u32, NodeId), u16> = HashMap::new();
         loop {
             tokio::select! {
@@ -141,6 +149,15 @@ impl AntiEntropy {
             let pairs = self.pairs(&view);
             if pairs.is_empty() {
                 continue;
+            }
+            // One partition's tree is rebuilt from storage per round, so a
+            // record damaged after it was written is found within Q rounds.
+            let mut held: Vec<u32> = pairs.iter().map(|(p, _)| *p).collect();
+            held.dedup();
+            let partition = held[verify % held.len()];
+            verify = verify.wrapping_add(1);
+            if let Err(e) = self.replica.rebuild_tree(partition).await {
+                tracing::warn!(partition, error = %e, "cannot rebuild an anti-entropy tree");
             }
             for _ in 0..EXCHANGES_PER_ROUND.min(pairs.len()) {
                 let (partition, peer_id) = pairs[next % pairs.len()].clone();

@@ -79,13 +79,19 @@ impl HintStore {
         let mut start: Vec<u8> = Vec::new();
         let mut damaged = WriteBatch::new();
         loop {
-            let page = storage.scan(Keyspace::Hints, &start, None, REBUILD_SCAN_BATCH)?;
-            let Some((last, _)) = page.last() else {
+            let page =
+                storage.scan_skipping_corrupt(Keyspace::Hints, &start, None, REBUILD_SCAN_BATCH)?;
+            let keys = page.records.iter().map(|(k, _)| k);
+            let Some(last) = keys.chain(page.corrupt.iter().map(|c| &c.key)).max() else {
                 break;
             };
             start = last.clone();
             start.push(0);
-            for (key, raw) in &page {
+            for corrupt in &page.corrupt {
+                tracing::warn!(key = ?corrupt.key, reason = %corrupt.reason, "dropping a corrupt hint record");
+                damaged.delete(Keyspace::Hints, corrupt.key.clone());
+            }
+            for (key, raw) in &page.records {
                 match ringkv_core::hints::parse_hint_key(key)
                     .filter(|_| HintRecord::decode(raw).is_ok())
                 {

@@ -6,7 +6,10 @@
 //! delivery, an anti-entropy repair) runs on the single storage write lane
 //! and reports the key's old and new stored bytes here
 //! ([`PartitionTrees::observe`]); the key's hash moves in its segment by
-//! XOR, with no rescan. A tree is never stored: [`PartitionTrees::rebuild`]
+//! XOR, with no rescan. A record that fails its checksum is left out of the
+//! trees (treated as missing, so anti-entropy fetches a replica's copy);
+//! when it is replaced, its partition's tree is rebuilt, since the tree may
+//! still hold the hash the record had before it was damaged. A tree is never stored: [`PartitionTrees::rebuild`]
 //! scans the `data` keyspace once at start, which reads every stored
 //! object once (the cost for 1M keys is in the README's anti-entropy
 //! section). Keeping trees in memory only means no second write per write
@@ -27,7 +30,7 @@ use ringkv_core::anti_entropy::{
 };
 use ringkv_core::codec::{decode_object, encode_object, is_current_object_format};
 use ringkv_core::key::ObjectKey;
-use ringkv_core::layout::partition_of;
+use ringkv_core::layout::{partition_of, partition_range};
 use ringkv_core::settings::ClusterSettings;
 use ringkv_storage::{Keyspace, Storage, StorageError};
 use std::borrow::Cow;
@@ -76,23 +79,65 @@ impl PartitionTrees {
         settings: ClusterSettings,
     ) -> Result<(Self, u64), StorageError> {
         let trees = PartitionTrees::new(partitions, settings);
-        let mut start: Vec<u8> = Vec::new();
+        let keys = trees.fill(storage, &[], None)?;
+        Ok((trees, keys))
+    }
+
+    /// Adds every tracked record in `[start, end)` to the trees; returns how
+    /// many. A corrupt record is left out (treated as missing, so
+    /// anti-entropy fetches it from a replica) and logged.
+    fn fill(
+        &self,
+        storage: &dyn Storage,
+        start: &[u8],
+        end: Option<&[u8]>,
+    ) -> Result<u64, StorageError> {
+        let mut start = start.to_vec();
         let mut keys = 0;
         loop {
-            let page = storage.scan(Keyspace::Data, &start, None, REBUILD_PAGE)?;
-            let Some((last, _)) = page.last() else {
+            let page = storage.scan_skipping_corrupt(Keyspace::Data, &start, end, REBUILD_PAGE)?;
+            let last = page
+                .records
+                .iter()
+                .map(|(k, _)| k)
+                .chain(page.corrupt.iter().map(|c| &c.key))
+                .max();
+            let Some(last) = last else {
                 break;
             };
             start = last.clone();
             start.push(0);
-            for (key, raw) in &page {
-                if trees.tracks(key) {
-                    trees.observe(key, None, Some(raw));
+            for damaged in &page.corrupt {
+                tracing::warn!(key = ?damaged.key, reason = %damaged.reason, "a stored record is corrupt: treated as missing until a replica's copy replaces it");
+            }
+            for (key, raw) in &page.records {
+                if self.tracks(key) {
+                    self.observe(key, None, Some(raw));
                     keys += 1;
                 }
             }
         }
-        Ok((trees, keys))
+        Ok(keys)
+    }
+
+    /// Rebuilds one partition's tree from storage: after a corrupt record
+    /// was replaced, since the tree may still hold the hash the record had
+    /// before it was damaged.
+    pub fn rebuild_partition(
+        &self,
+        storage: &dyn Storage,
+        partition: u32,
+    ) -> Result<(), StorageError> {
+        self.lock().remove(&partition);
+        let (first, last) = partition_range(partition, self.partitions);
+        let end = last.checked_add(1).map(|e| e.to_be_bytes());
+        self.fill(storage, &first.to_be_bytes(), end.as_ref().map(|e| &e[..]))?;
+        Ok(())
+    }
+
+    /// The partition of a storage key.
+    pub fn partition_of_key(&self, storage_key: &[u8]) -> u32 {
+        partition_of(storage_position(storage_key), self.partitions)
     }
 
     fn lock(&self) -> MutexGuard<'_, HashMap<u32, PartitionTree>> {

@@ -18,6 +18,10 @@
 //! waits for an fsync on the write lane either. For the in-memory engine the
 //! lanes run inline: no hop, no thread, a deterministic simulation.
 //!
+//! A merge over a record that fails its checksum treats it as missing: the
+//! incoming copy (from another replica: a replica write, read repair,
+//! anti-entropy) replaces it, so corruption heals from replicas.
+//!
 //! A merge that changes nothing writes nothing and syncs nothing: when the
 //! merged object equals the local copy, there is no commit. The local copy
 //! is then exactly as durable as the write that produced it, which under
@@ -144,9 +148,18 @@ fn merge_on_lane(
     turn: &WriteTurn,
 ) -> Result<u64, ReplicaError> {
     let storage = |e: StorageError| storage_error(e.into());
-    let (old_raw, local) = match load_raw(&**committer.storage(), &storage_key).map_err(storage)? {
-        Some((raw, local)) => (Some(raw), local),
-        None => (None, Siblings::default()),
+    let mut replaced_corrupt = false;
+    let (old_raw, local) = match load_raw(&**committer.storage(), &storage_key) {
+        Ok(Some((raw, local))) => (Some(raw), local),
+        Ok(None) => (None, Siblings::default()),
+        // A damaged record is treated as missing: the incoming copy, from
+        // another replica, replaces it (the record is never served).
+        Err(StorageError::Corrupt { reason, .. }) => {
+            tracing::warn!(%reason, "replacing a corrupt record with a replica's copy");
+            replaced_corrupt = true;
+            (None, Siblings::default())
+        }
+        Err(e) => return Err(storage(e)),
     };
     let mut merged = local.clone();
     merged.merge(incoming);
@@ -164,15 +177,17 @@ fn merge_on_lane(
             limit: max_siblings,
         });
     }
-    store(
-        committer,
-        trees,
-        storage_key,
-        old_raw.as_deref(),
-        &merged,
-        turn,
-    )
-    .map_err(storage)
+    let key = storage_key.clone();
+    let ticket =
+        store(committer, trees, key, old_raw.as_deref(), &merged, turn).map_err(storage)?;
+    if replaced_corrupt {
+        // The tree may still hold the damaged record's old hash.
+        let partition = trees.partition_of_key(&storage_key);
+        trees
+            .rebuild_partition(&**committer.storage(), partition)
+            .map_err(storage)?;
+    }
+    Ok(ticket)
 }
 
 /// What a client write writes: the value (None: a delete), when, and when
@@ -374,6 +389,23 @@ impl LocalReplica {
             .write(move |turn| update_on_lane(&committer, &trees, update, turn))
             .await
             .map_err(lane_op_error)?
+    }
+
+    /// Rebuilds `partition`'s anti-entropy tree from storage, verifying
+    /// every record's checksum, as one write-lane job (so no write moves the
+    /// tree meanwhile). A record damaged since it was written (bit rot) is
+    /// then missing from the tree, and anti-entropy replaces it.
+    pub async fn rebuild_tree(&self, partition: u32) -> Result<(), ReplicaError> {
+        let (committer, trees) = (self.committer.clone(), self.trees.clone());
+        let rebuilt = self
+            .lanes()
+            .write(move |_turn| trees.rebuild_partition(&**committer.storage(), partition))
+            .await;
+        match rebuilt {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(storage_error(LocalError::Storage(e))),
+            Err(e) => Err(storage_error(e.into())),
+        }
     }
 
     /// Deletes the key's copy if it is exactly `object` (a tombstone every

@@ -90,16 +90,18 @@ impl TombstoneCollector {
         let page = self
             .replica
             .lanes()
-            .read(move || storage.scan(Keyspace::Data, &start, None, GC_SCAN_PAGE))
+            .read(move || storage.scan_skipping_corrupt(Keyspace::Data, &start, None, GC_SCAN_PAGE))
             .await
             .map_err(|e| ringkv_storage::StorageError::Engine(e.to_string()))??;
-        match page.last() {
-            Some((last, _)) => {
+        let keys = page.records.iter().map(|(k, _)| k);
+        match keys.chain(page.corrupt.iter().map(|c| &c.key)).max() {
+            Some(last) => {
                 *cursor = last.clone();
                 cursor.push(0);
             }
             None => cursor.clear(),
         }
+        let page = page.records;
         let now = (self.wall_clock)();
         let view = self.view.load();
         Ok(page

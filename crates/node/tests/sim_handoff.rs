@@ -10,7 +10,9 @@
 //!   alone is then cut off;
 //! - with no hint to carry what a replica missed (a 3-node cluster has no
 //!   stand-ins), anti-entropy alone brings it up to date after the
-//!   partition heals, and every replica ends with equal Merkle roots (F5).
+//!   partition heals, and every replica ends with equal Merkle roots (F5);
+//! - a record that fails its checksum is treated as missing and replaced by
+//!   a replica's copy, by anti-entropy alone.
 //!
 //! Replay a seed with `RINGKV_SIM_SEED=<seed> cargo test -p ringkv-node --test sim_handoff <test>`.
 
@@ -367,6 +369,59 @@ fn without_hints_anti_entropy_alone_brings_a_replica_up_to_date() {
                 for k in &keys {
                     roots_agree(k, &THREE).await;
                 }
+                Ok(())
+            });
+            sim.run()
+        },
+    );
+}
+
+#[test]
+fn a_corrupt_record_is_replaced_from_a_replica_by_anti_entropy() {
+    for_each_seed(
+        "a_corrupt_record_is_replaced_from_a_replica_by_anti_entropy",
+        |seed| {
+            let disks = disks(3);
+            let n3_disk = disks[2].clone();
+            let mut sim = cluster_on(seed, &THREE, disks, |_| {});
+            sim.client("client", async move {
+                let (n1, n3) = (client_of("n1"), client_of("n3"));
+                put_with(
+                    &n1,
+                    "fragile",
+                    VersionVector::new(),
+                    "v",
+                    quorum(None, Some(3), None),
+                )
+                .await
+                .expect("put on every home");
+                let storage_key = key("fragile").storage_key();
+                assert!(n3_disk.corrupt(ringkv_storage::Keyspace::Data, &storage_key));
+                let read = Request::ReplicaRead {
+                    key: key("fragile"),
+                    hint_for: None,
+                };
+                assert!(
+                    matches!(call(&n3, read).await, Response::ReplicaRead(Err(_))),
+                    "the damaged record is never served"
+                );
+                eventually(110, "anti-entropy replaces the corrupt record", || {
+                    let n3 = &n3;
+                    async move {
+                        let read = Request::ReplicaRead {
+                            key: key("fragile"),
+                            hint_for: None,
+                        };
+                        match call(n3, read).await {
+                            Response::ReplicaRead(Ok(Some(found))) => {
+                                values(&found) == vec!["v".to_string()]
+                            }
+                            _ => false,
+                        }
+                    }
+                })
+                .await;
+                roots_agree("fragile", &THREE).await;
                 Ok(())
             });
             sim.run()

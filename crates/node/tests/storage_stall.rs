@@ -62,15 +62,14 @@ impl Storage for StallingStorage {
     fn sync_blocks(&self) -> bool {
         true
     }
-    #[allow(clippy::type_complexity)]
-    fn scan(
+    fn scan_skipping_corrupt(
         &self,
         ks: Keyspace,
         start: &[u8],
         end: Option<&[u8]>,
         limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StorageError> {
-        self.inner.scan(ks, start, end, limit)
+    ) -> Result<ringkv_storage::Scanned, StorageError> {
+        self.inner.scan_skipping_corrupt(ks, start, end, limit)
     }
     fn approximate_len(&self, ks: Keyspace) -> Result<u64, StorageError> {
         self.inner.approximate_len(ks)

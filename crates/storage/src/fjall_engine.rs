@@ -38,7 +38,7 @@ use crate::journal_sync::JournalSync;
 use crate::keyspace::Keyspace;
 use crate::limits::check_key;
 use crate::record;
-use crate::storage::{scan_is_empty, Storage};
+use crate::storage::{scan_is_empty, CorruptRecord, Scanned, Storage};
 use fjall::{Database, KeyspaceCreateOptions, PersistMode, Readable};
 use std::path::Path;
 
@@ -177,15 +177,16 @@ impl Storage for FjallStorage {
         true
     }
 
-    fn scan(
+    fn scan_skipping_corrupt(
         &self,
         ks: Keyspace,
         start: &[u8],
         end: Option<&[u8]>,
         limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StorageError> {
+    ) -> Result<Scanned, StorageError> {
+        let mut out = Scanned::default();
         if scan_is_empty(start, end, limit) {
-            return Ok(Vec::new());
+            return Ok(out);
         }
         let snapshot = self.db.snapshot();
         let handle = self.handle(ks);
@@ -196,16 +197,19 @@ impl Storage for FjallStorage {
             // reported as corrupt below instead of being silently skipped.
             None => snapshot.range(handle, start..),
         };
-        let mut out = Vec::new();
         for guard in iter.take(limit) {
             let (stored_key, framed) = guard
                 .into_inner()
                 .map_err(|e| StorageError::engine(&format!("scan {}", ks.name()), e))?;
-            let key = untagged(&stored_key)
-                .map_err(|reason| StorageError::corrupt(ks, &stored_key, reason))?;
-            let payload = record::open(key, &framed)
-                .map_err(|reason| StorageError::corrupt(ks, key, reason))?;
-            out.push((key.to_vec(), payload));
+            let opened = untagged(&stored_key)
+                .and_then(|key| record::open(key, &framed).map(|payload| (key.to_vec(), payload)));
+            match opened {
+                Ok(pair) => out.records.push(pair),
+                Err(reason) => out.corrupt.push(CorruptRecord {
+                    key: untagged(&stored_key).map_or_else(|_| stored_key.to_vec(), |k| k.to_vec()),
+                    reason,
+                }),
+            }
         }
         Ok(out)
     }

@@ -49,4 +49,4 @@ pub use fjall_engine::{FjallStorage, FJALL_CACHE_BYTES, SMALL_MEMTABLE_BYTES};
 pub use keyspace::Keyspace;
 pub use limits::{MAX_STORAGE_KEY_BYTES, MAX_STORAGE_VALUE_BYTES};
 pub use mem_engine::MemStorage;
-pub use storage::Storage;
+pub use storage::{CorruptRecord, Scanned, Storage};

@@ -19,7 +19,7 @@ use crate::error::StorageError;
 use crate::keyspace::Keyspace;
 use crate::limits::check_key;
 use crate::record;
-use crate::storage::{scan_is_empty, Storage};
+use crate::storage::{scan_is_empty, CorruptRecord, Scanned, Storage};
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Bound;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -167,24 +167,28 @@ impl Storage for MemStorage {
         false
     }
 
-    fn scan(
+    fn scan_skipping_corrupt(
         &self,
         ks: Keyspace,
         start: &[u8],
         end: Option<&[u8]>,
         limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StorageError> {
+    ) -> Result<Scanned, StorageError> {
+        let mut out = Scanned::default();
         if scan_is_empty(start, end, limit) {
-            return Ok(Vec::new());
+            return Ok(out);
         }
         let upper = end.map_or(Bound::Unbounded, Bound::Excluded);
         let state = self.lock();
         let range = state.current[ks.index()].range::<[u8], _>((Bound::Included(start), upper));
-        let mut out = Vec::new();
         for (key, framed) in range.take(limit) {
-            let payload = record::open(key, framed)
-                .map_err(|reason| StorageError::corrupt(ks, key, reason))?;
-            out.push((key.clone(), payload));
+            match record::open(key, framed) {
+                Ok(payload) => out.records.push((key.clone(), payload)),
+                Err(reason) => out.corrupt.push(CorruptRecord {
+                    key: key.clone(),
+                    reason,
+                }),
+            }
         }
         Ok(out)
     }
@@ -241,6 +245,34 @@ mod tests {
         for (key, want) in table {
             assert_eq!(get(&s, key).as_deref(), want, "{key}");
         }
+    }
+
+    #[test]
+    fn a_scan_skipping_corrupt_records_names_them_and_returns_the_rest() {
+        let s = MemStorage::new();
+        for k in ["a", "b", "c"] {
+            put(&s, k, "v");
+        }
+        assert!(s.corrupt(Keyspace::Data, b"b"));
+        assert!(matches!(
+            s.scan(Keyspace::Data, b"", None, 10),
+            Err(StorageError::Corrupt { .. })
+        ));
+        let scanned = s
+            .scan_skipping_corrupt(Keyspace::Data, b"", None, 10)
+            .unwrap();
+        let keys: Vec<&[u8]> = scanned.records.iter().map(|(k, _)| k.as_slice()).collect();
+        assert_eq!(keys, [b"a".as_slice(), b"c".as_slice()]);
+        assert_eq!(scanned.corrupt.len(), 1);
+        assert_eq!(scanned.corrupt[0].key, b"b");
+        let two = s
+            .scan_skipping_corrupt(Keyspace::Data, b"", None, 2)
+            .unwrap();
+        assert_eq!(
+            (two.records.len(), two.corrupt.len()),
+            (1, 1),
+            "the limit counts both"
+        );
     }
 
     #[test]

@@ -54,11 +54,45 @@ pub trait Storage: Send + Sync + 'static {
         start: &[u8],
         end: Option<&[u8]>,
         limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StorageError>;
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StorageError> {
+        let scanned = self.scan_skipping_corrupt(ks, start, end, limit)?;
+        match scanned.corrupt.into_iter().next() {
+            Some(damaged) => Err(StorageError::corrupt(ks, &damaged.key, damaged.reason)),
+            None => Ok(scanned.records),
+        }
+    }
+
+    /// Like [`Storage::scan`], but a record that fails its checks is left
+    /// out and named in [`Scanned::corrupt`] instead of failing the scan,
+    /// so background work (anti-entropy, tombstone collection) can carry on
+    /// past it and treat it as missing. `limit` counts both kinds.
+    fn scan_skipping_corrupt(
+        &self,
+        ks: Keyspace,
+        start: &[u8],
+        end: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Scanned, StorageError>;
 
     /// Approximate number of keys in a keyspace (for metrics / summaries).
     /// Exact for the in-memory engine; fjall may over-count after deletes.
     fn approximate_len(&self, ks: Keyspace) -> Result<u64, StorageError>;
+}
+
+/// What [`Storage::scan_skipping_corrupt`] found, in key order.
+#[derive(Debug, Default)]
+pub struct Scanned {
+    /// Records that passed their checks: (key, payload).
+    pub records: Vec<(Vec<u8>, Vec<u8>)>,
+    /// Records that did not, with why.
+    pub corrupt: Vec<CorruptRecord>,
+}
+
+/// A record a scan skipped because it failed its checks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CorruptRecord {
+    pub key: Vec<u8>,
+    pub reason: String,
 }
 
 /// True when a scan of `[start, end)` with `limit` can return nothing, so

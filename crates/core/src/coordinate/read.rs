@@ -17,7 +17,8 @@
 //!   and why.
 //! - **Read repair (F4)**: every replica whose reply lacks part of M gets M
 //!   ([`ReadCommand::Repair`], a normal replica write, so merging makes it
-//!   idempotent). Counted replies are checked when R is met; replies that
+//!   idempotent), and so does one that answered that its record is corrupt
+//!   (the write replaces the damaged record). Counted replies are checked when R is met; replies that
 //!   arrive later (until the deadline) are checked as they come.
 //! - **Monotonic quorum reads** (Cassandra 4.0's blocking read repair): when
 //!   the plan says `monotonic` (R + W > N), a counted replica that lacks M is
@@ -36,6 +37,7 @@
 //! Never: read a clock, do IO, or emit anything but repairs after the answer.
 
 use crate::failure::ReplicaFailure;
+use crate::protocol::ReplicaError;
 use crate::quorum::{Progress, QuorumError, QuorumTally};
 use crate::siblings::Siblings;
 use crate::NodeId;
@@ -302,6 +304,19 @@ impl ReadMachine {
                     .filter(|r| matches!(&r.outcome, Ok(found) if found.as_ref() != Some(merged)))
                     .map(|r| r.node.clone())
                     .collect();
+                // A replica whose record is corrupt did not count, but gets
+                // the answer too: that replaces the damaged record.
+                let corrupt: Vec<NodeId> = self
+                    .replies
+                    .iter()
+                    .filter(|r| {
+                        matches!(
+                            r.outcome,
+                            Err(ReplicaFailure::Replica(ReplicaError::CorruptRecord))
+                        )
+                    })
+                    .map(|r| r.node.clone())
+                    .collect();
                 if self.monotonic && !stale.is_empty() {
                     self.speculate_at_ms = None;
                     for node in stale {
@@ -313,6 +328,9 @@ impl ReadMachine {
                     for node in stale {
                         self.repair(node);
                     }
+                }
+                for node in corrupt {
+                    self.repair(node);
                 }
             }
             Progress::Failed => self.fail(ReplicaFailure::QuorumUnreachable),
