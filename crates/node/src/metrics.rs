@@ -91,6 +91,20 @@ pub struct Metrics {
     keys_repaired: Family<PartitionLabels, Counter>,
     exchange_bytes: Family<BytesLabels, Counter>,
     tombstones_reaped: Counter,
+    /// The same background work, per partition, for `GET /v1/cluster`.
+    repairs: std::sync::Mutex<std::collections::BTreeMap<u32, PartitionRepairs>>,
+}
+
+/// What anti-entropy did for one partition on this node, for operators.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct PartitionRepairs {
+    pub exchanges: u64,
+    pub exchanges_failed: u64,
+    pub keys_repaired: u64,
+    pub bytes_sent: u64,
+    pub bytes_received: u64,
+    /// The last exchange's result: "equal", "repaired" or "failed".
+    pub last_result: &'static str,
 }
 
 impl Default for Metrics {
@@ -205,6 +219,7 @@ impl Metrics {
             tombstones_reaped.clone(),
         );
         Metrics {
+            repairs: Default::default(),
             tombstones_reaped,
             exchanges,
             keys_repaired,
@@ -311,6 +326,15 @@ impl Metrics {
         self.exchanges
             .get_or_create(&ExchangeLabels { partition, result })
             .inc();
+        {
+            let mut repairs = self.repairs.lock().unwrap_or_else(|p| p.into_inner());
+            let entry = repairs.entry(partition).or_default();
+            entry.exchanges += 1;
+            entry.exchanges_failed += u64::from(!ok);
+            entry.bytes_sent += report.bytes_sent;
+            entry.bytes_received += report.bytes_received;
+            entry.last_result = result;
+        }
         for (direction, bytes) in [
             ("sent", report.bytes_sent),
             ("received", report.bytes_received),
@@ -330,6 +354,8 @@ impl Metrics {
             self.keys_repaired
                 .get_or_create(&PartitionLabels { partition })
                 .inc_by(keys);
+            let mut repairs = self.repairs.lock().unwrap_or_else(|p| p.into_inner());
+            repairs.entry(partition).or_default().keys_repaired += keys;
         }
     }
 
@@ -341,6 +367,25 @@ impl Metrics {
     /// Records one read-repair write sent.
     pub fn read_repair_sent(&self) {
         self.read_repairs.inc();
+    }
+
+    /// Anti-entropy per partition, and totals of the other background
+    /// repairs, as `GET /v1/cluster` shows them.
+    pub fn repairs(&self) -> serde_json::Value {
+        let repairs = self.repairs.lock().unwrap_or_else(|p| p.into_inner());
+        let total = |f: fn(&PartitionRepairs) -> u64| repairs.values().map(f).sum::<u64>();
+        serde_json::json!({
+            "anti_entropy": {
+                "exchanges": total(|r| r.exchanges),
+                "exchanges_failed": total(|r| r.exchanges_failed),
+                "keys_repaired": total(|r| r.keys_repaired),
+                "bytes_sent": total(|r| r.bytes_sent),
+                "bytes_received": total(|r| r.bytes_received),
+                "partitions": &*repairs,
+            },
+            "read_repairs": self.read_repairs.get(),
+            "tombstones_reaped": self.tombstones_reaped.get(),
+        })
     }
 
     /// The Prometheus text exposition.
@@ -364,6 +409,20 @@ mod tests {
         m.observe_sync(7, Duration::from_millis(1));
         m.replica_call_failed("connect_refused");
         m.rpc_connection_refused();
+        m.hint_stored("n2");
+        m.hint_delivered("n2");
+        m.hint_skipped("n3");
+        m.hint_dropped("n3", "expired");
+        m.hints_pending("n2", 4);
+        m.read_repair_sent();
+        m.tombstone_reaped();
+        let report = ringkv_core::anti_entropy::ExchangeReport {
+            bytes_sent: 100,
+            bytes_received: 40,
+            ..Default::default()
+        };
+        m.exchange_finished(7, &report, true);
+        m.keys_repaired(7, 3);
         let text = m.encode();
         for want in [
             "ringkv_requests_total{op=\"put\",status=\"204\"} 1",
@@ -373,8 +432,25 @@ mod tests {
             "ringkv_storage_sync_duration_seconds_count 1",
             "ringkv_replica_call_failures_total{kind=\"connect_refused\"} 1",
             "ringkv_rpc_connections_refused_total 1",
+            "ringkv_hints_stored_total{target=\"n2\"} 1",
+            "ringkv_hints_delivered_total{target=\"n2\"} 1",
+            "ringkv_hints_skipped_total{target=\"n3\"} 1",
+            "ringkv_hints_dropped_total{target=\"n3\",reason=\"expired\"} 1",
+            "ringkv_hints_pending{target=\"n2\"} 4",
+            "ringkv_read_repairs_total 1",
+            "ringkv_tombstones_reaped_total 1",
+            "ringkv_anti_entropy_exchanges_total{partition=\"7\",result=\"repaired\"} 1",
+            "ringkv_anti_entropy_keys_repaired_total{partition=\"7\"} 3",
+            "ringkv_anti_entropy_bytes_total{partition=\"7\",direction=\"sent\"} 100",
         ] {
             assert!(text.contains(want), "missing {want} in\n{text}");
         }
+        let repairs = m.repairs();
+        assert_eq!(repairs["anti_entropy"]["keys_repaired"], 3);
+        assert_eq!(
+            repairs["anti_entropy"]["partitions"]["7"]["bytes_received"],
+            40
+        );
+        assert_eq!(repairs["tombstones_reaped"], 1);
     }
 }

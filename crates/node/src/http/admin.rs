@@ -86,6 +86,8 @@ pub async fn cluster(State(state): State<Arc<NodeState>>) -> Response {
         "buckets": view.settings.buckets,
         "nodes": nodes,
         "fsync": config.fsync.to_string(),
+        // Anti-entropy per partition, read repairs and tombstones reaped.
+        "repairs": state.metrics.repairs(),
         "hints": {
             "limits": state.hints.limits(),
             // Hints for nodes that are not members (dropped at the next round).
