@@ -15,8 +15,9 @@
 //!   of storage keys), on the storage read lane; the peer answers the same
 //!   questions the same way ([`answer`], behind `Request::AntiEntropy`);
 //! - a key missing or different here is fetched from the peer and merged;
-//!   one missing or different there is sent to it as a replica write; both
-//!   are causal merges ([`ringkv_core::siblings::Siblings::merge`]), so a
+//!   one missing there, or whose merge here shows the peer lacks something,
+//!   is sent to it as a replica write (so a key stale on one side moves one
+//!   way only); both are causal merges ([`ringkv_core::siblings::Siblings::merge`]), so a
 //!   repair can never lose a version and running it twice changes nothing.
 //!
 //! Trees live in memory, moved by each write; a record damaged on disk
@@ -284,14 +285,10 @@ impl AntiEntropy {
                     }
                 }
             };
-            if let Some(theirs) = theirs {
-                moved += encoded_len(&theirs);
-                if self
-                    .replica
-                    .merge(&key, theirs, self.max_siblings)
-                    .await
-                    .is_err()
-                {
+            if let Some(theirs) = &theirs {
+                moved += encoded_len(theirs);
+                let merged = self.replica.merge(&key, theirs.clone(), self.max_siblings);
+                if merged.await.is_err() {
                     continue;
                 }
             }
@@ -299,6 +296,12 @@ impl AntiEntropy {
                 let Ok(Some(ours)) = self.replica.read(&key).await else {
                     continue;
                 };
+                // Ours now holds theirs merged in: send it only if they
+                // lack something of it.
+                if theirs.as_ref() == Some(&ours) {
+                    repaired += 1;
+                    continue;
+                }
                 moved += encoded_len(&ours);
                 let write = Request::ReplicaWrite {
                     key,
