@@ -27,7 +27,7 @@
 //! of the tree, the next exchange finds it missing, and the peer's copy
 //! replaces it. A whole sweep takes Q rounds.
 //!
-//! Bounded (O2): one exchange at a time; each bounded by the machine's
+//! Bounded (O2): at most [`CONCURRENT_EXCHANGES`] exchanges at a time; each bounded by the machine's
 //! [`ExchangeLimits`]; and after each, the task waits until a token bucket
 //! of `bytes_per_sec` covers the bytes it moved, so repair never starves
 //! client traffic. A truncated exchange resumes where it stopped the next
@@ -36,6 +36,7 @@
 use crate::metrics::Metrics;
 use crate::replica::LocalReplica;
 use crate::view::{Peer, ViewCell};
+use futures_util::StreamExt;
 use ringkv_core::anti_entropy::{
     segment_range, Difference, ExchangeCommand, ExchangeLimits, ExchangeMachine, ExchangePlan,
     ExchangeReply, ExchangeReport, ExchangeRequest, KeyDiff, Side,
@@ -57,6 +58,9 @@ use tokio_util::sync::CancellationToken;
 pub const ANTI_ENTROPY_INTERVAL_MS: u64 = 1000;
 /// Exchanges per round.
 pub const EXCHANGES_PER_ROUND: usize = 16;
+/// Exchanges of one round that run at once (each mostly waits: on the
+/// peer, and on its re-check pause).
+pub const CONCURRENT_EXCHANGES: usize = 4;
 /// Default repair and exchange bandwidth of one node, bytes per second.
 pub const ANTI_ENTROPY_BYTES_PER_SEC: u64 = 4 * 1024 * 1024;
 /// How long one call to a peer may take.
@@ -160,6 +164,7 @@ impl AntiEntropy {
             if let Err(e) = self.replica.rebuild_tree(partition).await {
                 tracing::warn!(partition, error = %e, "cannot rebuild an anti-entropy tree");
             }
+            let mut round = Vec::with_capacity(EXCHANGES_PER_ROUND);
             for _ in 0..EXCHANGES_PER_ROUND.min(pairs.len()) {
                 let (partition, peer_id) = pairs[next % pairs.len()].clone();
                 next = next.wrapping_add(1);
@@ -169,13 +174,24 @@ impl AntiEntropy {
                 if peer.status() == ringkv_core::health::PeerStatus::Down {
                     continue;
                 }
-                let start = resume
-                    .get(&(partition, peer_id.clone()))
-                    .copied()
-                    .unwrap_or(0);
-                let report = tokio::select! {
+                let start = resume.get(&(partition, peer_id.clone())).copied();
+                round.push((partition, peer.clone(), start.unwrap_or(0)));
+            }
+            let this = &self;
+            let exchanges = futures_util::stream::iter(round)
+                .map(|(partition, peer, start)| async move {
+                    let report = this.exchange(&peer, partition, start).await;
+                    (partition, peer.id.clone(), report)
+                })
+                .buffer_unordered(CONCURRENT_EXCHANGES);
+            tokio::pin!(exchanges);
+            loop {
+                let done = tokio::select! {
                     _ = stop.cancelled() => return,
-                    report = self.exchange(peer, partition, start) => report,
+                    done = exchanges.next() => done,
+                };
+                let Some((partition, peer_id, report)) = done else {
+                    break;
                 };
                 match report.resume_segment {
                     Some(at) => resume.insert((partition, peer_id), at),
