@@ -145,20 +145,22 @@ impl Cluster {
     }
 
     /// Polls the roots every 250 ms until every partition's are equal on
-    /// all three nodes (confirmed by one more full pass); returns when that
-    /// was first seen, or None after `timeout`.
-    pub async fn converged(&self, timeout: Duration) -> Option<Duration> {
+    /// all three nodes (confirmed by one more full pass). Returns how many
+    /// partitions differed at the first look and how long until all were
+    /// equal, or None after `timeout`.
+    pub async fn converged(&self, timeout: Duration) -> Option<(usize, Duration)> {
         let started = Instant::now();
         let all: Vec<u32> = (0..self.configs[0].partitions).collect();
         let mut pending = self.differing(&all).await;
-        eprintln!("{} partitions differ at ready", pending.len());
+        let at_first = pending.len();
+        eprintln!("{at_first} partitions differ at ready");
         let mut reported = Instant::now();
         loop {
             if pending.is_empty() {
                 let seen = started.elapsed();
                 pending = self.differing(&all).await;
                 if pending.is_empty() {
-                    return Some(seen);
+                    return Some((at_first, seen));
                 }
             }
             if started.elapsed() > timeout {

@@ -32,6 +32,8 @@
 //!
 //! Run: `cargo bench -p ringkv-node --bench anti_entropy` (1,000,000 keys),
 //! or `... -- --keys 20000` for a smoke run; `--help` lists the flags.
+//! The nodes log to stderr at `RUST_LOG` (default `warn`; e.g.
+//! `RUST_LOG=ringkv_node::anti_entropy=debug` shows failed exchanges).
 //! Without `--bench` (test runs, nextest's listing) it does nothing. Plain
 //! `std::time::Instant`: this is a bench, not node source.
 
@@ -120,6 +122,12 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into());
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .try_init();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -162,7 +170,7 @@ async fn run(args: Args) -> Result<(), String> {
     let started = Instant::now();
     let cluster = Cluster::start(configs, &stores).await;
     let start = started.elapsed();
-    let Some(converged) = cluster.converged(args.timeout).await else {
+    let Some((differing, converged)) = cluster.converged(args.timeout).await else {
         cluster.stop().await?;
         return Err(format!("not converged within {:?}", args.timeout));
     };
@@ -181,6 +189,8 @@ async fn run(args: Args) -> Result<(), String> {
         tree_keys,
         rebuild,
         start,
+        partitions: args.ae.partitions,
+        differing,
         converged,
         at_convergence,
         settle,

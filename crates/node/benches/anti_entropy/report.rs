@@ -13,6 +13,9 @@ pub struct Measured {
     pub tree_keys: u64,
     pub rebuild: Duration,
     pub start: Duration,
+    pub partitions: u32,
+    /// Partitions whose roots differed when the nodes were ready.
+    pub differing: usize,
     pub converged: Duration,
     pub at_convergence: Vec<AeCounters>,
     pub settle: Duration,
@@ -35,6 +38,14 @@ pub fn header(args: &Args) {
     );
 }
 
+fn ms(d: Duration) -> String {
+    format!("{} ms", d.as_millis())
+}
+
+fn seconds(d: Duration) -> String {
+    format!("{:.1} s", d.as_secs_f64())
+}
+
 fn mib(bytes: u64) -> String {
     format!("{:.2} MiB", bytes as f64 / (1024.0 * 1024.0))
 }
@@ -55,18 +66,22 @@ pub fn table(m: &Measured) {
                 loaded.keys
             ),
         ),
-        ("load, 3 fjall databases".into(), format!("{:.1?}", m.load)),
+        ("load, 3 fjall databases".into(), seconds(m.load)),
         (
             format!("tree rebuild, one node ({} keys, warm cache)", m.tree_keys),
-            format!("{:.0?}", m.rebuild),
+            ms(m.rebuild),
         ),
         (
             "start to ready, 3 nodes at once (each rebuilds)".into(),
-            format!("{:.0?}", m.start),
+            ms(m.start),
+        ),
+        (
+            "partitions differing at ready".into(),
+            format!("{} of {}", m.differing, m.partitions),
         ),
         (
             "ready to converged (all roots equal)".into(),
-            format!("{:.1?}", m.converged),
+            seconds(m.converged),
         ),
         (
             "full copy (storage keys + encoded objects, one replica)".into(),
@@ -96,7 +111,7 @@ pub fn table(m: &Measured) {
             ),
         ),
         (
-            format!("... {:.1?} later (exchanges in flight done)", m.settle),
+            format!("... {} later (exchanges in flight done)", seconds(m.settle)),
             format!("{} ({:.2}%)", mib(settled), share(settled)),
         ),
     ];
