@@ -37,8 +37,8 @@ pub struct RequestQuorum {
 /// Why a combination of N, R and W is refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ReplicationError {
-    #[error("pw = {pw} must not exceed w = {w}")]
-    PwExceedsW { pw: usize, w: usize },
+    #[error("pw = {pw} must not exceed n = {n}")]
+    PwExceedsN { pw: usize, n: usize },
     #[error("n must be at least 1")]
     ZeroN,
     #[error("n = {n} exceeds the {nodes} nodes of the cluster")]
@@ -76,12 +76,13 @@ impl Replication {
         Ok(resolved)
     }
 
-    /// The request's PW: 0 unless set; at most W (a write cannot need more
-    /// primary acknowledgements than acknowledgements).
+    /// The request's PW: 0 unless set; at most N. As in Riak, a PW above W
+    /// raises what the write waits for: PW acknowledgements from homes are
+    /// also PW acknowledgements.
     pub fn primary_writes(&self, request: &RequestQuorum) -> Result<usize, ReplicationError> {
         let pw = request.pw.unwrap_or(0);
-        if pw > self.w {
-            return Err(ReplicationError::PwExceedsW { pw, w: self.w });
+        if pw > self.n {
+            return Err(ReplicationError::PwExceedsN { pw, n: self.n });
         }
         Ok(pw)
     }
@@ -138,17 +139,21 @@ mod tests {
     }
 
     #[test]
-    fn pw_defaults_to_zero_and_may_not_exceed_w() {
+    fn pw_defaults_to_zero_and_may_not_exceed_n() {
         let rep = Replication { n: 3, r: 2, w: 2 };
         let ask = |pw| RequestQuorum {
             pw,
             ..RequestQuorum::default()
         };
         assert_eq!(rep.primary_writes(&ask(None)), Ok(0));
-        assert_eq!(rep.primary_writes(&ask(Some(2))), Ok(2));
         assert_eq!(
             rep.primary_writes(&ask(Some(3))),
-            Err(ReplicationError::PwExceedsW { pw: 3, w: 2 })
+            Ok(3),
+            "above W is allowed"
+        );
+        assert_eq!(
+            rep.primary_writes(&ask(Some(4))),
+            Err(ReplicationError::PwExceedsN { pw: 4, n: 3 })
         );
     }
 

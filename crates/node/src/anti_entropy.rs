@@ -151,18 +151,19 @@ impl AntiEntropy {
                 _ = tokio::time::sleep(self.interval) => {}
             }
             let view = self.view.load();
+            // One held partition's tree is rebuilt from storage per round,
+            // so a record damaged after it was written is found within Q
+            // rounds.
+            let held = self.held(&view);
+            if let Some(&partition) = held.get(verify % held.len().max(1)) {
+                verify = verify.wrapping_add(1);
+                if let Err(e) = self.replica.rebuild_tree(partition).await {
+                    tracing::warn!(partition, error = %e, "cannot rebuild an anti-entropy tree");
+                }
+            }
             let pairs = self.pairs(&view);
             if pairs.is_empty() {
                 continue;
-            }
-            // One partition's tree is rebuilt from storage per round, so a
-            // record damaged after it was written is found within Q rounds.
-            let mut held: Vec<u32> = pairs.iter().map(|(p, _)| *p).collect();
-            held.dedup();
-            let partition = held[verify % held.len()];
-            verify = verify.wrapping_add(1);
-            if let Err(e) = self.replica.rebuild_tree(partition).await {
-                tracing::warn!(partition, error = %e, "cannot rebuild an anti-entropy tree");
             }
             let mut round = Vec::with_capacity(EXCHANGES_PER_ROUND);
             for _ in 0..EXCHANGES_PER_ROUND.min(pairs.len()) {
@@ -208,7 +209,22 @@ impl AntiEntropy {
         }
     }
 
-    /// Every (partition, other home) pair this node takes part in.
+    /// The partitions this node is a home of.
+    fn held(&self, view: &crate::view::ClusterView) -> Vec<u32> {
+        let n = view.settings.replication.n;
+        (0..view.layout.partitions())
+            .filter(|&p| {
+                view.layout
+                    .preference_list(p)
+                    .take(n)
+                    .any(|h| *h == self.id)
+            })
+            .collect()
+    }
+
+    /// Every (partition, other home) pair this node starts the exchanges of:
+    /// of two homes, the one with the lower id does, so each pair is
+    /// compared once, not twice (both sides repair in one exchange).
     fn pairs(&self, view: &crate::view::ClusterView) -> Vec<(u32, NodeId)> {
         let layout = &view.layout;
         let n = view.settings.replication.n;
@@ -219,7 +235,7 @@ impl AntiEntropy {
                 out.extend(
                     homes
                         .into_iter()
-                        .filter(|h| **h != self.id)
+                        .filter(|h| **h > self.id)
                         .map(|h| (partition, h.clone())),
                 );
             }
@@ -236,7 +252,7 @@ impl AntiEntropy {
             limits: self.limits,
         };
         let mut machine = ExchangeMachine::new(plan, self.now_ms());
-        let mut repaired_bytes = 0u64;
+        let mut repaired = Moved::default();
         loop {
             while let Some(command) = machine.poll_command() {
                 match command {
@@ -256,10 +272,13 @@ impl AntiEntropy {
                         machine.on_reply(Side::Peer, reply, self.now_ms());
                     }
                     ExchangeCommand::Repair { keys } => {
-                        repaired_bytes += self.repair(peer, partition, &keys).await;
+                        let moved = self.repair(peer, partition, &keys).await;
+                        repaired.sent += moved.sent;
+                        repaired.received += moved.received;
                     }
                     ExchangeCommand::Finish { mut report, result } => {
-                        report.bytes_sent += repaired_bytes;
+                        report.bytes_sent += repaired.sent;
+                        report.bytes_received += repaired.received;
                         self.metrics
                             .exchange_finished(partition, &report, result.is_ok());
                         if let Err(e) = result {
@@ -284,9 +303,9 @@ impl AntiEntropy {
     }
 
     /// Repairs `keys` both ways by causal merge; returns the object bytes
-    /// moved (approximately: encoded object sizes).
-    async fn repair(&self, peer: &Arc<Peer>, partition: u32, keys: &[KeyDiff]) -> u64 {
-        let mut moved = 0u64;
+    /// moved each way (encoded object sizes).
+    async fn repair(&self, peer: &Arc<Peer>, partition: u32, keys: &[KeyDiff]) -> Moved {
+        let mut moved = Moved::default();
         let mut repaired = 0u64;
         for diff in keys {
             let Ok(key) = ObjectKey::from_storage_key(&diff.storage_key) else {
@@ -302,7 +321,7 @@ impl AntiEntropy {
                 }
             };
             if let Some(theirs) = &theirs {
-                moved += encoded_len(theirs);
+                moved.received += encoded_len(theirs);
                 let merged = self.replica.merge(&key, theirs.clone(), self.max_siblings);
                 if merged.await.is_err() {
                     continue;
@@ -318,7 +337,7 @@ impl AntiEntropy {
                     repaired += 1;
                     continue;
                 }
-                moved += encoded_len(&ours);
+                moved.sent += encoded_len(&ours);
                 let write = Request::ReplicaWrite {
                     key,
                     object: ours,
@@ -347,6 +366,13 @@ impl AntiEntropy {
             _ => Err(()),
         }
     }
+}
+
+/// Object bytes a repair moved, each way.
+#[derive(Debug, Default, Clone, Copy)]
+struct Moved {
+    sent: u64,
+    received: u64,
 }
 
 fn encoded_len(object: &Siblings) -> u64 {

@@ -344,8 +344,12 @@ fn pw_counts_only_real_replicas_when_a_home_is_down() {
     assert_eq!(r.status, 503, "pw=3 with a home down: {}", r.text());
     assert_eq!(r.json()["error"]["code"], "quorum_not_met", "{}", r.text());
 
-    // PW may not exceed W (default 2): that is a bad request, not a quorum.
+    // PW above W (default 2) raises what the write waits for, as in Riak:
+    // three homes cannot answer, so this is a failed quorum too.
     let r = put(coordinator, "pw", &key, "?pw=3", "b");
+    assert_eq!(r.status, 503, "{}", r.text());
+    // PW above N is a bad request.
+    let r = put(coordinator, "pw", &key, "?pw=4", "c");
     assert_eq!(r.status, 400, "{}", r.text());
 
     for query in ["?pw=2", "?w=3&pw=2", "?w=3"] {
