@@ -142,7 +142,10 @@ impl AntiEntropy {
     /// Runs rounds of exchanges until `stop` is cancelled.
     pub async fn run(self, stop: CancellationToken) {
         let mut bucket = TokenBucket::new(self.bytes_per_sec, self.now_ms());
-        let mut next = 0usize;
+        // Each node starts its rotation at its own offset: two nodes that
+        // both compare a partition with a stale third then rarely walk it at
+        // the same time, so the second finds it repaired (equal roots).
+        let mut next = rotation_offset(&self.id);
         let mut verify = 0usize;
         let mut resume: HashMap<(u32, NodeId), u16> = HashMap::new();
         loop {
@@ -366,6 +369,14 @@ impl AntiEntropy {
             _ => Err(()),
         }
     }
+}
+
+/// Where a node starts its round robin: a hash of its id.
+fn rotation_offset(id: &NodeId) -> usize {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    id.as_str().hash(&mut hasher);
+    hasher.finish() as usize
 }
 
 /// Object bytes a repair moved, each way.
