@@ -428,3 +428,120 @@ fn a_corrupt_record_is_replaced_from_a_replica_by_anti_entropy() {
         },
     );
 }
+
+#[test]
+fn past_a_hint_limit_writes_still_succeed_and_anti_entropy_repairs_what_was_skipped() {
+    for_each_seed(
+        "past_a_hint_limit_writes_still_succeed_and_anti_entropy_repairs_what_was_skipped",
+        |seed| {
+            let mut sim = cluster_on(seed, &FOUR, disks(4), |c| c.hints.max_hints_per_target = 2);
+            let steps = Steps::default();
+            let client_steps = steps.clone();
+            sim.client("client", async move {
+                // Keys whose homes are n1, n3 and n4, so n2 stands in for n4.
+                let keys: Vec<String> = (0..400)
+                    .map(|i| format!("h{i}"))
+                    .filter(|k| {
+                        let homes = preference(k, &FOUR, 3);
+                        homes.contains(&id("n4")) && !homes.contains(&id("n2"))
+                    })
+                    .take(7)
+                    .collect();
+                assert_eq!(keys.len(), 7);
+                let (probe, keys) = keys.split_last().unwrap();
+                let keys = keys.to_vec();
+                let n1 = client_of("n1");
+                client_steps.ask(1).await; // n4 crashes
+                                           // Let n1 judge n4 down (its connection attempt fails), so
+                                           // every later write sends n2 a hint at once: W = 2 does not
+                                           // wait for a stand-in.
+                put(&n1, probe, VersionVector::new(), "x")
+                    .await
+                    .expect("put");
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                for k in &keys {
+                    put(&n1, k, VersionVector::new(), &format!("v-{k}"))
+                        .await
+                        .expect("W = 2 from real replicas: the write succeeds, hint or not");
+                }
+                let n2 = client_of("n2");
+                let mut hinted = 0;
+                for k in &keys {
+                    hinted += usize::from(hint_at(&n2, "n4", k).await.is_some());
+                }
+                assert_eq!(hinted, 2, "n2 keeps two hints for n4 and skips the rest");
+                client_steps.ask(2).await; // n4 returns
+                let n4 = client_of("n4");
+                for k in &keys {
+                    let want = format!("v-{k}");
+                    eventually(
+                        60,
+                        &format!("{k} reaches n4 (hint or anti-entropy)"),
+                        || {
+                            let (n4, want) = (&n4, want.clone());
+                            async move {
+                                local_copy(n4, k)
+                                    .await
+                                    .is_some_and(|o| values(&o) == vec![want])
+                            }
+                        },
+                    )
+                    .await;
+                }
+                Ok(())
+            });
+            steps.run(&mut sim, |sim, step| match step {
+                1 => sim.crash("n4"),
+                2 => sim.bounce("n4"),
+                _ => unreachable!(),
+            })
+        },
+    );
+}
+
+#[test]
+fn hints_for_a_node_that_is_not_a_member_are_dropped() {
+    for_each_seed(
+        "hints_for_a_node_that_is_not_a_member_are_dropped",
+        |seed| {
+            let disks = disks(3);
+            let n1_disk = disks[0].clone();
+            // A hint left for "ghost", a node that is no longer a member.
+            let mut object = Siblings::new();
+            object.update(&VersionVector::new(), &id("n1"), Some("v".into()), 1);
+            let record = ringkv_core::hints::HintRecord {
+                stored_at_ms: 1,
+                object,
+            };
+            let mut batch = ringkv_storage::WriteBatch::new();
+            let hint = ringkv_core::hints::hint_key(&id("ghost"), &key("k").storage_key());
+            batch.put(
+                ringkv_storage::Keyspace::Hints,
+                hint,
+                record.encode().unwrap(),
+            );
+            ringkv_storage::Storage::write(&n1_disk, batch).unwrap();
+            let mut sim = cluster_on(seed, &THREE, disks, |_| {});
+            sim.client("client", async move {
+                let held = || {
+                    let scan = ringkv_storage::Storage::scan(
+                        &n1_disk,
+                        ringkv_storage::Keyspace::Hints,
+                        b"",
+                        None,
+                        10,
+                    );
+                    scan.unwrap().len()
+                };
+                assert_eq!(held(), 1);
+                eventually(10, "the hint for a non-member is dropped", || {
+                    let n = held();
+                    async move { n == 0 }
+                })
+                .await;
+                Ok(())
+            });
+            sim.run()
+        },
+    );
+}
