@@ -108,6 +108,14 @@ impl Steps {
         }
     }
 
+    /// Steps the simulation; step 1 crashes `node`, step 2 restarts it.
+    fn crash_then_bounce(&self, sim: &mut turmoil::Sim<'_>, node: &str) -> turmoil::Result {
+        self.run(sim, |sim, step| match step {
+            1 => sim.crash(node),
+            _ => sim.bounce(node),
+        })
+    }
+
     /// Steps the simulation, carrying out each step the client asks for.
     fn run(
         &self,
@@ -237,11 +245,7 @@ fn with_one_home_down_writes_of_w3_land_on_stand_ins_and_handoff_brings_it_back(
                 }
                 Ok(())
             });
-            steps.run(&mut sim, |sim, step| match step {
-                1 => sim.crash("n4"),
-                2 => sim.bounce("n4"),
-                _ => unreachable!(),
-            })
+            steps.crash_then_bounce(&mut sim, "n4")
         },
     );
 }
@@ -490,11 +494,7 @@ fn past_a_hint_limit_writes_still_succeed_and_anti_entropy_repairs_what_was_skip
                 }
                 Ok(())
             });
-            steps.run(&mut sim, |sim, step| match step {
-                1 => sim.crash("n4"),
-                2 => sim.bounce("n4"),
-                _ => unreachable!(),
-            })
+            steps.crash_then_bounce(&mut sim, "n4")
         },
     );
 }
