@@ -39,7 +39,7 @@ use crate::view::{Peer, ViewCell};
 use futures_util::StreamExt;
 use ringkv_core::anti_entropy::{
     segment_range, Difference, ExchangeCommand, ExchangeLimits, ExchangeMachine, ExchangePlan,
-    ExchangeReply, ExchangeReport, ExchangeRequest, KeyDiff, Side,
+    ExchangeReply, ExchangeReport, ExchangeRequest, KeyDiff, Side, MAX_SUMMARY_ENTRIES,
 };
 use ringkv_core::failure::ReplicaFailure;
 use ringkv_core::hints::TokenBucket;
@@ -76,9 +76,14 @@ pub async fn answer(
     match request {
         ExchangeRequest::Tree(query) => trees.answer(&query).map_err(|_| ReplicaError::BadExchange),
         ExchangeRequest::Keys(query) => {
+            trees
+                .check_partition(query.partition)
+                .map_err(|_| ReplicaError::BadExchange)?;
             let storage = replica.storage().clone();
             let job = move || {
-                let limit = query.max_entries as usize + 1;
+                // The peer's bound, capped by ours: a scan reads at most this.
+                let max_entries = query.max_entries.clamp(1, MAX_SUMMARY_ENTRIES);
+                let limit = max_entries as usize + 1;
                 let mut entries = Vec::new();
                 for &segment in &query.segments {
                     let Some(range) = segment_key_range(&query, segment, trees.partitions()) else {

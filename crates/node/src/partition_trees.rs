@@ -177,11 +177,23 @@ impl PartitionTrees {
     /// empty tree if it stores no key of it).
     pub fn answer(&self, query: &TreeQuery) -> Result<ExchangeReply, BadRequest> {
         let partition = query.partition();
+        self.check_partition(partition)?;
         let trees = self.lock();
         match trees.get(&partition) {
             Some(tree) => tree.answer(query),
             None => PartitionTree::new(partition, self.partitions).answer(query),
         }
+    }
+
+    /// A partition a peer asks about must exist (`< Q`).
+    pub fn check_partition(&self, partition: u32) -> Result<(), BadRequest> {
+        if partition < self.partitions {
+            return Ok(());
+        }
+        Err(BadRequest::WrongPartition {
+            asked: partition,
+            held: self.partitions,
+        })
     }
 
     /// The summary of one stored record, if it is tracked.
@@ -210,5 +222,20 @@ impl PartitionTrees {
     /// Q.
     pub fn partitions(&self) -> u32 {
         self.partitions
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_question_about_a_partition_past_q_is_refused_not_a_panic() {
+        let trees = PartitionTrees::new(16, ClusterSettings::default());
+        assert!(trees.answer(&TreeQuery::Root { partition: 15 }).is_ok());
+        for partition in [16, u32::MAX] {
+            assert!(trees.answer(&TreeQuery::Root { partition }).is_err());
+            assert!(trees.answer(&TreeQuery::Branches { partition }).is_err());
+        }
     }
 }
