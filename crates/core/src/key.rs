@@ -98,6 +98,15 @@ impl ObjectKey {
         out
     }
 
+    /// The storage keys of the positions `first..=last`: `[start, end)`,
+    /// `end` None when `last` is the top of the ring. Storage keys start
+    /// with the position, so a range of positions (a partition, a segment)
+    /// is one range of keys.
+    pub fn storage_range(first: u64, last: u64) -> (Vec<u8>, Option<Vec<u8>>) {
+        let end = last.checked_add(1).map(|e| e.to_be_bytes().to_vec());
+        (first.to_be_bytes().to_vec(), end)
+    }
+
     /// The bucket named in a storage key, without building the key (`None`
     /// if the bytes are not a storage key).
     pub fn bucket_of_storage_key(raw: &[u8]) -> Option<&str> {
@@ -155,6 +164,16 @@ mod tests {
             k("b", b"123456789"),
             Err(KeyError::KeyTooLarge { len: 9, limit: 8 })
         );
+    }
+
+    #[test]
+    fn a_range_of_positions_is_a_range_of_storage_keys() {
+        let k = ObjectKey::new("b", Bytes::from("k"), 64).unwrap();
+        let p = k.position();
+        let (start, end) = ObjectKey::storage_range(p, p);
+        assert!(start <= k.storage_key() && Some(k.storage_key()) < end);
+        let (_, top) = ObjectKey::storage_range(0, u64::MAX);
+        assert_eq!(top, None, "the top of the ring has no end key");
     }
 
     #[test]

@@ -121,8 +121,7 @@ fn segment_key_range(
         return None;
     }
     let (first, last) = segment_range(query.partition, segment, partitions);
-    let end = last.checked_add(1).map(|e| e.to_be_bytes().to_vec());
-    Some((first.to_be_bytes().to_vec(), end))
+    Some(ObjectKey::storage_range(first, last))
 }
 
 /// What the anti-entropy task needs.

@@ -81,12 +81,10 @@ impl HintStore {
         loop {
             let page =
                 storage.scan_skipping_corrupt(Keyspace::Hints, &start, None, REBUILD_SCAN_BATCH)?;
-            let keys = page.records.iter().map(|(k, _)| k);
-            let Some(last) = keys.chain(page.corrupt.iter().map(|c| &c.key)).max() else {
+            let Some(next) = page.resume_after() else {
                 break;
             };
-            start = last.clone();
-            start.push(0);
+            start = next;
             for corrupt in &page.corrupt {
                 tracing::warn!(key = ?corrupt.key, reason = %corrupt.reason, "dropping a corrupt hint record");
                 damaged.delete(Keyspace::Hints, corrupt.key.clone());

@@ -54,6 +54,15 @@ fn canonical(raw: &[u8]) -> Cow<'_, [u8]> {
 /// Records read per page while rebuilding the trees.
 const REBUILD_PAGE: usize = 4096;
 
+/// One key's hash moving in its segment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TreeChange {
+    partition: u32,
+    segment: u16,
+    old: Option<u64>,
+    new: Option<u64>,
+}
+
 /// The trees of every partition this node stores keys of.
 pub struct PartitionTrees {
     partitions: u32,
@@ -96,17 +105,10 @@ impl PartitionTrees {
         let mut keys = 0;
         loop {
             let page = storage.scan_skipping_corrupt(Keyspace::Data, &start, end, REBUILD_PAGE)?;
-            let last = page
-                .records
-                .iter()
-                .map(|(k, _)| k)
-                .chain(page.corrupt.iter().map(|c| &c.key))
-                .max();
-            let Some(last) = last else {
+            let Some(next) = page.resume_after() else {
                 break;
             };
-            start = last.clone();
-            start.push(0);
+            start = next;
             for damaged in &page.corrupt {
                 tracing::warn!(key = ?damaged.key, reason = %damaged.reason, "a stored record is corrupt: treated as missing until a replica's copy replaces it");
             }
@@ -130,8 +132,8 @@ impl PartitionTrees {
     ) -> Result<(), StorageError> {
         self.lock().remove(&partition);
         let (first, last) = partition_range(partition, self.partitions);
-        let end = last.checked_add(1).map(|e| e.to_be_bytes());
-        self.fill(storage, &first.to_be_bytes(), end.as_ref().map(|e| &e[..]))?;
+        let (start, end) = ObjectKey::storage_range(first, last);
+        self.fill(storage, &start, end.as_deref())?;
         Ok(())
     }
 
@@ -156,21 +158,42 @@ impl PartitionTrees {
 
     /// A key's stored bytes went from `old` to `new` (None: absent).
     pub fn observe(&self, storage_key: &[u8], old: Option<&[u8]>, new: Option<&[u8]>) {
+        self.apply(self.change(storage_key, old, new));
+    }
+
+    /// What moving a key's stored bytes from `old` to `new` does to the
+    /// trees, computed without touching them (so a writer can hash before
+    /// it hands its bytes to storage, and [`PartitionTrees::apply`] once the
+    /// write succeeded). `None`: nothing changes.
+    pub fn change(
+        &self,
+        storage_key: &[u8],
+        old: Option<&[u8]>,
+        new: Option<&[u8]>,
+    ) -> Option<TreeChange> {
         if !self.tracks(storage_key) {
-            return;
+            return None;
         }
-        let partition = partition_of(storage_position(storage_key), self.partitions);
-        let segment = segment_of(storage_key, self.partitions);
         let old = old.map(|raw| key_hash(storage_key, &canonical(raw)));
         let new = new.map(|raw| key_hash(storage_key, &canonical(raw)));
-        if old == new {
+        (old != new).then(|| TreeChange {
+            partition: partition_of(storage_position(storage_key), self.partitions),
+            segment: segment_of(storage_key, self.partitions),
+            old,
+            new,
+        })
+    }
+
+    /// Applies a change computed by [`PartitionTrees::change`].
+    pub fn apply(&self, change: Option<TreeChange>) {
+        let Some(c) = change else {
             return;
-        }
+        };
         let partitions = self.partitions;
         self.lock()
-            .entry(partition)
-            .or_insert_with(|| PartitionTree::new(partition, partitions))
-            .apply(segment, old, new);
+            .entry(c.partition)
+            .or_insert_with(|| PartitionTree::new(c.partition, partitions))
+            .apply(c.segment, c.old, c.new);
     }
 
     /// Answers a tree question from this node's tree of the partition (an

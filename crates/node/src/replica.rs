@@ -124,10 +124,11 @@ fn store(
     turn: &WriteTurn,
 ) -> Result<u64, StorageError> {
     let encoded = encode_object(object).map_err(|e| StorageError::Engine(e.to_string()))?;
+    let change = trees.change(&storage_key, old_raw, Some(&encoded));
     let mut batch = WriteBatch::new();
-    batch.put(Keyspace::Data, storage_key.clone(), encoded.clone());
+    batch.put(Keyspace::Data, storage_key, encoded);
     let ticket = committer.write_on_lane(batch, turn)?;
-    trees.observe(&storage_key, old_raw, Some(&encoded));
+    trees.apply(change);
     Ok(ticket)
 }
 

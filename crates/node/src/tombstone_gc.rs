@@ -93,14 +93,7 @@ impl TombstoneCollector {
             .read(move || storage.scan_skipping_corrupt(Keyspace::Data, &start, None, GC_SCAN_PAGE))
             .await
             .map_err(|e| ringkv_storage::StorageError::Engine(e.to_string()))??;
-        let keys = page.records.iter().map(|(k, _)| k);
-        match keys.chain(page.corrupt.iter().map(|c| &c.key)).max() {
-            Some(last) => {
-                *cursor = last.clone();
-                cursor.push(0);
-            }
-            None => cursor.clear(),
-        }
+        *cursor = page.resume_after().unwrap_or_default();
         let page = page.records;
         let now = (self.wall_clock)();
         let view = self.view.load();

@@ -88,6 +88,18 @@ pub struct Scanned {
     pub corrupt: Vec<CorruptRecord>,
 }
 
+impl Scanned {
+    /// Where the next page of the same scan starts: just after the last key
+    /// this page saw, good or corrupt; `None` if it saw none (the end).
+    pub fn resume_after(&self) -> Option<Vec<u8>> {
+        let keys = self.records.iter().map(|(k, _)| k);
+        let last = keys.chain(self.corrupt.iter().map(|c| &c.key)).max()?;
+        let mut next = last.clone();
+        next.push(0);
+        Some(next)
+    }
+}
+
 /// A record a scan skipped because it failed its checks.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CorruptRecord {
