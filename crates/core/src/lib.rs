@@ -47,6 +47,7 @@ pub mod health;
 pub mod hints;
 pub mod key;
 pub mod layout;
+pub mod layout_history;
 pub mod limits;
 pub mod node_id;
 pub mod protocol;

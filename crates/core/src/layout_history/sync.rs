@@ -1,0 +1,160 @@
+//! Barriers, data movement and node states of a layout history.
+//!
+//! The facts come from gossip: each node's `acked` stamp (the newest
+//! version it writes with) and `synced` stamp (the newest version whose data
+//! it holds), handed in as a [`Progress`]. From them:
+//!
+//! - [`LayoutHistory::all_acked`]: every node that can coordinate writes
+//!   uses the newest version, so data may start moving (rule 3 of the
+//!   parent module).
+//! - [`LayoutHistory::transfers`]: what one node must stream, and from whom
+//!   (rule 4).
+//! - [`LayoutHistory::retire`]: drop versions whose successors hold their
+//!   data (rule 5).
+//! - [`LayoutHistory::state_of`]: joining, normal, leaving or removed.
+
+use super::{LayoutHistory, LayoutStamp};
+use crate::layout::Layout;
+use crate::NodeId;
+use serde::Serialize;
+
+/// What gossip says about one node's progress through the versions.
+pub trait Progress {
+    /// The newest version the node writes with, if known.
+    fn acked(&self, id: &NodeId) -> Option<LayoutStamp>;
+    /// The newest version whose data the node holds, if known.
+    fn synced(&self, id: &NodeId) -> Option<LayoutStamp>;
+}
+
+/// Where a node stands in the cluster, as the history shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NodeState {
+    /// In the newest version, not yet in the read version: its data is
+    /// arriving (or it asked to join and waits to be added).
+    Joining,
+    /// In the read version and the newest.
+    Normal,
+    /// In an active version but not the newest: its data is moving away.
+    Leaving,
+    /// Left or removed for good.
+    Removed,
+}
+
+/// One partition a node must pull, and the nodes to pull it from: it must
+/// end up holding the union of what every source holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Transfer {
+    pub partition: u32,
+    pub sources: Vec<NodeId>,
+}
+
+impl LayoutHistory {
+    /// Whether every non-removed member of every active version has
+    /// acknowledged the newest version.
+    pub fn all_acked(&self, progress: &impl Progress) -> bool {
+        let newest = self.newest().stamp.version;
+        self.active_members()
+            .iter()
+            .all(|id| self.reaches(progress.acked(id), newest))
+    }
+
+    /// Drops the oldest versions while every non-removed member of the next
+    /// one holds its data; members of a dropped version that are in no
+    /// remaining one become removed. Returns the retired stamps.
+    pub fn retire(&mut self, progress: &impl Progress) -> Vec<LayoutStamp> {
+        let mut retired = Vec::new();
+        while self.entries.len() > 1 {
+            let next = &self.entries[1];
+            let version = next.stamp.version;
+            let ready = next
+                .layout
+                .members()
+                .iter()
+                .filter(|m| !self.is_removed(&m.id))
+                .all(|m| self.reaches(progress.synced(&m.id), version));
+            if !ready {
+                break;
+            }
+            let gone = self.entries.remove(0);
+            retired.push(gone.stamp);
+            let left: Vec<NodeId> = gone
+                .layout
+                .members()
+                .iter()
+                .filter(|m| !self.layouts().any(|l| l.member(&m.id).is_some()))
+                .map(|m| m.id.clone())
+                .collect();
+            self.mark_removed(left);
+        }
+        retired
+    }
+
+    /// The partitions `me` must pull before it may report the newest version
+    /// synced: those it holds (among the first `width` of the preference
+    /// list) in some active version but not in the read version. Each is
+    /// pulled from the read-version replica it replaces (pairing departing
+    /// and arriving replicas in id order), or, when that one was removed,
+    /// from every surviving read-version replica.
+    pub fn transfers(&self, me: &NodeId, width: usize) -> Vec<Transfer> {
+        let read = self.read_layout();
+        let mut out = Vec::new();
+        for p in 0..read.partitions() {
+            let old = replicas(read, p, width);
+            if old.contains(me) {
+                continue;
+            }
+            let Some(new) = self
+                .layouts()
+                .skip(1)
+                .map(|l| replicas(l, p, width))
+                .find(|new| new.contains(me))
+            else {
+                continue;
+            };
+            let mut departing: Vec<&NodeId> = old.iter().filter(|n| !new.contains(n)).collect();
+            let mut arriving: Vec<&NodeId> = new.iter().filter(|n| !old.contains(n)).collect();
+            departing.sort();
+            arriving.sort();
+            let partner = arriving
+                .iter()
+                .position(|n| *n == me)
+                .and_then(|i| departing.get(i))
+                .filter(|n| !self.is_removed(n));
+            let sources = match partner {
+                Some(n) => vec![(*n).clone()],
+                None => old
+                    .iter()
+                    .filter(|n| !self.is_removed(n))
+                    .cloned()
+                    .collect(),
+            };
+            out.push(Transfer {
+                partition: p,
+                sources,
+            });
+        }
+        out
+    }
+
+    /// Where `id` stands (see [`NodeState`]).
+    pub fn state_of(&self, id: &NodeId) -> NodeState {
+        if self.is_removed(id) {
+            return NodeState::Removed;
+        }
+        let in_newest = self.newest().layout.member(id).is_some();
+        let in_read = self.read_layout().member(id).is_some();
+        match (in_newest, in_read) {
+            (true, true) => NodeState::Normal,
+            (true, false) => NodeState::Joining,
+            (false, _) if self.is_active_member(id) => NodeState::Leaving,
+            // Known, in no layout and never removed: waiting to be added.
+            (false, _) => NodeState::Joining,
+        }
+    }
+}
+
+/// Partition `p`'s first `width` preference-list nodes in `layout`.
+fn replicas(layout: &Layout, p: u32, width: usize) -> Vec<NodeId> {
+    layout.preference_list(p).take(width).cloned().collect()
+}
