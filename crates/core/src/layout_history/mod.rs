@@ -223,7 +223,7 @@ impl LayoutHistory {
             .chain(incoming)
             .filter(|e| e.stamp.version >= oldest)
             .collect();
-        candidates.sort_by(|a, b| a.stamp.cmp(&b.stamp));
+        candidates.sort_by_key(|c| c.stamp);
         candidates.dedup_by(|a, b| a.stamp == b.stamp);
         let mut chain: Vec<HistoryEntry> = Vec::new();
         let mut version = oldest;

@@ -224,7 +224,7 @@ fn concurrent_changes_converge_on_one_layout_and_the_loser_can_reapply_on_top() 
         LayoutChange::Join(member("d"))
     };
     assert!(!lost.is_reflected_in(&winner));
-    let v3 = left.apply(&[lost.clone()], PARAMS).unwrap();
+    let v3 = left.apply(std::slice::from_ref(&lost), PARAMS).unwrap();
     assert_eq!(v3.version(), 3);
     assert!(lost.is_reflected_in(&v3));
     right.merge(left.entries().to_vec(), 1, &[]);
