@@ -361,6 +361,7 @@ fn write_plan() -> impl Strategy<Value = WritePlan> {
             w: w.min(n + 1),
             pw: 0,
             stand_in_after_ms: 0,
+            newer_homes: Vec::new(),
             timeout_ms,
         }
     })

@@ -165,6 +165,7 @@ pub fn plan(
             w: replication.w,
             pw: request.pw,
             stand_in_after_ms: timeouts.write_stand_in_after_ms,
+            newer_homes: Vec::new(),
             timeout_ms: timeouts.request_timeout_ms,
         }),
     }

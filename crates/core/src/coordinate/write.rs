@@ -23,6 +23,11 @@
 //! - answers `Ok(())` once W distinct nodes acknowledged, the local one
 //!   included, of which at least PW are homes (Riak's PW; 0 by default, so
 //!   stand-ins count: Dynamo's "always writeable");
+//! - while a layout change is in flight, also sends to the homes of every
+//!   newer active layout version (`newer_homes`) and needs W
+//!   acknowledgements among each version's homes too (a stand-in counts for
+//!   the home it stands in for): the rule of [`crate::layout_history`] that
+//!   keeps a write readable whichever version reads end up using;
 //! - answers with a [`QuorumError`] as soon as W or PW can no longer be
 //!   met, or at the deadline, naming every node that did not acknowledge
 //!   and why.
@@ -58,6 +63,9 @@ pub struct WritePlan {
     pub pw: usize,
     /// When to send to spares for targets that have not answered yet.
     pub stand_in_after_ms: u64,
+    /// The key's homes in each newer active layout version (empty when no
+    /// layout change is in flight); each group needs W acknowledgements too.
+    pub newer_homes: Vec<Vec<NodeId>>,
     /// When to give up.
     pub timeout_ms: u64,
 }
@@ -97,6 +105,11 @@ pub struct WriteMachine {
     w: usize,
     pw: usize,
     home_acks: usize,
+    /// The homes of newer layout versions, one group per version.
+    newer_homes: Vec<Vec<NodeId>>,
+    /// Targets only because a newer version holds them: they count for
+    /// their versions' groups, not for the plan's own W.
+    extra: Vec<NodeId>,
     /// Targets already replaced by a spare.
     replaced: Vec<NodeId>,
     /// `None` once silent targets were replaced (or need not be).
@@ -130,7 +143,19 @@ fn needs_a_spare(failure: &ReplicaFailure) -> bool {
 impl WriteMachine {
     /// Starts a write at `now_ms`: queues the local wait and every send.
     pub fn new(plan: WritePlan, now_ms: u64) -> WriteMachine {
-        let replicas = super::local_first(&plan.replicas, plan.local.as_ref());
+        let primary = super::local_first(&plan.replicas, plan.local.as_ref());
+        let extra: Vec<NodeId> = plan
+            .newer_homes
+            .iter()
+            .flatten()
+            .filter(|n| !primary.contains(n))
+            .fold(Vec::new(), |mut out, n| {
+                if !out.contains(n) {
+                    out.push(n.clone());
+                }
+                out
+            });
+        let replicas: Vec<NodeId> = primary.into_iter().chain(extra.iter().cloned()).collect();
         let spares: VecDeque<NodeId> = plan
             .spares
             .into_iter()
@@ -145,6 +170,8 @@ impl WriteMachine {
             w,
             pw: plan.pw,
             home_acks: 0,
+            newer_homes: plan.newer_homes,
+            extra,
             replaced: Vec::new(),
             stand_in_at_ms: Some(now_ms.saturating_add(plan.stand_in_after_ms)),
             replies: Vec::new(),
@@ -293,15 +320,42 @@ impl WriteMachine {
             .iter()
             .filter(|n| self.home_of(n).is_none())
             .count();
-        let acks = self.tally.acked().len();
-        if acks >= self.w && self.home_acks >= self.pw {
+        let acks = self
+            .tally
+            .acked()
+            .iter()
+            .filter(|n| !self.extra.contains(n))
+            .count();
+        let primary_outstanding = outstanding
+            .iter()
+            .filter(|n| !self.extra.contains(n))
+            .count();
+        let groups_met = self
+            .newer_homes
+            .iter()
+            .all(|g| self.count_for(g, self.tally.acked().iter()) >= self.w);
+        let group_lost = self.newer_homes.iter().any(|g| {
+            let acked = self.count_for(g, self.tally.acked().iter());
+            let pending = self.count_for(g, outstanding.iter().copied());
+            acked + pending + self.spares.len() < self.w
+        });
+        if acks >= self.w && self.home_acks >= self.pw && groups_met {
             self.answered = true;
             self.commands.push_back(WriteCommand::Answer(Ok(())));
-        } else if acks + outstanding.len() + self.spares.len() < self.w
+        } else if acks + primary_outstanding + self.spares.len() < self.w
             || self.home_acks + homes_outstanding < self.pw
+            || group_lost
         {
             self.fail(ReplicaFailure::QuorumUnreachable);
         }
+    }
+
+    /// How many of `nodes` count for the homes `group`: a home itself, or a
+    /// stand-in for one.
+    fn count_for<'a>(&self, group: &[NodeId], nodes: impl Iterator<Item = &'a NodeId>) -> usize {
+        nodes
+            .filter(|n| group.contains(n) || self.home_of(n).is_some_and(|h| group.contains(h)))
+            .count()
     }
 
     /// Answers with the quorum error; silent targets get `pending`.

@@ -123,6 +123,7 @@ pub fn write_plan(w: usize) -> WritePlan {
         w,
         pw: 0,
         stand_in_after_ms: 500,
+        newer_homes: Vec::new(),
         timeout_ms: 3000,
     }
 }
