@@ -291,15 +291,24 @@ impl Client {
 
     /// `GET /v1/health`.
     pub async fn health(&self) -> Result<serde_json::Value, ClientError> {
-        let (status, _, body) = self
-            .send(
-                Method::GET,
-                format!("{}/v1/health", self.base),
-                None,
-                Bytes::new(),
-            )
-            .await?;
-        if status != StatusCode::OK {
+        self.admin_get("/v1/health").await
+    }
+
+    /// `GET` of an operator endpoint (e.g. `/v1/cluster`) that answers JSON.
+    pub async fn admin_get(&self, path: &str) -> Result<serde_json::Value, ClientError> {
+        self.admin(Method::GET, path).await
+    }
+
+    /// `POST` to an operator endpoint (e.g. `/v1/admin/decommission/n1`);
+    /// its JSON answer.
+    pub async fn admin_post(&self, path: &str) -> Result<serde_json::Value, ClientError> {
+        self.admin(Method::POST, path).await
+    }
+
+    async fn admin(&self, method: Method, path: &str) -> Result<serde_json::Value, ClientError> {
+        let url = format!("{}{path}", self.base);
+        let (status, _, body) = self.send(method, url, None, Bytes::new()).await?;
+        if !status.is_success() {
             return Err(error_of(status, &body));
         }
         serde_json::from_slice(&body).map_err(|e| ClientError::BadResponse(e.to_string()))

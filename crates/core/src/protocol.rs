@@ -6,7 +6,7 @@
 //! connection. Replica messages read or merge one key's [`Siblings`];
 //! `Coordinate` asks a node to coordinate a client request (used to forward a
 //! request to a node of the key's preference list, and by simulated clients).
-//! Later issues (hinted handoff, anti-entropy, gossip) add variants here.
+//! Gossip, joins and partition streaming ride the same connections.
 //! Framing and size limits live in the node's transport; encoding in
 //! [`crate::codec`].
 //!
@@ -20,6 +20,8 @@ use crate::anti_entropy::{ExchangeReply, ExchangeRequest};
 use crate::failure::ReplicaFailure;
 use crate::key::ObjectKey;
 use crate::layout::Member;
+use crate::layout_history::{HistoryWire, LayoutStamp};
+use crate::membership::{GossipAck, GossipAck2, GossipSyn, NodeRecord};
 use crate::quorum::QuorumError;
 use crate::replication::RequestQuorum;
 use crate::settings::ClusterSettings;
@@ -32,7 +34,9 @@ use std::fmt;
 
 /// Version of this message set; a handshake with another version is refused.
 /// Version 2: typed failures, and the layout and settings digests in [`Hello`].
-pub const PROTOCOL_VERSION: u16 = 3;
+/// Version 4: gossip, joins and partition streaming; the hello's layout
+/// digest is the cluster's first layout (its genesis), 0 while joining.
+pub const PROTOCOL_VERSION: u16 = 4;
 
 /// First frame on every connection, sent by the connecting side.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -90,7 +94,7 @@ pub enum HandshakeRefusal {
     LayoutDigest { ours: u64, theirs: u64 },
     #[error("the replication settings (N/R/W, buckets, partitions) differ (digest {theirs:016x}, the peer's is {ours:016x})")]
     SettingsDigest { ours: u64, theirs: u64 },
-    #[error("the connecting node is not a member of the peer's cluster")]
+    #[error("the connecting node is not a member of the peer's cluster (it was removed)")]
     NotAMember,
 }
 
@@ -136,6 +140,13 @@ pub enum Request {
         request: ClientRequest,
         forwarded: bool,
     },
+    /// Open a gossip exchange ([`crate::membership`], M1).
+    Gossip(GossipOpen),
+    /// Close a gossip exchange with what the receiver asked for.
+    GossipClose(GossipClose),
+    /// Add the sending node to the cluster (P4): answered with the genesis
+    /// and layout history once the join is applied.
+    Join(JoinRequest),
 }
 
 /// The answer to a [`Request`].
@@ -147,6 +158,65 @@ pub enum Response {
     AntiEntropy(Result<ExchangeReply, ReplicaError>),
     Reap(Result<bool, ReplicaError>),
     Coordinate(ClientResponse),
+    Gossip(Result<GossipReply, ReplicaError>),
+    GossipClose(Result<(), ReplicaError>),
+    Join(Result<JoinAccepted, JoinRefusal>),
+}
+
+/// The first message of a gossip exchange: the initiator's membership
+/// digests and the stamps of its active layout versions.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GossipOpen {
+    pub syn: GossipSyn,
+    pub layouts: Vec<LayoutStamp>,
+    /// The initiator's oldest active layout version.
+    pub oldest: u64,
+    pub removed: Vec<NodeId>,
+}
+
+/// The receiver's answer: newer membership entries, the layouts the
+/// initiator lacks (whole), and the stamps of those it wants.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GossipReply {
+    pub ack: GossipAck,
+    pub history: HistoryWire,
+    pub want: Vec<LayoutStamp>,
+}
+
+/// The initiator's close: the entries and layouts the receiver wanted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GossipClose {
+    pub ack2: GossipAck2,
+    pub history: HistoryWire,
+}
+
+/// A node asking to join: what it says about itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JoinRequest {
+    pub record: NodeRecord,
+}
+
+/// A join applied: what the new node needs to start.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JoinAccepted {
+    /// The digest of the cluster's first layout (checked in handshakes).
+    pub genesis: u64,
+    /// The members of that first layout.
+    pub founders: Vec<Member>,
+    pub history: HistoryWire,
+}
+
+/// Why a seed would not add a node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum JoinRefusal {
+    #[error("the node's id was removed from the cluster; start it with a new id and an empty data directory")]
+    WasRemoved,
+    #[error("{active} layout versions are still moving data; the join is retried")]
+    Busy { active: usize },
+    #[error("the node's record is invalid: {0}")]
+    BadRecord(String),
+    #[error("the layout cannot take the node: {0}")]
+    Layout(String),
 }
 
 /// Why a replica could not serve a read or write. The details (the storage
@@ -177,6 +247,9 @@ pub enum ReplicaError {
     /// A stand-in holds as many hints for the node as its limits allow.
     #[error("the stand-in holds as many hints for {target} as its limits allow")]
     HintsFull { target: NodeId },
+    /// A gossip message that does not decode or breaks a limit.
+    #[error("the node refused a malformed gossip message")]
+    BadGossip,
 }
 
 /// A client operation, as coordinated by a node.

@@ -3,9 +3,14 @@
 //! The same settings come from command-line flags or a TOML file
 //! (`--config FILE`); [`NodeConfig::validate`] checks them together and
 //! [`NodeConfig::members`] turns them into the layout's member list.
-//! Membership is static for now: every node must be started with the same
-//! peers, capacities, zones and settings, because each node computes the
-//! layout itself (the RPC handshake refuses a peer that differs).
+//!
+//! A cluster starts either from `peers` (every founding node started with
+//! the same peers, capacities, zones and settings computes the same first
+//! layout; the handshake refuses a node whose first layout differs), or a
+//! node joins a running cluster through `seeds` (RPC addresses of any
+//! members) on an empty data directory. After the first start the node's
+//! persisted layout history and membership win over both (see
+//! [`crate::cluster_state`]); seeds stay useful as gossip contacts.
 
 use crate::commit::FsyncPolicy;
 use crate::rpc::server::{
@@ -56,6 +61,17 @@ pub struct NodeConfig {
     pub zone: Option<String>,
     #[serde(default)]
     pub peers: Vec<PeerConfig>,
+    /// RPC addresses of members to join through (when there are no
+    /// `peers`) and to gossip with now and then, so the cluster never splits
+    /// into groups that do not know each other.
+    #[serde(default)]
+    pub seeds: Vec<String>,
+    /// Pause between gossip rounds (one exchange with a random peer).
+    #[serde(default = "default_gossip_interval_ms")]
+    pub gossip_interval_ms: u64,
+    /// Bytes per second a node may pull when streaming partitions it gained.
+    #[serde(default = "default_stream_bytes_per_sec")]
+    pub stream_bytes_per_sec: u64,
     /// Cluster-wide N, R, W defaults.
     #[serde(default)]
     pub replication: Replication,
@@ -152,6 +168,12 @@ fn default_anti_entropy_interval_ms() -> u64 {
 fn default_anti_entropy_bytes_per_sec() -> u64 {
     crate::anti_entropy::ANTI_ENTROPY_BYTES_PER_SEC
 }
+fn default_gossip_interval_ms() -> u64 {
+    crate::gossip::GOSSIP_INTERVAL_MS
+}
+fn default_stream_bytes_per_sec() -> u64 {
+    crate::streaming::STREAM_BYTES_PER_SEC
+}
 fn default_handoff_interval_ms() -> u64 {
     crate::handoff::HANDOFF_INTERVAL_MS
 }
@@ -168,6 +190,9 @@ impl NodeConfig {
             capacity: default_capacity(),
             zone: None,
             peers: Vec::new(),
+            seeds: Vec::new(),
+            gossip_interval_ms: default_gossip_interval_ms(),
+            stream_bytes_per_sec: default_stream_bytes_per_sec(),
             replication: Replication::default(),
             buckets: BTreeMap::new(),
             partitions: default_partitions(),
@@ -233,8 +258,22 @@ impl NodeConfig {
             .collect()
     }
 
-    /// Layout version 1, computed from the configured members (membership
-    /// is static until gossip lands: every node computes the same layout).
+    /// Whether this node starts by joining a cluster through its seeds
+    /// (no peers configured) rather than founding one.
+    pub fn joins_by_seed(&self) -> bool {
+        self.peers.is_empty() && !self.seeds.is_empty()
+    }
+
+    /// The shape of every layout of the cluster.
+    pub fn layout_params(&self) -> LayoutParams {
+        LayoutParams {
+            partitions: self.partitions,
+            replication: self.replication.n,
+        }
+    }
+
+    /// Layout version 1 of a cluster founded from the configured members
+    /// (every founding node computes the same one).
     pub fn layout(&self) -> Result<Layout, String> {
         let params = LayoutParams {
             partitions: self.partitions,
@@ -246,7 +285,12 @@ impl NodeConfig {
     /// Checks the settings make sense together.
     pub fn validate(&self) -> Result<(), String> {
         self.limits.validate()?;
-        let nodes = 1 + self.peers.len();
+        // A joining node's cluster has at least N members; it learns them.
+        let nodes = if self.joins_by_seed() {
+            self.replication.n.max(1)
+        } else {
+            1 + self.peers.len()
+        };
         // N may not exceed the node count; R and W are checked per request too.
         self.replication
             .validate(nodes)
@@ -293,7 +337,12 @@ impl NodeConfig {
                 m.id
             ));
         }
-        self.layout()?;
+        if self.gossip_interval_ms == 0 || self.stream_bytes_per_sec == 0 {
+            return Err("gossip_interval_ms and stream_bytes_per_sec must be positive".into());
+        }
+        if !self.joins_by_seed() {
+            self.layout()?;
+        }
         Ok(())
     }
 }

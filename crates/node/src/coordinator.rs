@@ -91,7 +91,7 @@ fn failed(request: &ClientRequest, e: OpError) -> ClientResponse {
 fn check_context(context: &VersionVector, view: &ClusterView) -> Result<(), OpError> {
     for (node, counter) in context.entries() {
         let member = NodeId::new(node.member()).ok();
-        if member.and_then(|m| view.layout.member(&m)).is_none() {
+        if !member.is_some_and(|m| view.history.ever_member(&m)) {
             return Err(OpError::BadRequest(format!(
                 "context names node {node}, which is not a member of this cluster"
             )));
@@ -151,7 +151,11 @@ impl Coordinator {
             pw,
             forwarded,
         };
-        let decided = plan(&self.id, &prefs, &plan_request, &self.timeouts, &known_down);
+        let mut decided = plan(&self.id, &prefs, &plan_request, &self.timeouts, &known_down);
+        if let Plan::Write(p) = &mut decided {
+            // A layout change in flight: the newer versions' homes too.
+            p.newer_homes = view.newer_homes(key, replication.n);
+        }
         match (decided, request) {
             (Plan::Refuse(e), request) => failed(&request, e),
             (Plan::Forward(p), request) => self.forward(&view, request, p).await,

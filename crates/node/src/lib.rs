@@ -10,7 +10,12 @@
 //! again ([`handoff`]); [`probe`] pings the peers it judges down; and it
 //! compares its partitions with their other replicas ([`anti_entropy`],
 //! over the trees of [`partition_trees`]); [`tombstone_gc`] reaps deletes
-//! every replica holds.
+//! every replica holds. Membership spreads by [`gossip`] into
+//! [`cluster_state`] (the layout history and member table, persisted, turned
+//! into the [`view`] requests use); a node learns its cluster at start in
+//! [`bootstrap`], operators change it through [`changes`], and
+//! [`rebalance`] pulls the partitions a layout change gave this node
+//! ([`streaming`]).
 //! [`node::run`] assembles all of it from a [`config::NodeConfig`] and three
 //! edges — network, storage and wall clock — so tests swap in turmoil's
 //! simulated network and the in-memory engine and run a whole cluster on
@@ -23,9 +28,13 @@
 
 pub mod actor;
 pub mod anti_entropy;
+pub mod bootstrap;
+pub mod changes;
+pub mod cluster_state;
 pub mod commit;
 pub mod config;
 pub mod coordinator;
+pub mod gossip;
 pub mod handoff;
 pub mod hint_store;
 pub mod http;
@@ -35,6 +44,7 @@ pub mod node;
 pub mod partition_trees;
 pub mod probe;
 pub mod read_gate;
+pub mod rebalance;
 pub mod replica;
 pub mod rpc;
 pub mod storage_lanes;

@@ -25,7 +25,11 @@ use crate::storage_lanes::StorageLanes;
 use crate::tombstone_gc::TombstoneCollector;
 use crate::view::{ClusterView, ViewCell};
 use ringkv_core::coordinate::Timeouts;
-use ringkv_core::protocol::{Hello, Request, Response, PROTOCOL_VERSION};
+use crate::cluster_state::{ClusterState, Founding};
+use ringkv_core::layout::Member;
+use ringkv_core::layout_history::{ChangeError, HistoryWire, LayoutChange};
+use ringkv_core::membership::Membership;
+use ringkv_core::protocol::{JoinAccepted, JoinRefusal, JoinRequest, Request, Response};
 use ringkv_core::NodeId;
 use ringkv_storage::Storage;
 use std::future::Future;
@@ -41,6 +45,8 @@ use tokio_util::task::TaskTracker;
 pub enum StartError {
     #[error("invalid configuration: {0}")]
     Config(String),
+    #[error("cannot learn the cluster: {0}")]
+    Cluster(String),
     #[error("cannot listen for RPC on {addr}: {source}")]
     RpcBind {
         addr: String,
@@ -58,6 +64,8 @@ pub enum StartError {
 /// The state shared by every request a node serves.
 pub struct NodeState {
     pub config: NodeConfig,
+    /// Membership and layout history (the view requests use is built from it).
+    pub cluster: Arc<ClusterState>,
     pub coordinator: Coordinator,
     /// Hints held for unreachable replicas (this node as a stand-in).
     pub hints: Arc<HintStore>,
@@ -146,12 +154,57 @@ impl RpcHandler for NodeState {
                 Request::Coordinate { request, forwarded } => {
                     Response::Coordinate(self.coordinator.execute(request, forwarded).await)
                 }
+                Request::Gossip(open) => {
+                    Response::Gossip(crate::gossip::answer_open(&self.cluster, open).await)
+                }
+                Request::GossipClose(close) => {
+                    Response::GossipClose(crate::gossip::answer_close(&self.cluster, close).await)
+                }
+                Request::Join(join) => Response::Join(self.join(join).await),
             }
         })
     }
 }
 
 impl NodeState {
+    /// Adds a node that asks to join (as the next layout version), or
+    /// answers at once if the newest layout already holds it.
+    async fn join(&self, request: JoinRequest) -> Result<JoinAccepted, JoinRefusal> {
+        let record = request.record;
+        record
+            .validate()
+            .map_err(|e| JoinRefusal::BadRecord(e.to_string()))?;
+        let member = Member {
+            id: record.id.clone(),
+            capacity: record.capacity,
+            zone: record.zone.clone(),
+        };
+        let known = self.cluster.read(|_, history| {
+            (history.newest().layout.member(&member.id) == Some(&member), history.is_removed(&member.id))
+        });
+        match known {
+            (_, true) => return Err(JoinRefusal::WasRemoved),
+            (true, false) => {}
+            (false, false) => {
+                let change = LayoutChange::Join(member);
+                crate::changes::apply(&self.cluster, change, self.config.gossip_interval_ms)
+                    .await
+                    .map_err(|e| match e {
+                        ChangeError::WasRemoved(_) => JoinRefusal::WasRemoved,
+                        ChangeError::TooManyActive { active } => JoinRefusal::Busy { active },
+                        other => JoinRefusal::Layout(other.to_string()),
+                    })?;
+            }
+        }
+        let (genesis, founders) = self.cluster.genesis();
+        let history = self.cluster.read(|_, h| HistoryWire::of(h, |_| true));
+        Ok(JoinAccepted {
+            genesis,
+            founders,
+            history,
+        })
+    }
+
     /// The home this node is asked to stand in for, if it is another member
     /// (a hint for itself, or for a stranger, is an ordinary write).
     fn stand_in_for(&self, hint_for: Option<NodeId>) -> Option<NodeId> {
@@ -241,25 +294,33 @@ pub async fn run(
         Arc::new(lanes),
         storage_stop.clone(),
     );
-    let layout = Arc::new(config.layout().map_err(StartError::Config)?);
-    let settings = config.settings();
-    let hello = Hello {
-        protocol_version: PROTOCOL_VERSION,
-        cluster: config.cluster.clone(),
-        from: Some(config.id.clone()),
-        layout_digest: layout.digest(),
-        settings: settings.clone(),
-        members: layout.members().to_vec(),
+    let origin = tokio::time::Instant::now();
+    let begun = crate::bootstrap::begin(
+        &config,
+        &**committer.storage(),
+        edges.network.clone(),
+        &shutdown,
+    )
+    .await;
+    let begun = match begun {
+        Ok(Some(begun)) => begun,
+        Ok(None) => {
+            // Stopped while still asking to join: nothing was written.
+            let _ = committer.close().await;
+            storage_stop.cancel();
+            let _ = commit_task.await;
+            committer.lanes().close().await;
+            return Ok(());
+        }
+        Err(e) => return Err(StartError::Cluster(e)),
     };
+    let settings = config.settings();
+    let hello = crate::bootstrap::hello(&config, begun.genesis, &begun.founders);
     let connect_timeout = Duration::from_millis(config.connect_timeout_ms);
     let network = edges.network.clone();
-    let view = ClusterView::rebuild(
-        config.id.clone(),
-        layout.clone(),
-        settings.clone(),
-        &config.addresses(),
-        None,
-        |id, rpc| {
+    let connect: crate::cluster_state::Connect = Arc::new({
+        let hello = hello.clone();
+        move |id: &NodeId, rpc: &str| {
             PeerClient::new(
                 id.clone(),
                 rpc.to_string(),
@@ -267,19 +328,50 @@ pub async fn run(
                 network.clone(),
                 connect_timeout,
             )
-        },
-    );
+        }
+    });
+    let record = crate::bootstrap::own_record(&config);
+    let generation = (edges.wall_clock)();
+    let membership = match begun.membership {
+        Some(snapshot) => Membership::restore(record, generation, snapshot)
+            .map_err(|e| StartError::Cluster(format!("the persisted membership: {e}")))?,
+        None => Membership::new(record, generation)
+            .map_err(|e| StartError::Config(format!("this node's gossip record: {e}")))?,
+    };
+    let newest = begun.history.newest().layout.clone();
     tracing::info!(
         node = %config.id,
-        layout_version = layout.version(),
-        partitions = layout.partitions(),
-        digest = format!("{:016x}", layout.digest()),
-        "layout computed"
+        layout_version = newest.version(),
+        read_version = begun.history.read_layout().version(),
+        partitions = newest.partitions(),
+        digest = format!("{:016x}", newest.digest()),
+        "layout history loaded"
     );
+    let cluster = Arc::new(ClusterState::new(Founding {
+        me: config.id.clone(),
+        settings: settings.clone(),
+        params: config.layout_params(),
+        configured: config.addresses(),
+        membership,
+        history: begun.history,
+        genesis: begun.genesis,
+        founders: begun.founders.clone(),
+        storage: committer.storage().clone(),
+        connect,
+        ack_after_ms: config
+            .request_timeout_ms
+            .saturating_add(Timeouts::default().forward_margin_ms),
+        origin,
+        wall_clock: edges.wall_clock.clone(),
+    }));
+    cluster
+        .persist()
+        .await
+        .map_err(|e| StartError::Storage(format!("cannot persist the cluster state: {e}")))?;
     let rebuild_started = tokio::time::Instant::now();
     let (trees, tree_keys) = PartitionTrees::rebuild(
         &**committer.storage(),
-        layout.partitions(),
+        settings.partitions,
         settings.clone(),
     )
     .map_err(|e| StartError::Storage(format!("cannot rebuild the anti-entropy trees: {e}")))?;
@@ -291,7 +383,7 @@ pub async fn run(
     let replica = Arc::new(LocalReplica::new(actor, committer.clone(), Arc::new(trees)));
     let coordinator = Coordinator {
         id: config.id.clone(),
-        view: Arc::new(ViewCell::new(view)),
+        view: cluster.view.clone(),
         replica: replica.clone(),
         limits: config.limits,
         timeouts: Timeouts {
@@ -302,7 +394,7 @@ pub async fn run(
         },
         wall_clock: edges.wall_clock,
         metrics: metrics.clone(),
-        origin: tokio::time::Instant::now(),
+        origin,
     };
     let hints = HintStore::open(
         committer.clone(),
@@ -353,9 +445,46 @@ pub async fn run(
         origin: coordinator.origin,
     };
     let collector_task = tokio::spawn(collector.run(background_stop.clone()));
+    let (pulls, pulls_seen) = tokio::sync::watch::channel(crate::cluster_state::Sync::Idle);
+    let gossip = crate::gossip::Gossip {
+        state: cluster.clone(),
+        seeds: config.seeds.clone(),
+        seed_client: Arc::new({
+            let (hello, network) = (hello.clone(), edges.network.clone());
+            let placeholder = NodeId::new("seed").expect("a valid id");
+            move |addr: &str| {
+                PeerClient::new(
+                    placeholder.clone(),
+                    addr.to_string(),
+                    hello.clone(),
+                    network.clone(),
+                    connect_timeout,
+                )
+            }
+        }),
+        interval: Duration::from_millis(config.gossip_interval_ms),
+        timeout: Duration::from_millis(config.request_timeout_ms),
+        pulls,
+        rng_seed: {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            (config.id.as_str(), generation).hash(&mut h);
+            h.finish()
+        },
+    };
+    let gossip_task = tokio::spawn(gossip.run(background_stop.clone()));
+    let rebalance = crate::rebalance::Rebalance {
+        state: cluster.clone(),
+        replica: replica.clone(),
+        metrics: metrics.clone(),
+        bytes_per_sec: config.stream_bytes_per_sec,
+        max_siblings: config.limits.max_siblings,
+    };
+    let rebalance_task = tokio::spawn(rebalance.run(pulls_seen, background_stop.clone()));
     let state = Arc::new(NodeState {
         in_flight: Arc::new(Semaphore::new(config.limits.max_in_flight_requests)),
         config: config.clone(),
+        cluster,
         coordinator,
         hints,
         metrics,
@@ -381,12 +510,14 @@ pub async fn run(
     } else {
         None
     };
+    let removed_view = cluster.view.clone();
     let identity = Identity {
         node: config.id.clone(),
         cluster: config.cluster.clone(),
-        layout_digest: layout.digest(),
+        layout_digest: begun.genesis,
         settings,
-        members: layout.members().to_vec(),
+        members: begun.founders,
+        removed: Arc::new(move |id: &NodeId| removed_view.load().history.is_removed(id)),
     };
     let rpc_stop = CancellationToken::new();
     let rpc_tasks = TaskTracker::new();
@@ -415,6 +546,8 @@ pub async fn run(
     let _ = probe_task.await;
     let _ = anti_entropy_task.await;
     let _ = collector_task.await;
+    let _ = gossip_task.await;
+    let _ = rebalance_task.await;
     // Let replica writes and coordinations already running finish (each is
     // bounded by its own deadline) before the final sync.
     rpc_tasks.close();

@@ -30,6 +30,7 @@ use ringkv_core::failure::ReplicaFailure;
 use ringkv_core::health::{PeerHealth, PeerStatus};
 use ringkv_core::key::ObjectKey;
 use ringkv_core::layout::{partition_of, Layout};
+use ringkv_core::layout_history::LayoutHistory;
 use ringkv_core::protocol::{Request, Response};
 use ringkv_core::settings::ClusterSettings;
 use ringkv_core::NodeId;
@@ -148,6 +149,10 @@ impl Peer {
 pub struct ClusterView {
     /// This node.
     pub me: NodeId,
+    /// The active layout versions ([`ringkv_core::layout_history`]).
+    pub history: Arc<LayoutHistory>,
+    /// The read version: the oldest active layout. Reads, forwarding,
+    /// anti-entropy and collection place keys with it.
     pub layout: Arc<Layout>,
     pub settings: ClusterSettings,
     /// Every other member, by id.
@@ -160,7 +165,7 @@ impl ClusterView {
     /// address; peers of `previous` at the same address are reused.
     pub fn rebuild(
         me: NodeId,
-        layout: Arc<Layout>,
+        history: Arc<LayoutHistory>,
         settings: ClusterSettings,
         addresses: &BTreeMap<NodeId, String>,
         previous: Option<&ClusterView>,
@@ -182,7 +187,8 @@ impl ClusterView {
             .collect();
         ClusterView {
             me,
-            layout,
+            layout: history.read_layout().clone(),
+            history,
             settings,
             peers,
         }
@@ -204,13 +210,25 @@ impl ClusterView {
         self.peers.get(id).map_or(PeerStatus::Down, |p| p.status())
     }
 
-    /// The first `len` nodes of the key's partition's preference list.
+    /// The first `len` nodes of the key's partition's preference list, in
+    /// the read version.
     pub fn preference_list(&self, key: &ObjectKey, len: usize) -> Vec<NodeId> {
         let partition = partition_of(key.position(), self.layout.partitions());
         self.layout
             .preference_list(partition)
             .take(len)
             .cloned()
+            .collect()
+    }
+
+    /// The key's `n` homes in each newer active layout version (none when
+    /// no change is in flight): a write needs W among each group too.
+    pub fn newer_homes(&self, key: &ObjectKey, n: usize) -> Vec<Vec<NodeId>> {
+        let partition = partition_of(key.position(), self.layout.partitions());
+        self.history
+            .layouts()
+            .skip(1)
+            .map(|l| l.preference_list(partition).take(n).cloned().collect())
             .collect()
     }
 }
@@ -285,7 +303,7 @@ mod tests {
         };
         ClusterView::rebuild(
             id("a"),
-            Arc::new(layout),
+            Arc::new(LayoutHistory::new(Arc::new(layout))),
             settings,
             &addresses,
             previous,

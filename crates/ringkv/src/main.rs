@@ -3,10 +3,12 @@
 //! - `ringkv serve` runs one node ([`serve`]).
 //! - `ringkv dev` starts a local cluster of `serve` processes ([`dev`]).
 //! - `ringkv get|put|delete` are a client for people and scripts ([`kv_cmd`]).
+//! - `ringkv admin` watches and changes membership ([`admin_cmd`]).
 //! - `ringkv bench` measures throughput and latency percentiles ([`bench`]).
 //!
 //! Errors leave through `anyhow` with context and a non-zero exit code.
 
+mod admin_cmd;
 mod bench;
 mod dev;
 mod kv_cmd;
@@ -55,6 +57,8 @@ enum Command {
     Delete(kv_cmd::DeleteArgs),
     /// Load a cluster and print throughput and latency percentiles.
     Bench(bench::BenchArgs),
+    /// Watch and change membership: status, ring, join, decommission, remove.
+    Admin(admin_cmd::AdminArgs),
 }
 
 fn init_logging(filter: &str) {
@@ -88,6 +92,7 @@ fn main() -> ExitCode {
             Command::Put(args) => kv_cmd::put(args).await,
             Command::Delete(args) => kv_cmd::delete(args).await,
             Command::Bench(args) => bench::run(args).await,
+            Command::Admin(args) => admin_cmd::run(args).await,
         }
     });
     match result {

@@ -36,6 +36,18 @@ pub struct ServeArgs {
     /// Another node: ID=HOST:PORT[,capacity=C][,zone=Z]; repeat for each peer.
     #[arg(long = "peer")]
     pub peers: Vec<String>,
+    /// RPC address (HOST:PORT) of a cluster member; repeat for more. With no
+    /// --peer and an empty data directory, the node joins the cluster
+    /// through them; afterwards they are gossip contacts.
+    #[arg(long = "seed")]
+    pub seeds: Vec<String>,
+    /// Pause between gossip rounds (default 1000).
+    #[arg(long)]
+    pub gossip_interval_ms: Option<u64>,
+    /// Bytes per second this node may pull when streaming partitions it
+    /// gained in a layout change (default 32 MiB).
+    #[arg(long)]
+    pub stream_bytes_per_sec: Option<u64>,
     /// Relative capacity weight of this node (default 1).
     #[arg(long)]
     pub capacity: Option<u32>,
@@ -169,6 +181,15 @@ pub fn build_config(args: ServeArgs) -> Result<NodeConfig> {
             .iter()
             .map(|p| parse_peer(p))
             .collect::<Result<_>>()?;
+    }
+    if !args.seeds.is_empty() {
+        config.seeds = args.seeds;
+    }
+    if let Some(ms) = args.gossip_interval_ms {
+        config.gossip_interval_ms = ms;
+    }
+    if let Some(b) = args.stream_bytes_per_sec {
+        config.stream_bytes_per_sec = b;
     }
     if let Some(c) = args.capacity {
         config.capacity = c;

@@ -117,7 +117,9 @@ impl LayoutHistory {
                 return Err(ChangeError::Repeated(id.clone()));
             }
             seen.push(id);
-            if self.is_removed(id) {
+            // A removal that lost a conflict leaves its node marked removed
+            // but still in the newest layout: removing it again is allowed.
+            if self.is_removed(id) && matches!(change, LayoutChange::Join(_)) {
                 return Err(ChangeError::WasRemoved(id.clone()));
             }
             let at = members.iter().position(|m| m.id == *id);

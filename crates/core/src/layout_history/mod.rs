@@ -155,6 +155,12 @@ impl LayoutHistory {
         !self.is_removed(id) && self.layouts().any(|l| l.member(id).is_some())
     }
 
+    /// Whether `id` is or was a member: an active member or a removed one.
+    /// Objects may carry dots of removed nodes for ever.
+    pub fn ever_member(&self, id: &NodeId) -> bool {
+        self.is_removed(id) || self.layouts().any(|l| l.member(id).is_some())
+    }
+
     /// Every non-removed member of any active version, sorted.
     pub fn active_members(&self) -> BTreeSet<NodeId> {
         self.layouts()

@@ -9,6 +9,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use ringkv_core::context::ContextError;
 use ringkv_core::key::KeyError;
+use ringkv_core::layout_history::ChangeError;
 use ringkv_core::protocol::OpError;
 
 /// A failed request, ready to send.
@@ -30,6 +31,26 @@ impl ApiError {
 
     pub fn bad_request(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "bad_request", message)
+    }
+
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+}
+
+impl From<ChangeError> for ApiError {
+    fn from(e: ChangeError) -> Self {
+        let (status, code) = match &e {
+            ChangeError::NotAMember(_) => (StatusCode::NOT_FOUND, "not_a_member"),
+            ChangeError::AlreadyMember(_) => (StatusCode::CONFLICT, "already_a_member"),
+            ChangeError::WasRemoved(_) => (StatusCode::CONFLICT, "was_removed"),
+            ChangeError::TooManyActive { .. } => (StatusCode::CONFLICT, "changes_in_flight"),
+            ChangeError::Empty
+            | ChangeError::Repeated(_)
+            | ChangeError::TooFewMembers { .. }
+            | ChangeError::Layout(_) => (StatusCode::BAD_REQUEST, "bad_change"),
+        };
+        ApiError::new(status, code, e.to_string())
     }
 }
 

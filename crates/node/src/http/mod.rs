@@ -2,7 +2,9 @@
 //!
 //! - `PUT|GET|DELETE /v1/kv/{bucket}/{key}` — [`kv`]; keys are any bytes,
 //!   percent-encoded in the path ([`path`]).
-//! - `GET /v1/health`, `GET /v1/cluster`, `GET /metrics` — [`admin`].
+//! - `GET /v1/health`, `GET /metrics` — [`admin`].
+//! - `GET /v1/cluster`, `GET /v1/cluster/ring`,
+//!   `POST /v1/admin/{join,decommission,remove}/{node}` — [`membership`].
 //!
 //! This is the only layer that knows HTTP status codes: [`error`] maps the
 //! core's typed errors onto them, always as
@@ -11,11 +13,12 @@
 pub mod admin;
 pub mod error;
 pub mod kv;
+pub mod membership;
 pub mod path;
 
 use crate::node::NodeState;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::serve::ListenerExt;
 use axum::Router;
 use std::sync::Arc;
@@ -34,7 +37,9 @@ pub fn router(state: Arc<NodeState>) -> Router {
             get(kv::get).put(kv::put).delete(kv::delete),
         )
         .route("/v1/health", get(admin::health))
-        .route("/v1/cluster", get(admin::cluster))
+        .route("/v1/cluster", get(membership::cluster))
+        .route("/v1/cluster/ring", get(membership::ring))
+        .route("/v1/admin/{op}/{node}", post(membership::change))
         .route("/metrics", get(admin::metrics))
         .fallback(admin::not_found)
         .method_not_allowed_fallback(admin::method_not_allowed)

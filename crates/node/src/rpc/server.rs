@@ -123,14 +123,20 @@ impl Reply {
 }
 
 /// Who this server is, for handshakes: a connecting node must name the same
-/// cluster and run with the same settings, members and layout.
+/// cluster, run with the same settings, come from the same founding layout
+/// (when both know it) and not have been removed.
 #[derive(Clone)]
 pub struct Identity {
     pub node: NodeId,
     pub cluster: String,
+    /// The digest of the cluster's first layout (its *genesis*; 0 while a
+    /// joining node does not know it yet).
     pub layout_digest: u64,
     pub settings: ClusterSettings,
+    /// The founding members, to say what differs when genesis digests do.
     pub members: Vec<Member>,
+    /// Whether a node id was removed from the cluster (it may not come back).
+    pub removed: Arc<dyn Fn(&NodeId) -> bool + Send + Sync>,
 }
 
 /// Accepts connections until `shutdown` is cancelled. Connection tasks and
@@ -205,7 +211,10 @@ fn check_hello(hello: &Hello, identity: &Identity) -> Result<(), (HandshakeRefus
     let Some(from) = &hello.from else {
         return Ok(());
     };
-    if !identity.members.iter().any(|m| m.id == *from) {
+    // Any node of the cluster may connect: members, and nodes about to
+    // join (gossip and the join request come before membership). A removed
+    // node may not come back under its id.
+    if (identity.removed)(from) {
         return Err((HandshakeRefusal::NotAMember, Vec::new()));
     }
     let settings = identity.settings.differences(&hello.settings);
@@ -216,11 +225,12 @@ fn check_hello(hello: &Hello, identity: &Identity) -> Result<(), (HandshakeRefus
         };
         return Err((refusal, settings));
     }
-    if hello.layout_digest != identity.layout_digest {
+    let known = hello.layout_digest != 0 && identity.layout_digest != 0;
+    if known && hello.layout_digest != identity.layout_digest {
         let mut why = member_differences(&identity.members, &hello.members);
         if why.is_empty() {
             why.push(
-                "same members and settings but a different layout: the nodes run different releases of the layout algorithm".into(),
+                "same founding members and settings but a different first layout: the nodes run different releases of the layout algorithm".into(),
             );
         }
         let refusal = HandshakeRefusal::LayoutDigest {
@@ -434,6 +444,7 @@ mod tests {
             layout_digest: 7,
             settings: settings(2),
             members: vec![member("n1", 1), member("n2", 1)],
+            removed: Arc::new(|id: &NodeId| id.as_str() == "gone"),
         }
     }
 
@@ -454,6 +465,17 @@ mod tests {
         let id = identity();
         assert!(check_hello(&hello_from(Some("n2")), &id).is_ok());
         assert!(
+            check_hello(&hello_from(Some("n9")), &id).is_ok(),
+            "a node about to join may connect"
+        );
+        let mut joining = hello_from(Some("n9"));
+        joining.layout_digest = 0;
+        joining.members.clear();
+        assert!(
+            check_hello(&joining, &id).is_ok(),
+            "a joining node does not know the first layout yet"
+        );
+        assert!(
             check_hello(&hello_from(None), &id).is_ok(),
             "a client needs only version and cluster"
         );
@@ -469,7 +491,7 @@ mod tests {
         let cases: Vec<(&str, Hello, &str, Option<&str>)> = vec![
             ("version", version, "protocol version", None),
             ("cluster", cluster, "cluster", None),
-            ("stranger", hello_from(Some("n9")), "not a member", None),
+            ("removed", hello_from(Some("gone")), "not a member", None),
             (
                 "settings",
                 settings_differ,

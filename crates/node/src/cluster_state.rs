@@ -1,0 +1,403 @@
+//! The node's membership and layout history, kept together, persisted, and
+//! turned into the [`ClusterView`] requests use.
+//!
+//! [`ClusterState`] owns the two things gossip converges (the core's
+//! [`Membership`] table and [`LayoutHistory`]) behind one short mutex. Every
+//! change to either goes through here, and here only:
+//!
+//! - it is **persisted** (the `Meta` keyspace, synced) before anything acts
+//!   on it, so a restarted node comes back with the layouts and members it
+//!   knew ([`load`]);
+//! - the **view is rebuilt** and swapped in: the history's active versions,
+//!   and one peer per known node that is not removed (addresses from the
+//!   members' own gossiped records, or from `--peer` before gossip has any);
+//! - the history's **barriers** are stepped ([`ClusterState::step`], every
+//!   gossip round): acknowledge the newest version once every request
+//!   started with an older view has ended, retire versions whose successors
+//!   hold their data, report this node synced when it has nothing to pull,
+//!   and otherwise hand the streaming task the transfers to run.
+//!
+//! No lock is held across IO: persistence copies the state out first.
+//! Decisions are the core's (`layout_history`, `membership`); this module
+//! only carries them out and keeps them durable.
+
+use crate::coordinator::WallClock;
+use crate::rpc::PeerClient;
+use crate::view::{ClusterView, ViewCell};
+use ringkv_core::layout::{Layout, LayoutParams, Member};
+use ringkv_core::layout_history::{
+    ChangeError, HistoryWire, LayoutChange, LayoutHistory, LayoutStamp, Progress, Transfer,
+};
+use ringkv_core::membership::{Event, Membership, MembershipSnapshot};
+use ringkv_core::settings::ClusterSettings;
+use ringkv_core::NodeId;
+use ringkv_storage::{Keyspace, Storage, StorageError, WriteBatch};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use tokio::time::Instant;
+
+/// The `Meta` key the cluster state is persisted under.
+const STATE_KEY: &[u8] = b"cluster_state";
+
+/// Makes the connection for a peer (id, RPC address).
+pub type Connect = Arc<dyn Fn(&NodeId, &str) -> PeerClient + Send + Sync>;
+
+/// What a node persists about the cluster.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Persisted {
+    /// Digest of the cluster's first layout: names this cluster instance.
+    pub genesis: u64,
+    /// The members of the first layout (for handshake diagnostics).
+    pub founders: Vec<Member>,
+    pub history: HistoryWire,
+    pub membership: MembershipSnapshot,
+}
+
+/// Reads what the node persisted, if anything.
+pub fn load(storage: &dyn Storage) -> Result<Option<Persisted>, String> {
+    let Some(bytes) = storage
+        .get(Keyspace::Meta, STATE_KEY)
+        .map_err(|e| e.to_string())?
+    else {
+        return Ok(None);
+    };
+    postcard::from_bytes(&bytes)
+        .map(Some)
+        .map_err(|e| format!("the persisted cluster state does not decode: {e}"))
+}
+
+/// The facts gossip gives about every node's progress.
+struct Gossiped<'a>(&'a Membership);
+
+impl Progress for Gossiped<'_> {
+    fn acked(&self, id: &NodeId) -> Option<LayoutStamp> {
+        self.0.entry(id).and_then(|e| e.record.acked)
+    }
+    fn synced(&self, id: &NodeId) -> Option<LayoutStamp> {
+        self.0.entry(id).and_then(|e| e.record.synced)
+    }
+}
+
+/// What one round of [`ClusterState::step`] asks of the streaming task.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Sync {
+    /// Nothing to pull now.
+    Idle,
+    /// Pull these partitions, then report `target` synced.
+    Pull {
+        target: LayoutStamp,
+        transfers: Vec<Transfer>,
+    },
+}
+
+struct Inner {
+    membership: Membership,
+    history: LayoutHistory,
+    genesis: u64,
+    founders: Vec<Member>,
+    /// When this node adopted its newest version (ms since `origin`).
+    adopted_ms: u64,
+}
+
+/// See the module docs.
+pub struct ClusterState {
+    pub me: NodeId,
+    pub settings: ClusterSettings,
+    pub params: LayoutParams,
+    /// Addresses from `--peer`, used until gossip says otherwise.
+    configured: BTreeMap<NodeId, String>,
+    inner: Mutex<Inner>,
+    pub view: Arc<ViewCell>,
+    storage: Arc<dyn Storage>,
+    connect: Connect,
+    /// How long after adopting a version this node acknowledges it: every
+    /// request started with an older view has ended by then.
+    ack_after_ms: u64,
+    /// The origin of the node's milliseconds, and its wall clock (for
+    /// forgotten-node marks).
+    pub origin: Instant,
+    pub wall_clock: WallClock,
+}
+
+/// Everything [`ClusterState::new`] needs.
+pub struct Founding {
+    pub me: NodeId,
+    pub settings: ClusterSettings,
+    pub params: LayoutParams,
+    pub configured: BTreeMap<NodeId, String>,
+    pub membership: Membership,
+    pub history: LayoutHistory,
+    pub genesis: u64,
+    pub founders: Vec<Member>,
+    pub storage: Arc<dyn Storage>,
+    pub connect: Connect,
+    pub ack_after_ms: u64,
+    pub origin: Instant,
+    pub wall_clock: WallClock,
+}
+
+impl ClusterState {
+    /// The state, its first view built and nothing persisted yet (call
+    /// [`ClusterState::persist`]).
+    pub fn new(f: Founding) -> ClusterState {
+        let inner = Inner {
+            membership: f.membership,
+            history: f.history,
+            genesis: f.genesis,
+            founders: f.founders,
+            adopted_ms: 0,
+        };
+        let view = build_view(&f.me, &inner, &f.settings, &f.configured, None, &f.connect);
+        ClusterState {
+            me: f.me,
+            settings: f.settings,
+            params: f.params,
+            configured: f.configured,
+            inner: Mutex::new(inner),
+            view: Arc::new(ViewCell::new(view)),
+            storage: f.storage,
+            connect: f.connect,
+            ack_after_ms: f.ack_after_ms,
+            origin: f.origin,
+            wall_clock: f.wall_clock,
+        }
+    }
+
+    /// Milliseconds since the node's origin.
+    pub fn now_ms(&self) -> u64 {
+        self.origin.elapsed().as_millis() as u64
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Runs `f` on the membership and history; if it says something
+    /// changed, rebuilds the view. Returns `f`'s result.
+    pub fn with<T>(
+        &self,
+        f: impl FnOnce(&mut Membership, &mut LayoutHistory) -> (T, bool),
+    ) -> T {
+        let mut inner = self.lock();
+        let before = inner.history.stamps();
+        let Inner {
+            membership,
+            history,
+            ..
+        } = &mut *inner;
+        let (out, changed) = f(membership, history);
+        if history.stamps() != before {
+            inner.adopted_ms = self.now_ms();
+            forget_removed(&mut inner, (self.wall_clock)());
+        }
+        if changed {
+            self.rebuild(&inner);
+        }
+        out
+    }
+
+    /// Reads the membership and history.
+    pub fn read<T>(&self, f: impl FnOnce(&Membership, &LayoutHistory) -> T) -> T {
+        let inner = self.lock();
+        f(&inner.membership, &inner.history)
+    }
+
+    pub fn genesis(&self) -> (u64, Vec<Member>) {
+        let inner = self.lock();
+        (inner.genesis, inner.founders.clone())
+    }
+
+    fn rebuild(&self, inner: &Inner) {
+        let previous = self.view.load();
+        let view = build_view(
+            &self.me,
+            inner,
+            &self.settings,
+            &self.configured,
+            Some(&previous),
+            &self.connect,
+        );
+        self.view.swap(view);
+    }
+
+    /// Applies an operator's changes as the next layout version.
+    pub async fn apply(&self, changes: &[LayoutChange]) -> Result<Arc<Layout>, ChangeError> {
+        let params = self.params;
+        let layout = self.with(|_, history| match history.apply(changes, params) {
+            Ok(l) => (Ok(l), true),
+            Err(e) => (Err(e), false),
+        })?;
+        if let Err(e) = self.persist().await {
+            tracing::error!(error = %e, "could not persist the new layout version");
+        }
+        Ok(layout)
+    }
+
+    /// Writes the state to the `Meta` keyspace and syncs it.
+    pub async fn persist(&self) -> Result<(), StorageError> {
+        let persisted = {
+            let inner = self.lock();
+            Persisted {
+                genesis: inner.genesis,
+                founders: inner.founders.clone(),
+                history: HistoryWire::of(&inner.history, |_| true),
+                membership: inner.membership.snapshot(),
+            }
+        };
+        let bytes = postcard::to_allocvec(&persisted)
+            .map_err(|e| StorageError::Engine(format!("encoding the cluster state: {e}")))?;
+        let mut batch = WriteBatch::new();
+        batch.put(Keyspace::Meta, STATE_KEY, bytes);
+        let storage = self.storage.clone();
+        tokio::task::spawn_blocking(move || {
+            storage.write(batch)?;
+            storage.sync()
+        })
+        .await
+        .map_err(|e| StorageError::Engine(format!("persisting the cluster state: {e}")))?
+    }
+
+    /// One round of the history's barriers at `now_ms` (see the module
+    /// docs). Returns what the streaming task should do.
+    pub fn step(&self, now_ms: u64) -> Sync {
+        let ack_after_ms = self.ack_after_ms;
+        let me = self.me.clone();
+        let width = self.transfer_width();
+        let mut inner = self.lock();
+        let newest = inner.history.newest().stamp;
+        let mut changed = false;
+        // 1. Acknowledge the newest version once old requests have ended.
+        let acked = inner.membership.own().record.acked;
+        if acked != Some(newest) && now_ms.saturating_sub(inner.adopted_ms) >= ack_after_ms {
+            changed |= inner
+                .membership
+                .update_self(|r| r.acked = Some(newest))
+                .unwrap_or(false);
+        }
+        // 2. Retire versions whose successors hold their data.
+        let Inner {
+            membership,
+            history,
+            ..
+        } = &mut *inner;
+        let retired = history.retire(&Gossiped(membership));
+        if !retired.is_empty() {
+            tracing::info!(retired = ?retired.iter().map(|s| s.version).collect::<Vec<_>>(), read_version = history.read_layout().version(), "layout versions retired: their successors hold the data");
+            forget_removed(&mut inner, (self.wall_clock)());
+            changed = true;
+        }
+        // 3. Pull what this node gained, once every node writes with it.
+        let progress = Gossiped(&inner.membership);
+        let sync = if !inner.history.in_transition() || !inner.history.all_acked(&progress) {
+            Sync::Idle
+        } else if inner.membership.own().record.synced == Some(newest) {
+            Sync::Idle
+        } else {
+            let transfers = inner.history.transfers(&me, width);
+            if transfers.is_empty() {
+                changed |= inner
+                    .membership
+                    .update_self(|r| r.synced = Some(newest))
+                    .unwrap_or(false);
+                Sync::Idle
+            } else {
+                Sync::Pull {
+                    target: newest,
+                    transfers,
+                }
+            }
+        };
+        if changed {
+            self.rebuild(&inner);
+        }
+        sync
+    }
+
+    /// Reports this node's pull towards `target` done (the data is durable).
+    pub fn synced(&self, target: LayoutStamp) {
+        self.with(|membership, history| {
+            let current = history.newest().stamp == target;
+            let changed = current
+                && membership
+                    .update_self(|r| {
+                        r.synced = Some(target);
+                        r.transfer = None;
+                    })
+                    .unwrap_or(false);
+            ((), changed)
+        });
+    }
+
+    /// How far down each preference list a node must hold data: the
+    /// largest N of the cluster and its buckets.
+    pub fn transfer_width(&self) -> usize {
+        self.settings
+            .buckets
+            .values()
+            .filter_map(|b| b.n)
+            .fold(self.settings.replication.n, usize::max)
+    }
+}
+
+/// Drops the gossip entries of removed nodes (their marks travel, so they
+/// do not come back).
+fn forget_removed(inner: &mut Inner, wall_ms: u64) {
+    let removed = inner.history.removed().clone();
+    if removed.is_empty() {
+        return;
+    }
+    inner.membership.retain(wall_ms, |id| !removed.contains(id));
+}
+
+/// The view of `inner`: the history, and a peer for every known node that
+/// is not removed.
+fn build_view(
+    me: &NodeId,
+    inner: &Inner,
+    settings: &ClusterSettings,
+    configured: &BTreeMap<NodeId, String>,
+    previous: Option<&ClusterView>,
+    connect: &Connect,
+) -> ClusterView {
+    let mut addresses: BTreeMap<NodeId, String> = configured.clone();
+    for (id, entry) in inner.membership.entries() {
+        addresses.insert(id.clone(), entry.record.rpc.clone());
+    }
+    addresses.retain(|id, _| !inner.history.is_removed(id));
+    ClusterView::rebuild(
+        me.clone(),
+        Arc::new(inner.history.clone()),
+        settings.clone(),
+        &addresses,
+        previous,
+        |id, rpc| connect(id, rpc),
+    )
+}
+
+/// Handles the events of a gossip merge: heartbeats feed the failure
+/// detector; record changes rebuild the view. Returns whether the state
+/// should be persisted.
+pub fn on_events(view: &ClusterView, events: &[Event]) -> bool {
+    let mut changed = false;
+    for event in events {
+        match event {
+            Event::Heartbeat(id) => {
+                if let Some(peer) = view.peer(id) {
+                    peer.heartbeat();
+                }
+            }
+            Event::IdentityConflict { theirs, generation } => {
+                tracing::error!(?theirs, generation, "another process gossips with this node's id (or this node's clock went backwards); this node's record now wins with a newer generation")
+            }
+            Event::SelfForgotten { .. } => {
+                tracing::warn!("the cluster has removed this node; it can be stopped")
+            }
+            Event::TableFull(id) => {
+                tracing::warn!(node = %id, "membership table is full; a new node was not added")
+            }
+            Event::Changed(_) | Event::Forgotten(_) => changed = true,
+        }
+    }
+    changed
+}
