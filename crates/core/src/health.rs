@@ -15,10 +15,13 @@
 //!
 //! Outcomes that say nothing about the peer (the coordinator stopped waiting
 //! because the quorum was already decided, or never asked it) are ignored.
-//! This is local and decentralised (M2): each node judges for itself, and a
-//! proper phi-accrual detector fed by gossip heartbeats will plug into the
-//! same place. The status never changes placement; it only orders replicas
-//! (known-down peers are asked last) and is shown to operators.
+//! This is local and decentralised (M2): each node judges for itself.
+//! [`crate::liveness::Liveness`] wraps this record together with a
+//! phi-accrual detector fed by gossip heartbeats
+//! ([`crate::failure_detector`]), keeps its fast `Down`, and adds
+//! hysteresis; this record alone flips with every call. The status never
+//! changes placement; it only orders replicas (known-down peers are asked
+//! last) and is shown to operators.
 //!
 //! Pure: time is an argument, and nothing here does IO.
 

@@ -15,8 +15,11 @@
 //!   gives each partition a versioned preference list: its N replicas on
 //!   distinct nodes (and zones), then fallbacks (P1–P3). Every node must
 //!   share the same [`settings::ClusterSettings`].
-//! - [`health::PeerHealth`] folds typed call outcomes into how this node
-//!   judges a peer; coordination asks known-down peers last.
+//! - [`liveness::Liveness`] judges each peer `Up`, `Suspect` or `Down`: a
+//!   phi-accrual [`failure_detector::PhiDetector`] fed by gossip heartbeats,
+//!   combined with [`health::PeerHealth`], the typed outcomes of this node's
+//!   own calls, with hysteresis so a flapping peer does not flap the status.
+//!   Coordination asks known-down peers last; placement never changes (M2).
 //! - The value lives as a [`siblings::Siblings`]: every concurrent version
 //!   with its [`version_vector::Dot`], plus a [`version_vector::VersionVector`]
 //!   summarising everything seen. A put carries a [`context::CausalContext`]
@@ -43,12 +46,14 @@ pub mod codec;
 pub mod context;
 pub mod coordinate;
 pub mod failure;
+pub mod failure_detector;
 pub mod health;
 pub mod hints;
 pub mod key;
 pub mod layout;
 pub mod layout_history;
 pub mod limits;
+pub mod liveness;
 pub mod node_id;
 pub mod protocol;
 pub mod quorum;
