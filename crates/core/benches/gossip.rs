@@ -10,6 +10,12 @@
 //! takes in this one thread. Run with
 //! `cargo bench -p ringkv-core --bench gossip`. Plain `std::time::Instant`:
 //! this file is a bench, not core source. Without `--bench` it does nothing.
+//!
+//! Measured once (release, 2-core machine shared with other builds): join
+//! 6/7/7 rounds, record change 7/7/7, heartbeat 5/6/6; steady state 32.9 KiB
+//! sent per node per round on average (SYN 18.0 KB, ACK 11.4 KB, ACK2
+//! 4.3 KB), 114.7 KiB at most (a node several initiators picked); 1.0 s per
+//! round of all 1,001 nodes, so about 1 ms of CPU per node per round.
 
 #[path = "../tests/gossip_sim/mod.rs"]
 mod gossip_sim;
