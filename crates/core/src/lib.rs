@@ -38,6 +38,11 @@
 //!   XOR-folded into 4096 segments), and an [`anti_entropy::ExchangeMachine`]
 //!   walks two replicas' trees down to the differing keys, re-checks before
 //!   repairing, and hands those keys to the node to merge (F5).
+//! - Who is in the cluster, at which addresses, and how far each node's
+//!   data has caught up with the layout, spreads by gossip: each node owns
+//!   its [`membership::NodeRecord`], and [`membership::Membership`] merges
+//!   what peers say in SYN / ACK / ACK2 exchanges so every table converges
+//!   in O(log n) rounds (M1).
 //! - Nodes speak the [`protocol`] messages, encoded with [`codec`].
 //! - Every size limit has a name in [`limits`].
 
@@ -54,6 +59,7 @@ pub mod layout;
 pub mod layout_history;
 pub mod limits;
 pub mod liveness;
+pub mod membership;
 pub mod node_id;
 pub mod protocol;
 pub mod quorum;
