@@ -125,11 +125,9 @@ async fn join(
     let request = Request::Join(JoinRequest {
         record: own_record(config),
     });
-    let placeholder = NodeId::new("seed").expect("a valid id");
     for attempt in 0u64.. {
         let seed = &config.seeds[attempt as usize % config.seeds.len()];
-        let client = PeerClient::new(
-            placeholder.clone(),
+        let client = PeerClient::contact(
             seed.clone(),
             hello(config, 0, &[]),
             network.clone(),
@@ -158,7 +156,9 @@ async fn join(
                 return Err(format!("seed {seed} refused to add this node: {refusal}"));
             }
             Ok(other) => tracing::warn!(%seed, ?other, "unexpected answer to a join request"),
-            Err(e) => tracing::warn!(%seed, error = %e, "could not join through this seed; trying the next"),
+            Err(e) => {
+                tracing::warn!(%seed, error = %e, "could not join through this seed; trying the next")
+            }
         }
         tokio::select! {
             _ = stop.cancelled() => return Ok(None),

@@ -23,7 +23,7 @@
 
 use crate::coordinator::WallClock;
 use crate::rpc::PeerClient;
-use crate::view::{ClusterView, ViewCell};
+use crate::view::{ClusterView, Judge, ViewCell};
 use ringkv_core::layout::{Layout, LayoutParams, Member};
 use ringkv_core::layout_history::{
     ChangeError, HistoryWire, LayoutChange, LayoutHistory, LayoutStamp, Progress, Transfer,
@@ -35,7 +35,6 @@ use ringkv_storage::{Keyspace, Storage, StorageError, WriteBatch};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
-use tokio::time::Instant;
 
 /// The `Meta` key the cluster state is persisted under.
 const STATE_KEY: &[u8] = b"cluster_state";
@@ -81,7 +80,7 @@ impl Progress for Gossiped<'_> {
 
 /// What one round of [`ClusterState::step`] asks of the streaming task.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Sync {
+pub enum PullPlan {
     /// Nothing to pull now.
     Idle,
     /// Pull these partitions, then report `target` synced.
@@ -114,9 +113,9 @@ pub struct ClusterState {
     /// How long after adopting a version this node acknowledges it: every
     /// request started with an older view has ended by then.
     ack_after_ms: u64,
-    /// The origin of the node's milliseconds, and its wall clock (for
-    /// forgotten-node marks).
-    pub origin: Instant,
+    /// The origin of the node's milliseconds and how peers are judged.
+    pub judge: Judge,
+    /// The wall clock (for forgotten-node marks).
     pub wall_clock: WallClock,
 }
 
@@ -133,7 +132,7 @@ pub struct Founding {
     pub storage: Arc<dyn Storage>,
     pub connect: Connect,
     pub ack_after_ms: u64,
-    pub origin: Instant,
+    pub judge: Judge,
     pub wall_clock: WallClock,
 }
 
@@ -148,7 +147,15 @@ impl ClusterState {
             founders: f.founders,
             adopted_ms: 0,
         };
-        let view = build_view(&f.me, &inner, &f.settings, &f.configured, None, &f.connect);
+        let view = build_view(
+            &f.me,
+            &inner,
+            &f.settings,
+            &f.configured,
+            None,
+            &f.judge,
+            &f.connect,
+        );
         ClusterState {
             me: f.me,
             settings: f.settings,
@@ -159,14 +166,14 @@ impl ClusterState {
             storage: f.storage,
             connect: f.connect,
             ack_after_ms: f.ack_after_ms,
-            origin: f.origin,
+            judge: f.judge,
             wall_clock: f.wall_clock,
         }
     }
 
     /// Milliseconds since the node's origin.
     pub fn now_ms(&self) -> u64 {
-        self.origin.elapsed().as_millis() as u64
+        self.judge.origin.elapsed().as_millis() as u64
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -175,10 +182,7 @@ impl ClusterState {
 
     /// Runs `f` on the membership and history; if it says something
     /// changed, rebuilds the view. Returns `f`'s result.
-    pub fn with<T>(
-        &self,
-        f: impl FnOnce(&mut Membership, &mut LayoutHistory) -> (T, bool),
-    ) -> T {
+    pub fn with<T>(&self, f: impl FnOnce(&mut Membership, &mut LayoutHistory) -> (T, bool)) -> T {
         let mut inner = self.lock();
         let before = inner.history.stamps();
         let Inner {
@@ -216,6 +220,7 @@ impl ClusterState {
             &self.settings,
             &self.configured,
             Some(&previous),
+            &self.judge,
             &self.connect,
         );
         self.view.swap(view);
@@ -260,7 +265,7 @@ impl ClusterState {
 
     /// One round of the history's barriers at `now_ms` (see the module
     /// docs). Returns what the streaming task should do.
-    pub fn step(&self, now_ms: u64) -> Sync {
+    pub fn step(&self, now_ms: u64) -> PullPlan {
         let ack_after_ms = self.ack_after_ms;
         let me = self.me.clone();
         let width = self.transfer_width();
@@ -290,9 +295,9 @@ impl ClusterState {
         // 3. Pull what this node gained, once every node writes with it.
         let progress = Gossiped(&inner.membership);
         let sync = if !inner.history.in_transition() || !inner.history.all_acked(&progress) {
-            Sync::Idle
+            PullPlan::Idle
         } else if inner.membership.own().record.synced == Some(newest) {
-            Sync::Idle
+            PullPlan::Idle
         } else {
             let transfers = inner.history.transfers(&me, width);
             if transfers.is_empty() {
@@ -300,9 +305,9 @@ impl ClusterState {
                     .membership
                     .update_self(|r| r.synced = Some(newest))
                     .unwrap_or(false);
-                Sync::Idle
+                PullPlan::Idle
             } else {
-                Sync::Pull {
+                PullPlan::Pull {
                     target: newest,
                     transfers,
                 }
@@ -358,11 +363,17 @@ fn build_view(
     settings: &ClusterSettings,
     configured: &BTreeMap<NodeId, String>,
     previous: Option<&ClusterView>,
+    judge: &Judge,
     connect: &Connect,
 ) -> ClusterView {
     let mut addresses: BTreeMap<NodeId, String> = configured.clone();
     for (id, entry) in inner.membership.entries() {
-        addresses.insert(id.clone(), entry.record.rpc.clone());
+        // A node listening on every interface (0.0.0.0) says so; where
+        // `--peer` gave a reachable address for it, that one is used.
+        let rpc = &entry.record.rpc;
+        if !(is_unspecified(rpc) && configured.contains_key(id)) {
+            addresses.insert(id.clone(), rpc.clone());
+        }
     }
     addresses.retain(|id, _| !inner.history.is_removed(id));
     ClusterView::rebuild(
@@ -371,8 +382,15 @@ fn build_view(
         settings.clone(),
         &addresses,
         previous,
+        judge,
         |id, rpc| connect(id, rpc),
     )
+}
+
+/// Whether `addr` (`host:port`) names no particular host (0.0.0.0, [::]).
+fn is_unspecified(addr: &str) -> bool {
+    addr.parse::<std::net::SocketAddr>()
+        .is_ok_and(|a| a.ip().is_unspecified())
 }
 
 /// Handles the events of a gossip merge: heartbeats feed the failure

@@ -172,7 +172,7 @@ fn default_gossip_interval_ms() -> u64 {
     crate::gossip::GOSSIP_INTERVAL_MS
 }
 fn default_stream_bytes_per_sec() -> u64 {
-    crate::streaming::STREAM_BYTES_PER_SEC
+    crate::rebalance::STREAM_BYTES_PER_SEC
 }
 fn default_handoff_interval_ms() -> u64 {
     crate::handoff::HANDOFF_INTERVAL_MS

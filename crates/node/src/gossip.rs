@@ -19,11 +19,13 @@
 //! peer's failure detector, changes rebuild the view and are persisted.
 //! [`answer_open`] and [`answer_close`] are the receiving side.
 
-use crate::cluster_state::{on_events, ClusterState, Sync};
+use crate::cluster_state::{on_events, ClusterState, PullPlan};
 use crate::rpc::PeerClient;
 use ringkv_core::layout_history::HistoryWire;
 use ringkv_core::membership::Event;
-use ringkv_core::protocol::{GossipClose, GossipOpen, GossipReply, ReplicaError, Request, Response};
+use ringkv_core::protocol::{
+    GossipClose, GossipOpen, GossipReply, ReplicaError, Request, Response,
+};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -43,7 +45,7 @@ pub struct Gossip {
     /// How long one exchange may take.
     pub timeout: Duration,
     /// Where pulls go (the streaming task watches it).
-    pub pulls: watch::Sender<Sync>,
+    pub pulls: watch::Sender<PullPlan>,
     pub rng_seed: u64,
 }
 
@@ -52,13 +54,14 @@ impl Gossip {
         let mut rng = fastrand::Rng::with_seed(self.rng_seed);
         let mut seed_clients: BTreeMap<String, Arc<PeerClient>> = BTreeMap::new();
         loop {
-            self.round(&mut rng, &mut seed_clients).await;
-            // A little jitter, so rounds of different nodes do not align.
+            // A pause first (the node's listeners are bound meanwhile), with
+            // a little jitter so rounds of different nodes do not align.
             let jitter = rng.u64(0..=self.interval.as_millis() as u64 / 10);
             tokio::select! {
                 _ = stop.cancelled() => return,
                 _ = tokio::time::sleep(self.interval + Duration::from_millis(jitter)) => {}
             }
+            self.round(&mut rng, &mut seed_clients).await;
         }
     }
 
@@ -161,7 +164,10 @@ async fn on_reply(state: &ClusterState, reply: GossipReply) -> Result<GossipClos
 }
 
 /// Answers a peer's `GossipOpen`.
-pub async fn answer_open(state: &ClusterState, open: GossipOpen) -> Result<GossipReply, ReplicaError> {
+pub async fn answer_open(
+    state: &ClusterState,
+    open: GossipOpen,
+) -> Result<GossipReply, ReplicaError> {
     let outcome = state.with(|membership, history| {
         let Ok((ack, events)) = membership.on_syn(&open.syn) else {
             return (Err(ReplicaError::BadGossip), false);

@@ -10,6 +10,7 @@
 //! the storage lanes, and record the clean shutdown (see [`crate::actor`]).
 
 use crate::anti_entropy::AntiEntropy;
+use crate::cluster_state::{ClusterState, Founding};
 use crate::commit::Committer;
 use crate::config::NodeConfig;
 use crate::coordinator::{Coordinator, WallClock};
@@ -23,9 +24,7 @@ use crate::rpc::server::{self, Identity, Reply};
 use crate::rpc::{PeerClient, RpcHandler};
 use crate::storage_lanes::StorageLanes;
 use crate::tombstone_gc::TombstoneCollector;
-use crate::view::{ClusterView, ViewCell};
 use ringkv_core::coordinate::Timeouts;
-use crate::cluster_state::{ClusterState, Founding};
 use ringkv_core::layout::Member;
 use ringkv_core::layout_history::{ChangeError, HistoryWire, LayoutChange};
 use ringkv_core::membership::Membership;
@@ -180,7 +179,10 @@ impl NodeState {
             zone: record.zone.clone(),
         };
         let known = self.cluster.read(|_, history| {
-            (history.newest().layout.member(&member.id) == Some(&member), history.is_removed(&member.id))
+            (
+                history.newest().layout.member(&member.id) == Some(&member),
+                history.is_removed(&member.id),
+            )
         });
         match known {
             (_, true) => return Err(JoinRefusal::WasRemoved),
@@ -233,6 +235,14 @@ impl NodeState {
             (own, hinted) => own.or(hinted),
         })
     }
+}
+
+/// The failure detector's settings for a gossip interval: the first
+/// heartbeat is expected one interval after a peer is first seen.
+fn liveness_config(gossip_interval_ms: u64) -> ringkv_core::liveness::LivenessConfig {
+    let mut config = ringkv_core::liveness::LivenessConfig::default();
+    config.phi.first_heartbeat_estimate_ms = gossip_interval_ms;
+    config.clamped()
 }
 
 /// The edges a node runs on.
@@ -361,7 +371,10 @@ pub async fn run(
         ack_after_ms: config
             .request_timeout_ms
             .saturating_add(Timeouts::default().forward_margin_ms),
-        origin,
+        judge: crate::view::Judge {
+            origin,
+            liveness: liveness_config(config.gossip_interval_ms),
+        },
         wall_clock: edges.wall_clock.clone(),
     }));
     cluster
@@ -445,16 +458,21 @@ pub async fn run(
         origin: coordinator.origin,
     };
     let collector_task = tokio::spawn(collector.run(background_stop.clone()));
-    let (pulls, pulls_seen) = tokio::sync::watch::channel(crate::cluster_state::Sync::Idle);
+    let removed_view = cluster.view.clone();
+    let (pulls, pulls_seen) = tokio::sync::watch::channel(crate::cluster_state::PullPlan::Idle);
     let gossip = crate::gossip::Gossip {
         state: cluster.clone(),
-        seeds: config.seeds.clone(),
+        // Configured peers are contacts too, until gossip knows them.
+        seeds: config
+            .seeds
+            .iter()
+            .chain(config.peers.iter().map(|p| &p.rpc))
+            .cloned()
+            .collect(),
         seed_client: Arc::new({
             let (hello, network) = (hello.clone(), edges.network.clone());
-            let placeholder = NodeId::new("seed").expect("a valid id");
             move |addr: &str| {
-                PeerClient::new(
-                    placeholder.clone(),
+                PeerClient::contact(
                     addr.to_string(),
                     hello.clone(),
                     network.clone(),
@@ -510,7 +528,6 @@ pub async fn run(
     } else {
         None
     };
-    let removed_view = cluster.view.clone();
     let identity = Identity {
         node: config.id.clone(),
         cluster: config.cluster.clone(),

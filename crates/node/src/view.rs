@@ -13,9 +13,12 @@
 //! view once no request holds it. That is the peer pool: it grows and shrinks
 //! with the view, looked up by member id.
 //!
-//! Health is recorded in place (a short mutex per peer), not by swapping the
-//! view: it changes on every call outcome. The status it gives
-//! ([`ringkv_core::health`]) orders whom a read asks first; it never changes
+//! Liveness is recorded in place (a short mutex per peer), not by swapping
+//! the view: it changes on every call outcome and gossip heartbeat. Each
+//! peer has a [`Liveness`] (the core's phi-accrual detector fed by gossip
+//! heartbeats, [`Peer::heartbeat`], plus typed call outcomes, with
+//! hysteresis so a flapping peer does not flap); the status it gives orders
+//! whom a request asks first and picks stand-ins; it never changes
 //! placement. A peer's passage to `Down` logs one WARN line and its return
 //! to `Up` one INFO line ([`Peer::record`]); calls in between log nothing, so
 //! an outage reads as two lines however many requests it failed.
@@ -31,6 +34,7 @@ use ringkv_core::health::{PeerHealth, PeerStatus};
 use ringkv_core::key::ObjectKey;
 use ringkv_core::layout::{partition_of, Layout};
 use ringkv_core::layout_history::LayoutHistory;
+use ringkv_core::liveness::{Liveness, LivenessConfig};
 use ringkv_core::protocol::{Request, Response};
 use ringkv_core::settings::ClusterSettings;
 use ringkv_core::NodeId;
@@ -45,13 +49,22 @@ pub struct Peer {
     /// Its RPC address, `host:port`.
     pub rpc: String,
     pub client: PeerClient,
+    origin: Instant,
     health: Mutex<Judged>,
 }
 
-/// A peer's health record and whether its being down was logged.
-#[derive(Default)]
+/// How peers are judged: the origin of the milliseconds their liveness
+/// sees, and the failure detector's settings.
+#[derive(Debug, Clone)]
+pub struct Judge {
+    pub origin: Instant,
+    pub liveness: LivenessConfig,
+}
+
+/// A peer's liveness (phi-accrual detector and call outcomes) and whether
+/// its being down was logged.
 struct Judged {
-    health: PeerHealth,
+    liveness: Liveness,
     /// A WARN said the peer is down, and no INFO has said it is back.
     reported_down: bool,
 }
@@ -80,12 +93,35 @@ fn transition(reported_down: &mut bool, status: PeerStatus) -> Option<Transition
 }
 
 impl Peer {
-    pub fn new(id: NodeId, rpc: String, client: PeerClient) -> Self {
+    pub fn new(id: NodeId, rpc: String, client: PeerClient, judge: &Judge) -> Self {
+        let now_ms = judge.origin.elapsed().as_millis() as u64;
         Peer {
             id,
             rpc,
             client,
-            health: Mutex::new(Judged::default()),
+            origin: judge.origin,
+            health: Mutex::new(Judged {
+                liveness: Liveness::new(now_ms, &judge.liveness),
+                reported_down: false,
+            }),
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.origin.elapsed().as_millis() as u64
+    }
+
+    /// Gossip saw the peer's heartbeat advance: feeds its failure detector.
+    pub fn heartbeat(&self) {
+        let now_ms = self.now_ms();
+        let changed = {
+            let mut judged = self.judged();
+            judged.liveness.on_heartbeat(now_ms);
+            let status = judged.liveness.status(now_ms);
+            transition(&mut judged.reported_down, status)
+        };
+        if changed == Some(Transition::CameBack) {
+            tracing::info!(peer = %self.id, rpc = %self.rpc, "peer is back up");
         }
     }
 
@@ -94,8 +130,8 @@ impl Peer {
     pub fn record(&self, now_ms: u64, outcome: Result<(), &ReplicaFailure>) {
         let changed = {
             let mut judged = self.judged();
-            judged.health.record(now_ms, outcome);
-            let status = judged.health.status();
+            judged.liveness.record(now_ms, outcome);
+            let status = judged.liveness.status(now_ms);
             transition(&mut judged.reported_down, status)
         };
         match changed {
@@ -135,13 +171,21 @@ impl Peer {
         self.health.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// A copy of the health record.
+    /// A copy of the call-outcome record.
     pub fn health(&self) -> PeerHealth {
-        self.judged().health.clone()
+        self.judged().liveness.health().clone()
     }
 
+    /// How this node judges the peer now.
     pub fn status(&self) -> PeerStatus {
-        self.judged().health.status()
+        let now_ms = self.now_ms();
+        self.judged().liveness.status(now_ms)
+    }
+
+    /// The failure detector's suspicion level now.
+    pub fn phi(&self) -> f64 {
+        let now_ms = self.now_ms();
+        self.judged().liveness.phi(now_ms)
     }
 }
 
@@ -169,6 +213,7 @@ impl ClusterView {
         settings: ClusterSettings,
         addresses: &BTreeMap<NodeId, String>,
         previous: Option<&ClusterView>,
+        judge: &Judge,
         connect: impl Fn(&NodeId, &str) -> PeerClient,
     ) -> ClusterView {
         let peers = addresses
@@ -180,7 +225,7 @@ impl ClusterView {
                     .filter(|p| p.rpc == *rpc)
                     .cloned();
                 let peer = kept.unwrap_or_else(|| {
-                    Arc::new(Peer::new(id.clone(), rpc.clone(), connect(id, rpc)))
+                    Arc::new(Peer::new(id.clone(), rpc.clone(), connect(id, rpc), judge))
                 });
                 (id.clone(), peer)
             })
@@ -200,6 +245,11 @@ impl ClusterView {
 
     pub fn peers(&self) -> impl Iterator<Item = &Arc<Peer>> {
         self.peers.values()
+    }
+
+    /// Whether this node judges `id` up (or suspect): not down.
+    pub fn is_up(&self, id: &NodeId) -> bool {
+        self.status(id) != PeerStatus::Down
     }
 
     /// How this node judges `id` (itself: always up; unknown nodes: down).
@@ -307,6 +357,10 @@ mod tests {
             settings,
             &addresses,
             previous,
+            &Judge {
+                origin: Instant::now(),
+                liveness: LivenessConfig::default(),
+            },
             |peer, rpc| {
                 PeerClient::new(
                     peer.clone(),

@@ -173,8 +173,14 @@ fn render_status(s: &Value) -> String {
         let share = n["share"].as_f64().unwrap_or(0.0) * 100.0;
         let transfer = match &n["transfer"] {
             Value::Object(t) => {
-                let done = t.get("partitions_done").and_then(Value::as_u64).unwrap_or(0);
-                let total = t.get("partitions_total").and_then(Value::as_u64).unwrap_or(0);
+                let done = t
+                    .get("partitions_done")
+                    .and_then(Value::as_u64)
+                    .unwrap_or(0);
+                let total = t
+                    .get("partitions_total")
+                    .and_then(Value::as_u64)
+                    .unwrap_or(0);
                 let keys = t.get("keys").and_then(Value::as_u64).unwrap_or(0);
                 format!(
                     "{} {done}/{total} partitions, {keys} keys",
@@ -251,8 +257,14 @@ mod tests {
             ]
         });
         let out = render_status(&s);
-        assert!(out.contains("layout version 3 (reads use version 2; data is moving)"), "{out}");
+        assert!(
+            out.contains("layout version 3 (reads use version 2; data is moving)"),
+            "{out}"
+        );
         assert!(out.contains("n4         joining  NO"), "{out}");
-        assert!(out.contains("[##########----------] 3/6 partitions, 100 keys"), "{out}");
+        assert!(
+            out.contains("[##########----------] 3/6 partitions, 100 keys"),
+            "{out}"
+        );
     }
 }

@@ -112,7 +112,20 @@ fn http_contract_of_a_three_node_cluster() {
         http(p1, "GET", "/v1/health", &[], b"").unwrap().json()["status"],
         "ok"
     );
-    let cluster = http(p1, "GET", "/v1/cluster", &[], b"").unwrap().json();
+    // Peers' HTTP addresses travel in gossip: a few rounds after start.
+    let mut cluster = http(p1, "GET", "/v1/cluster", &[], b"").unwrap().json();
+    for _ in 0..100 {
+        let gossiped = cluster["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|n| n["http"].is_string());
+        if gossiped {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        cluster = http(p1, "GET", "/v1/cluster", &[], b"").unwrap().json();
+    }
     let nodes = cluster["nodes"].as_array().unwrap();
     assert_eq!(nodes.len(), 3);
     let layout = &cluster["layout"];
@@ -127,6 +140,17 @@ fn http_contract_of_a_three_node_cluster() {
         assert!((share - 1.0 / 3.0).abs() < 1e-9, "{node}");
         assert_eq!(node["ideal_slots"], 256.0, "{node}");
         assert_eq!(node["balance_notes"], serde_json::json!([]), "{node}");
+        assert_eq!(node["state"], "normal", "{node}");
+        assert_eq!(node["up"], true, "{node}");
+        assert!(
+            node["http"].as_str().unwrap().starts_with("127.0.0.1:"),
+            "{node}"
+        );
+        assert!(
+            node["rpc"].as_str().unwrap().starts_with("127.0.0.1:"),
+            "{node}"
+        );
+        assert_eq!(node["capacity"], 1, "{node}");
     }
     assert_eq!(nodes.iter().filter(|n| n["self"] == true).count(), 1);
     let peer = nodes.iter().find(|n| n["self"] == false).unwrap();

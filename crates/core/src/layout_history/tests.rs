@@ -1,3 +1,7 @@
+//! Layout history cases: joins, decommissions and removals through the
+//! barriers, conflicts, the wire form, and the pairing rule's counting
+//! argument.
+
 use super::*;
 use crate::layout::{compute_layout, LayoutParams, Member};
 use bytes::Bytes;

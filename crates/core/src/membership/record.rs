@@ -13,6 +13,7 @@
 //! never compares records by age; that is the entry's job.
 
 use crate::layout::{MAX_CAPACITY, MAX_PARTITIONS};
+use crate::layout_history::LayoutStamp;
 use crate::NodeId;
 use serde::{Deserialize, Serialize};
 
@@ -38,9 +39,9 @@ pub struct NodeRecord {
     pub zone: Option<String>,
     /// Layout version whose data this node holds (set when its streaming is
     /// done).
-    pub synced: u64,
+    pub synced: Option<LayoutStamp>,
     /// Newest layout version this node writes with.
-    pub acked: u64,
+    pub acked: Option<LayoutStamp>,
     /// Its in-flight streaming, for `admin status` on any node.
     pub transfer: Option<TransferProgress>,
 }
@@ -94,8 +95,8 @@ impl NodeRecord {
             http: None,
             capacity,
             zone: None,
-            synced: 0,
-            acked: 0,
+            synced: None,
+            acked: None,
             transfer: None,
         }
     }

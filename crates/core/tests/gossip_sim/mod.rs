@@ -234,7 +234,10 @@ pub fn measure(n: usize, seed: u64, limit: u64) -> (Cluster, [u64; 3]) {
         .expect("the new node became known");
     let changed = cluster.rng.below(n);
     cluster.nodes[changed]
-        .update_self(|r| r.acked += 1)
+        .update_self(|r| {
+            let version = r.acked.map_or(1, |s| s.version + 1);
+            r.acked = Some(ringkv_core::layout_history::LayoutStamp { version, digest: 7 })
+        })
         .unwrap();
     let version = cluster.nodes[changed].own().stamp.version;
     let record = cluster

@@ -22,7 +22,8 @@ pub async fn metrics(State(state): State<Arc<NodeState>>) -> Response {
 }
 
 pub async fn method_not_allowed() -> Response {
-    let message = "method not allowed: /v1/kv takes GET, PUT and DELETE, /v1/admin POST; the rest take GET";
+    let message =
+        "method not allowed: /v1/kv takes GET, PUT and DELETE, /v1/admin POST; the rest take GET";
     ApiError::new(
         StatusCode::METHOD_NOT_ALLOWED,
         "method_not_allowed",

@@ -34,18 +34,24 @@ pub async fn cluster(State(state): State<Arc<NodeState>>) -> Response {
     let held = state.hints.held();
     let newest = view.history.newest().layout.clone();
     let slots = newest.slot_counts();
+    let balance = newest.balance();
     let total: u64 = slots.iter().map(|&s| u64::from(s)).sum();
     let records = state.cluster.read(|membership, history| {
         let mut ids: BTreeSet<NodeId> = membership.entries().keys().cloned().collect();
-        ids.extend(history.layouts().flat_map(|l| l.members().iter().map(|m| m.id.clone())));
+        ids.extend(
+            history
+                .layouts()
+                .flat_map(|l| l.members().iter().map(|m| m.id.clone())),
+        );
         ids.extend(history.removed().iter().cloned());
         let records: Vec<_> = ids
             .into_iter()
             .map(|id| {
                 let member = history
-                    .layouts()
+                    .entries()
+                    .iter()
                     .rev()
-                    .find_map(|l| l.member(&id).cloned());
+                    .find_map(|e| e.layout.member(&id).cloned());
                 let record = membership.entry(&id).map(|e| e.record.clone());
                 let node_state = history.state_of(&id);
                 (id, node_state, member, record)
@@ -60,6 +66,7 @@ pub async fn cluster(State(state): State<Arc<NodeState>>) -> Response {
             let peer = view.peer(&id);
             let at = newest.members().binary_search_by(|m| m.id.cmp(&id)).ok();
             let node_slots = at.map_or(0, |i| slots[i]);
+            let share = at.and_then(|i| balance.nodes.get(i));
             let (capacity, zone) = match (&record, &member) {
                 (Some(r), _) => (r.capacity, r.zone.clone()),
                 (None, Some(Member { capacity, zone, .. })) => (*capacity, zone.clone()),
@@ -95,6 +102,10 @@ pub async fn cluster(State(state): State<Arc<NodeState>>) -> Response {
                 "zone": zone,
                 "slots": node_slots,
                 "share": if total == 0 { 0.0 } else { f64::from(node_slots) / total as f64 },
+                "ideal_slots": share.map(|b| b.ideal),
+                // Why the node's slots differ from its capacity share, if
+                // they do: capped at one replica per partition, or by its zone.
+                "balance_notes": share.map_or(Vec::new(), |b| b.notes.iter().map(|n| format!("{n:?}")).collect::<Vec<_>>()),
                 "acked": record.as_ref().and_then(|r| r.acked).map(|s| s.version),
                 "synced": record.as_ref().and_then(|r| r.synced).map(|s| s.version),
                 "transfer": record.as_ref().and_then(|r| r.transfer.clone()),
@@ -203,7 +214,14 @@ pub async fn change(
             )))
         }
     };
-    let before = state.coordinator.view.load().history.newest().layout.clone();
+    let before = state
+        .coordinator
+        .view
+        .load()
+        .history
+        .newest()
+        .layout
+        .clone();
     let layout = crate::changes::apply(&state.cluster, change, state.config.gossip_interval_ms)
         .await
         .map_err(ApiError::from)?;

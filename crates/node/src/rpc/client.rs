@@ -57,6 +57,9 @@ struct Connection {
 /// A client for one peer node.
 pub struct PeerClient {
     peer: NodeId,
+    /// Whether the node answering at `addr` must be `peer` (false for a
+    /// seed address, whose node id is not known yet).
+    check_peer: bool,
     addr: String,
     hello: Hello,
     network: Arc<dyn Network>,
@@ -79,6 +82,7 @@ impl PeerClient {
     ) -> Self {
         PeerClient {
             peer,
+            check_peer: true,
             addr,
             hello,
             network,
@@ -87,6 +91,21 @@ impl PeerClient {
             connecting: tokio::sync::Mutex::new(()),
             backoff: Mutex::new(Backoff::default()),
             refused: Mutex::new(None),
+        }
+    }
+
+    /// A client for whatever node answers at `addr` (a seed): the welcome
+    /// is not checked against an id, and logs name it `seed`.
+    pub fn contact(
+        addr: String,
+        hello: Hello,
+        network: Arc<dyn Network>,
+        connect_timeout: Duration,
+    ) -> Self {
+        let seed = NodeId::new("seed").expect("a valid node id");
+        PeerClient {
+            check_peer: false,
+            ..PeerClient::new(seed, addr, hello, network, connect_timeout)
         }
     }
 
@@ -274,7 +293,8 @@ impl PeerClient {
         frame::limit_to_handshake(&mut reader);
         frame::send(&mut writer, &Message::Hello(self.hello.clone())).await?;
         match frame::recv(&mut reader).await? {
-            Some(Message::HelloReply(HelloReply::Welcome { node })) if node == self.peer => {}
+            Some(Message::HelloReply(HelloReply::Welcome { node }))
+                if node == self.peer || !self.check_peer => {}
             Some(Message::HelloReply(HelloReply::Welcome { node })) => {
                 return Err(failed(format!("expected node {}, found {node}", self.peer)))
             }

@@ -23,8 +23,8 @@ use bytes::Bytes;
 use ringkv_core::layout::Member;
 use ringkv_core::limits::MAX_FRAME_BYTES;
 use ringkv_core::protocol::{
-    ClientResponse, HandshakeRefusal, Hello, HelloReply, Message, OpError, ReplicaError, Request,
-    Response, PROTOCOL_VERSION,
+    ClientResponse, HandshakeRefusal, Hello, HelloReply, JoinRefusal, Message, OpError,
+    ReplicaError, Request, Response, PROTOCOL_VERSION,
 };
 use ringkv_core::settings::{member_differences, ClusterSettings};
 use ringkv_core::NodeId;
@@ -407,6 +407,9 @@ pub fn failure_for(response: &Response, error: &frame::RpcError) -> Option<Respo
         Response::ReplicaWrite(_) => Response::ReplicaWrite(Err(replica)),
         Response::AntiEntropy(_) => Response::AntiEntropy(Err(replica)),
         Response::Reap(_) => Response::Reap(Err(replica)),
+        Response::Gossip(_) => Response::Gossip(Err(replica)),
+        Response::GossipClose(_) => Response::GossipClose(Err(replica)),
+        Response::Join(_) => Response::Join(Err(JoinRefusal::Layout(message))),
         Response::Coordinate(ClientResponse::Get(_)) => {
             Response::Coordinate(ClientResponse::Get(Err(OpError::Internal(message))))
         }

@@ -66,9 +66,9 @@ fn update_self_bumps_the_version_only_when_the_record_changes() {
     assert_eq!(m.own().stamp, stamp(100, 1, 0));
     assert_eq!(m.update_self(|r| r.capacity = 1), Ok(false));
     assert_eq!(m.own().stamp.version, 1);
-    assert_eq!(m.update_self(|r| r.acked = 3), Ok(true));
+    assert_eq!(m.update_self(|r| r.acked = Some(layout_stamp(3))), Ok(true));
     assert_eq!(m.own().stamp, stamp(100, 2, 0));
-    assert_eq!(m.own().record.acked, 3);
+    assert_eq!(m.own().record.acked, Some(layout_stamp(3)));
 }
 
 #[test]
@@ -84,7 +84,10 @@ fn update_self_refuses_an_invalid_record_and_keeps_the_id() {
     );
     assert_eq!(m, before, "a refused change is undone");
     assert_eq!(m.update_self(|r| r.id = id("b")), Ok(false));
-    assert_eq!(m.update_self(|r| (r.id, r.synced) = (id("b"), 1)), Ok(true));
+    assert_eq!(
+        m.update_self(|r| (r.id, r.synced) = (id("b"), Some(layout_stamp(1)))),
+        Ok(true)
+    );
     assert_eq!(m.own().record.id, id("a"));
     assert_eq!(m.entries().len(), 1);
 }
@@ -140,4 +143,8 @@ fn restore_refuses_a_damaged_snapshot() {
             id: id("b")
         })
     );
+}
+
+fn layout_stamp(version: u64) -> crate::layout_history::LayoutStamp {
+    crate::layout_history::LayoutStamp { version, digest: 7 }
 }
