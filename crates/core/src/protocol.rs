@@ -20,7 +20,7 @@ use crate::anti_entropy::{ExchangeReply, ExchangeRequest};
 use crate::failure::ReplicaFailure;
 use crate::key::ObjectKey;
 use crate::layout::Member;
-use crate::layout_history::{HistoryWire, LayoutStamp};
+use crate::layout_history::{ChangeError, HistoryWire, LayoutChange, LayoutStamp};
 use crate::membership::{GossipAck, GossipAck2, GossipSyn, NodeRecord};
 use crate::quorum::QuorumError;
 use crate::replication::RequestQuorum;
@@ -147,6 +147,9 @@ pub enum Request {
     /// Add the sending node to the cluster (P4): answered with the genesis
     /// and layout history once the join is applied.
     Join(JoinRequest),
+    /// An operator's layout change, applied by the receiving node as the
+    /// next version (the same as `POST /v1/admin/...`).
+    ChangeLayout(LayoutChange),
 }
 
 /// The answer to a [`Request`].
@@ -161,6 +164,7 @@ pub enum Response {
     Gossip(Result<GossipReply, ReplicaError>),
     GossipClose(Result<(), ReplicaError>),
     Join(Result<JoinAccepted, JoinRefusal>),
+    ChangeLayout(Result<LayoutStamp, ChangeError>),
 }
 
 /// The first message of a gossip exchange: the initiator's membership

@@ -160,6 +160,11 @@ impl RpcHandler for NodeState {
                     Response::GossipClose(crate::gossip::answer_close(&self.cluster, close).await)
                 }
                 Request::Join(join) => Response::Join(self.join(join).await),
+                Request::ChangeLayout(change) => Response::ChangeLayout(
+                    crate::changes::apply(&self.cluster, change, self.config.gossip_interval_ms)
+                        .await
+                        .map(|l| ringkv_core::layout_history::LayoutStamp::of(&l)),
+                ),
             }
         })
     }

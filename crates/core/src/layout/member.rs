@@ -38,7 +38,7 @@ impl Member {
 }
 
 /// Why a member list cannot get a layout.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
 pub enum MemberError {
     #[error("a layout needs at least one member")]
     Empty,

@@ -86,7 +86,7 @@ impl Default for LayoutParams {
 }
 
 /// Why a layout cannot be computed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
 pub enum LayoutError {
     #[error("{0} partitions; the count must be a power of two from 1 to {MAX_PARTITIONS}")]
     BadPartitionCount(u32),

@@ -56,8 +56,8 @@ impl LayoutChange {
     }
 }
 
-/// Why a change was refused.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+/// Why a change was refused (on the wire too).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
 pub enum ChangeError {
     #[error("no change was given")]
     Empty,

@@ -390,7 +390,7 @@ fn encode_answer(id: u64, body: Response, limit: usize) -> Option<Bytes> {
 
 /// A failure answer of the same kind as `response`, so the caller gets a
 /// typed error at once instead of a timeout. `None` for `Pong`, which has no
-/// error form (and is too small to fail).
+/// error form (and is too small to fail), and for `ChangeLayout`'s answer.
 ///
 pub fn failure_for(response: &Response, error: &frame::RpcError) -> Option<Response> {
     let replica = match error {
@@ -410,6 +410,8 @@ pub fn failure_for(response: &Response, error: &frame::RpcError) -> Option<Respo
         Response::Gossip(_) => Response::Gossip(Err(replica)),
         Response::GossipClose(_) => Response::GossipClose(Err(replica)),
         Response::Join(_) => Response::Join(Err(JoinRefusal::Layout(message))),
+        // A stamp or a typed refusal: too small to fail.
+        Response::ChangeLayout(_) => return None,
         Response::Coordinate(ClientResponse::Get(_)) => {
             Response::Coordinate(ClientResponse::Get(Err(OpError::Internal(message))))
         }
