@@ -35,6 +35,9 @@
 //!   XOR-folded into 4096 segments), and an [`anti_entropy::ExchangeMachine`]
 //!   walks two replicas' trees down to the differing keys, re-checks before
 //!   repairing, and hands those keys to the node to merge (F5).
+//! - A node that gains partitions in a new layout version pulls them from
+//!   their sources through [`streaming`]: resumable chunk requests by
+//!   cursor, decided by a [`streaming::StreamMachine`] (P4).
 //! - Nodes speak the [`protocol`] messages, encoded with [`codec`].
 //! - Every size limit has a name in [`limits`].
 
@@ -55,6 +58,7 @@ pub mod replication;
 pub mod ring;
 pub mod settings;
 pub mod siblings;
+pub mod streaming;
 pub mod tombstones;
 pub mod version_vector;
 

@@ -24,6 +24,7 @@ use crate::quorum::QuorumError;
 use crate::replication::RequestQuorum;
 use crate::settings::ClusterSettings;
 use crate::siblings::Siblings;
+use crate::streaming::{Chunk, ChunkRequest, ChunkRequestError};
 use crate::version_vector::VersionVector;
 use crate::NodeId;
 use bytes::Bytes;
@@ -32,7 +33,8 @@ use std::fmt;
 
 /// Version of this message set; a handshake with another version is refused.
 /// Version 2: typed failures, and the layout and settings digests in [`Hello`].
-pub const PROTOCOL_VERSION: u16 = 3;
+/// Version 4: partition streaming (`StreamChunk`).
+pub const PROTOCOL_VERSION: u16 = 4;
 
 /// First frame on every connection, sent by the connecting side.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -136,6 +138,9 @@ pub enum Request {
         request: ClientRequest,
         forwarded: bool,
     },
+    /// The next keys of a partition after a cursor, for a node streaming
+    /// the partition in ([`crate::streaming`]).
+    StreamChunk(ChunkRequest),
 }
 
 /// The answer to a [`Request`].
@@ -147,6 +152,7 @@ pub enum Response {
     AntiEntropy(Result<ExchangeReply, ReplicaError>),
     Reap(Result<bool, ReplicaError>),
     Coordinate(ClientResponse),
+    StreamChunk(Result<Chunk, ReplicaError>),
 }
 
 /// Why a replica could not serve a read or write. The details (the storage
@@ -177,6 +183,9 @@ pub enum ReplicaError {
     /// A stand-in holds as many hints for the node as its limits allow.
     #[error("the stand-in holds as many hints for {target} as its limits allow")]
     HintsFull { target: NodeId },
+    /// A chunk request the replica cannot answer as asked.
+    #[error("the replica refused the chunk request: {0}")]
+    BadChunkRequest(ChunkRequestError),
 }
 
 /// A client operation, as coordinated by a node.
