@@ -17,6 +17,7 @@ use ringkv_core::layout::{compute_layout, Layout, LayoutParams, Member, DEFAULT_
 use ringkv_core::limits::Limits;
 use ringkv_core::replication::{BucketProps, Replication};
 use ringkv_core::settings::ClusterSettings;
+use ringkv_core::streaming::StreamLimits;
 use ringkv_core::NodeId;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -114,6 +115,10 @@ pub struct NodeConfig {
     /// Pause between tombstone collector rounds.
     #[serde(default = "default_gc_interval_ms")]
     pub gc_interval_ms: u64,
+    /// How partitions are streamed in: chunk sizes, bandwidth, concurrent
+    /// pulls and retries (`[streaming]` in the TOML file).
+    #[serde(default)]
+    pub streaming: StreamLimits,
 }
 
 fn default_capacity() -> u32 {
@@ -185,6 +190,7 @@ impl NodeConfig {
             anti_entropy: ExchangeLimits::default(),
             tombstone_grace_ms: default_tombstone_grace_ms(),
             gc_interval_ms: default_gc_interval_ms(),
+            streaming: StreamLimits::default(),
         }
     }
 
@@ -287,6 +293,7 @@ impl NodeConfig {
         if self.gc_interval_ms == 0 {
             return Err("gc_interval_ms must be positive".into());
         }
+        self.streaming.validate()?;
         if let Some(m) = self.members().iter().find(|m| m.id.has_epoch()) {
             return Err(format!(
                 "node id {} may not contain '~' (reserved for actor epochs)",

@@ -10,7 +10,8 @@
 //! again ([`handoff`]); [`probe`] pings the peers it judges down; and it
 //! compares its partitions with their other replicas ([`anti_entropy`],
 //! over the trees of [`partition_trees`]); [`tombstone_gc`] reaps deletes
-//! every replica holds.
+//! every replica holds; [`streaming`] pulls the partitions a new layout
+//! version gives it from their sources, and answers such pulls.
 //! [`node::run`] assembles all of it from a [`config::NodeConfig`] and three
 //! edges — network, storage and wall clock — so tests swap in turmoil's
 //! simulated network and the in-memory engine and run a whole cluster on
@@ -38,8 +39,9 @@ pub mod read_gate;
 pub mod replica;
 pub mod rpc;
 pub mod storage_lanes;
+pub mod streaming;
 pub mod tombstone_gc;
 pub mod view;
 
 pub use config::{NodeConfig, PeerConfig};
-pub use node::{run, system_clock, Edges, StartError};
+pub use node::{run, run_with, system_clock, Edges, OnStart, StartError};

@@ -397,6 +397,7 @@ pub fn failure_for(response: &Response, error: &frame::RpcError) -> Option<Respo
         Response::ReplicaWrite(_) => Response::ReplicaWrite(Err(replica)),
         Response::AntiEntropy(_) => Response::AntiEntropy(Err(replica)),
         Response::Reap(_) => Response::Reap(Err(replica)),
+        Response::StreamChunk(_) => Response::StreamChunk(Err(replica)),
         Response::Coordinate(ClientResponse::Get(_)) => {
             Response::Coordinate(ClientResponse::Get(Err(OpError::Internal(message))))
         }

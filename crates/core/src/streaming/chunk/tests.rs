@@ -1,3 +1,5 @@
+//! Unit tests of chunks: request validation, filling from pages, and the receiver's checks.
+
 use super::*;
 use crate::codec::encode_object;
 use crate::layout::partition_of;

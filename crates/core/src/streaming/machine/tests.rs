@@ -1,3 +1,5 @@
+//! Unit tests of the stream machine against model sources and a model receiver.
+
 use super::*;
 use crate::codec::encode_object;
 use crate::failure::ReplicaFailure;
