@@ -328,9 +328,13 @@ mod tests {
             [buckets.carts]
             n = 2
             w = 1
+            [streaming]
+            bytes_per_sec = 1048576
             "#,
         )
         .unwrap();
+        assert_eq!(cfg.streaming.bytes_per_sec, 1 << 20);
+        assert_eq!(cfg.streaming.chunk_keys, StreamLimits::default().chunk_keys);
         assert_eq!(cfg.fsync, FsyncPolicy::Periodic { interval_ms: 10 });
         assert_eq!(cfg.replication, Replication::default());
         assert_eq!(cfg.members().len(), 3);
@@ -377,6 +381,12 @@ mod tests {
         cfg.handshake_timeout_ms = 0;
         assert!(cfg.validate().unwrap_err().contains("handshake_timeout_ms"));
         cfg.handshake_timeout_ms = 1;
+        cfg.streaming.bytes_per_sec = 0;
+        assert!(cfg
+            .validate()
+            .unwrap_err()
+            .contains("streaming.bytes_per_sec"));
+        cfg.streaming = StreamLimits::default();
         cfg.id = NodeId::new("n1~2").unwrap();
         assert!(cfg
             .validate()
