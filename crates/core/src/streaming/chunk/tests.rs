@@ -321,3 +321,29 @@ fn a_receiver_refuses_chunks_that_do_not_fit_their_request() {
         assert_eq!(check_chunk(ask, &answer, Q), want, "{answer:?}");
     }
 }
+
+#[test]
+fn a_chunk_on_the_wire_is_no_larger_than_the_bytes_it_counted_so_it_fits_a_frame() {
+    use crate::codec::encode_message;
+    use crate::limits::MAX_FRAME_BYTES;
+    use crate::protocol::{Message, Response};
+    for (per, value_bytes) in [(200, 1), (50, 3000), (1, 100_000)] {
+        let store = store(per, value_bytes);
+        let scan = request(2, None, MAX_CHUNK_KEYS, MAX_CHUNK_BYTES)
+            .validate(Q)
+            .unwrap();
+        let filled = fill(&store, &scan, &mut Vec::new());
+        let body = Response::StreamChunk(Ok(filled.chunk));
+        let wire = encode_message(&Message::Response { id: u64::MAX, body }).unwrap();
+        assert!(
+            wire.len() as u64 <= filled.bytes + 32,
+            "{} > {}",
+            wire.len(),
+            filled.bytes
+        );
+    }
+    assert!(
+        (MAX_CHUNK_BYTES as usize) * 2 < MAX_FRAME_BYTES,
+        "a full chunk plus one more object's worth of headroom fits a frame"
+    );
+}
