@@ -43,6 +43,9 @@
 //!   its [`membership::NodeRecord`], and [`membership::Membership`] merges
 //!   what peers say in SYN / ACK / ACK2 exchanges so every table converges
 //!   in O(log n) rounds (M1).
+//! - A node that gains partitions in a new layout version pulls them from
+//!   their sources through [`streaming`]: resumable chunk requests by
+//!   cursor, decided by a [`streaming::StreamMachine`] (P4).
 //! - Nodes speak the [`protocol`] messages, encoded with [`codec`].
 //! - Every size limit has a name in [`limits`].
 
@@ -67,6 +70,7 @@ pub mod replication;
 pub mod ring;
 pub mod settings;
 pub mod siblings;
+pub mod streaming;
 pub mod tombstones;
 pub mod version_vector;
 

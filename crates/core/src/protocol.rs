@@ -26,6 +26,7 @@ use crate::quorum::QuorumError;
 use crate::replication::RequestQuorum;
 use crate::settings::ClusterSettings;
 use crate::siblings::Siblings;
+use crate::streaming::{Chunk, ChunkRequest, ChunkRequestError};
 use crate::version_vector::VersionVector;
 use crate::NodeId;
 use bytes::Bytes;
@@ -150,6 +151,9 @@ pub enum Request {
     /// An operator's layout change, applied by the receiving node as the
     /// next version (the same as `POST /v1/admin/...`).
     ChangeLayout(LayoutChange),
+    /// The next keys of a partition after a cursor, for a node streaming
+    /// the partition in ([`crate::streaming`]).
+    StreamChunk(ChunkRequest),
 }
 
 /// The answer to a [`Request`].
@@ -165,6 +169,7 @@ pub enum Response {
     GossipClose(Result<(), ReplicaError>),
     Join(Result<JoinAccepted, JoinRefusal>),
     ChangeLayout(Result<LayoutStamp, ChangeError>),
+    StreamChunk(Result<Chunk, ReplicaError>),
 }
 
 /// The first message of a gossip exchange: the initiator's membership
@@ -254,6 +259,9 @@ pub enum ReplicaError {
     /// A gossip message that does not decode or breaks a limit.
     #[error("the node refused a malformed gossip message")]
     BadGossip,
+    /// A chunk request the replica cannot answer as asked.
+    #[error("the replica refused the chunk request: {0}")]
+    BadChunkRequest(ChunkRequestError),
 }
 
 /// A client operation, as coordinated by a node.

@@ -22,6 +22,7 @@ use ringkv_core::layout::{compute_layout, Layout, LayoutParams, Member, DEFAULT_
 use ringkv_core::limits::Limits;
 use ringkv_core::replication::{BucketProps, Replication};
 use ringkv_core::settings::ClusterSettings;
+use ringkv_core::streaming::StreamLimits;
 use ringkv_core::NodeId;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -130,6 +131,10 @@ pub struct NodeConfig {
     /// Pause between tombstone collector rounds.
     #[serde(default = "default_gc_interval_ms")]
     pub gc_interval_ms: u64,
+    /// How partitions are streamed in: chunk sizes, bandwidth, concurrent
+    /// pulls and retries (`[streaming]` in the TOML file).
+    #[serde(default)]
+    pub streaming: StreamLimits,
 }
 
 fn default_capacity() -> u32 {
@@ -210,6 +215,7 @@ impl NodeConfig {
             anti_entropy: ExchangeLimits::default(),
             tombstone_grace_ms: default_tombstone_grace_ms(),
             gc_interval_ms: default_gc_interval_ms(),
+            streaming: StreamLimits::default(),
         }
     }
 
@@ -331,6 +337,7 @@ impl NodeConfig {
         if self.gc_interval_ms == 0 {
             return Err("gc_interval_ms must be positive".into());
         }
+        self.streaming.validate()?;
         if let Some(m) = self.members().iter().find(|m| m.id.has_epoch()) {
             return Err(format!(
                 "node id {} may not contain '~' (reserved for actor epochs)",
@@ -370,9 +377,13 @@ mod tests {
             [buckets.carts]
             n = 2
             w = 1
+            [streaming]
+            bytes_per_sec = 1048576
             "#,
         )
         .unwrap();
+        assert_eq!(cfg.streaming.bytes_per_sec, 1 << 20);
+        assert_eq!(cfg.streaming.chunk_keys, StreamLimits::default().chunk_keys);
         assert_eq!(cfg.fsync, FsyncPolicy::Periodic { interval_ms: 10 });
         assert_eq!(cfg.replication, Replication::default());
         assert_eq!(cfg.members().len(), 3);
@@ -419,6 +430,12 @@ mod tests {
         cfg.handshake_timeout_ms = 0;
         assert!(cfg.validate().unwrap_err().contains("handshake_timeout_ms"));
         cfg.handshake_timeout_ms = 1;
+        cfg.streaming.bytes_per_sec = 0;
+        assert!(cfg
+            .validate()
+            .unwrap_err()
+            .contains("streaming.bytes_per_sec"));
+        cfg.streaming = StreamLimits::default();
         cfg.id = NodeId::new("n1~2").unwrap();
         assert!(cfg
             .validate()

@@ -48,8 +48,9 @@ pub mod rebalance;
 pub mod replica;
 pub mod rpc;
 pub mod storage_lanes;
+pub mod streaming;
 pub mod tombstone_gc;
 pub mod view;
 
 pub use config::{NodeConfig, PeerConfig};
-pub use node::{run, system_clock, Edges, StartError};
+pub use node::{run, run_with, system_clock, Edges, OnStart, StartError};

@@ -58,6 +58,11 @@ struct BytesLabels {
     direction: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DirectionLabels {
+    direction: &'static str,
+}
+
 fn target_labels(target: &str) -> TargetLabels {
     TargetLabels {
         target: target.to_string(),
@@ -91,6 +96,11 @@ pub struct Metrics {
     keys_repaired: Family<PartitionLabels, Counter>,
     exchange_bytes: Family<BytesLabels, Counter>,
     tombstones_reaped: Counter,
+    stream_chunks: Family<DirectionLabels, Counter>,
+    stream_keys: Family<DirectionLabels, Counter>,
+    stream_bytes: Family<DirectionLabels, Counter>,
+    stream_records_skipped: Counter,
+    stream_failures: Counter,
     /// The same background work, per partition, for `GET /v1/cluster`.
     repairs: std::sync::Mutex<std::collections::BTreeMap<u32, PartitionRepairs>>,
 }
@@ -218,7 +228,42 @@ impl Metrics {
             "Deleted or expired keys whose last copy on this node was reaped",
             tombstones_reaped.clone(),
         );
+        let stream_chunks = Family::<DirectionLabels, Counter>::default();
+        registry.register(
+            "stream_chunks",
+            "Partition stream chunks, by direction: received (merged here) or sent (to a node streaming in)",
+            stream_chunks.clone(),
+        );
+        let stream_keys = Family::<DirectionLabels, Counter>::default();
+        registry.register(
+            "stream_keys",
+            "Keys in partition stream chunks, by direction (received or sent)",
+            stream_keys.clone(),
+        );
+        let stream_bytes = Family::<DirectionLabels, Counter>::default();
+        registry.register(
+            "stream_bytes",
+            "Entry bytes in partition stream chunks, by direction (received: wire size; sent: as stored)",
+            stream_bytes.clone(),
+        );
+        let stream_records_skipped = Counter::default();
+        registry.register(
+            "stream_records_skipped",
+            "Damaged records a source left out of the chunks it sent",
+            stream_records_skipped.clone(),
+        );
+        let stream_failures = Counter::default();
+        registry.register(
+            "stream_failures",
+            "Failed chunk fetches and applies of this node's streams (each retried)",
+            stream_failures.clone(),
+        );
         Metrics {
+            stream_chunks,
+            stream_keys,
+            stream_bytes,
+            stream_records_skipped,
+            stream_failures,
             repairs: Default::default(),
             tombstones_reaped,
             exchanges,
@@ -369,6 +414,24 @@ impl Metrics {
         self.read_repairs.inc();
     }
 
+    /// Records stream chunks moved in `direction` ("received" or "sent").
+    pub fn streamed(&self, direction: &'static str, chunks: u64, keys: u64, bytes: u64) {
+        let labels = DirectionLabels { direction };
+        self.stream_chunks.get_or_create(&labels).inc_by(chunks);
+        self.stream_keys.get_or_create(&labels).inc_by(keys);
+        self.stream_bytes.get_or_create(&labels).inc_by(bytes);
+    }
+
+    /// Records damaged records a source left out of a chunk.
+    pub fn stream_records_skipped(&self, records: u64) {
+        self.stream_records_skipped.inc_by(records);
+    }
+
+    /// Records failed fetches or applies of this node's streams.
+    pub fn stream_failed(&self, failures: u64) {
+        self.stream_failures.inc_by(failures);
+    }
+
     /// Anti-entropy per partition, and totals of the other background
     /// repairs, as `GET /v1/cluster` shows them.
     pub fn repairs(&self) -> serde_json::Value {
@@ -423,6 +486,10 @@ mod tests {
         };
         m.exchange_finished(7, &report, true);
         m.keys_repaired(7, 3);
+        m.streamed("received", 2, 10, 900);
+        m.streamed("sent", 1, 5, 400);
+        m.stream_records_skipped(1);
+        m.stream_failed(3);
         let text = m.encode();
         for want in [
             "ringkv_requests_total{op=\"put\",status=\"204\"} 1",
@@ -442,6 +509,11 @@ mod tests {
             "ringkv_anti_entropy_exchanges_total{partition=\"7\",result=\"repaired\"} 1",
             "ringkv_anti_entropy_keys_repaired_total{partition=\"7\"} 3",
             "ringkv_anti_entropy_bytes_total{partition=\"7\",direction=\"sent\"} 100",
+            "ringkv_stream_chunks_total{direction=\"received\"} 2",
+            "ringkv_stream_keys_total{direction=\"sent\"} 5",
+            "ringkv_stream_bytes_total{direction=\"received\"} 900",
+            "ringkv_stream_records_skipped_total 1",
+            "ringkv_stream_failures_total 3",
         ] {
             assert!(text.contains(want), "missing {want} in\n{text}");
         }

@@ -23,12 +23,14 @@ use crate::replica::LocalReplica;
 use crate::rpc::server::{self, Identity, Reply};
 use crate::rpc::{PeerClient, RpcHandler};
 use crate::storage_lanes::StorageLanes;
+use crate::streaming::{StreamProgress, Streamer};
 use crate::tombstone_gc::TombstoneCollector;
 use ringkv_core::coordinate::Timeouts;
 use ringkv_core::layout::Member;
 use ringkv_core::layout_history::{ChangeError, HistoryWire, LayoutChange};
 use ringkv_core::membership::Membership;
 use ringkv_core::protocol::{JoinAccepted, JoinRefusal, JoinRequest, Request, Response};
+use ringkv_core::streaming::StreamPlan;
 use ringkv_core::NodeId;
 use ringkv_storage::Storage;
 use std::future::Future;
@@ -71,6 +73,11 @@ pub struct NodeState {
     pub metrics: Arc<Metrics>,
     /// Bounds the client requests coordinated at once.
     pub in_flight: Arc<Semaphore>,
+    /// Cancelled at shutdown: stops the background work started while the
+    /// node runs (streams).
+    pub background: CancellationToken,
+    /// That work's tasks; shutdown waits for them before the final sync.
+    pub tasks: TaskTracker,
 }
 
 impl RpcHandler for NodeState {
@@ -165,6 +172,10 @@ impl RpcHandler for NodeState {
                         .await
                         .map(|l| ringkv_core::layout_history::LayoutStamp::of(&l)),
                 ),
+                Request::StreamChunk(ask) => {
+                    let answer = crate::streaming::answer::answer(replica, ask, &self.metrics);
+                    Response::StreamChunk(answer.await)
+                }
             }
         })
     }
@@ -210,6 +221,31 @@ impl NodeState {
             founders,
             history,
         })
+    }
+
+    /// A streamer over this node's replica, view and stream limits.
+    pub fn streamer(&self) -> Streamer {
+        Streamer {
+            replica: self.coordinator.replica.clone(),
+            view: self.coordinator.view.clone(),
+            metrics: self.metrics.clone(),
+            limits: self.config.streaming,
+            max_siblings: self.config.limits.max_siblings,
+            origin: self.coordinator.origin,
+        }
+    }
+
+    /// Streams `plan` in a task of its own (see [`crate::streaming`]).
+    /// Returns its progress handle, whose outcome is set when it ends, and
+    /// a token that stops it alone; shutdown stops it too.
+    pub fn start_streaming(&self, plan: StreamPlan) -> (StreamProgress, CancellationToken) {
+        let progress = StreamProgress::default();
+        let stop = self.background.child_token();
+        let (shown, stopped, streamer) = (progress.clone(), stop.clone(), self.streamer());
+        self.tasks.spawn(async move {
+            let _ = streamer.run(plan, &shown, &stopped).await;
+        });
+        (progress, stop)
     }
 
     /// The home this node is asked to stand in for, if it is another member
@@ -280,6 +316,22 @@ pub async fn run(
     edges: Edges,
     shutdown: CancellationToken,
     ready: Option<CancellationToken>,
+) -> Result<(), StartError> {
+    run_with(config, edges, shutdown, ready, None).await
+}
+
+/// Called once a node serves, with its state: how a test, a benchmark
+/// or (later) the layout history starts work on a running node, such as
+/// [`NodeState::start_streaming`].
+pub type OnStart = Box<dyn FnOnce(&Arc<NodeState>) + Send>;
+
+/// [`run`], calling `on_start` (if given) once RPC is bound and served.
+pub async fn run_with(
+    config: NodeConfig,
+    edges: Edges,
+    shutdown: CancellationToken,
+    ready: Option<CancellationToken>,
+    on_start: Option<OnStart>,
 ) -> Result<(), StartError> {
     config.validate().map_err(StartError::Config)?;
     let crate::actor::Begun { actor, start } = crate::actor::begin(
@@ -505,6 +557,8 @@ pub async fn run(
     };
     let rebalance_task = tokio::spawn(rebalance.run(pulls_seen, background_stop.clone()));
     let state = Arc::new(NodeState {
+        background: background_stop.clone(),
+        tasks: TaskTracker::new(),
         in_flight: Arc::new(Semaphore::new(config.limits.max_in_flight_requests)),
         config: config.clone(),
         cluster,
@@ -551,6 +605,9 @@ pub async fn run(
         rpc_stop.clone(),
         rpc_tasks.clone(),
     ));
+    if let Some(on_start) = on_start {
+        on_start(&state);
+    }
     if let Some(ready) = ready {
         ready.cancel();
     }
@@ -570,6 +627,8 @@ pub async fn run(
     let _ = collector_task.await;
     let _ = gossip_task.await;
     let _ = rebalance_task.await;
+    state.tasks.close();
+    state.tasks.wait().await;
     // Let replica writes and coordinations already running finish (each is
     // bounded by its own deadline) before the final sync.
     rpc_tasks.close();

@@ -71,7 +71,7 @@ pub enum LocalError {
 
 /// The one place a [`ReplicaError`] is made.
 /// The detail is logged here, on the replica; only the kind crosses the wire.
-fn storage_error(e: LocalError) -> ReplicaError {
+pub(crate) fn storage_error(e: LocalError) -> ReplicaError {
     tracing::warn!(error = %e, "local replica call failed");
     match e {
         LocalError::Storage(StorageError::Corrupt { .. }) => ReplicaError::CorruptRecord,
@@ -132,25 +132,33 @@ fn store(
     Ok(ticket)
 }
 
-/// The read-modify-write of a merge (on the write lane). Returns the ticket
-/// to wait on: the new write's, or, if the merge changed nothing, the latest
-/// write's (which covers the one that produced the local copy).
-///
-/// A merge is bounded like a client write, so an object can never grow past
+/// What merging an incoming copy into the stored one gives.
+enum Merged {
+    /// The stored copy already holds everything incoming: write nothing.
+    Unchanged,
+    /// Store `object` over the record that held `old_raw`.
+    Store {
+        old_raw: Option<Vec<u8>>,
+        object: Siblings,
+        /// The record it replaces failed its checks (its partition's tree
+        /// may still hold the damaged record's old hash).
+        replaced_corrupt: bool,
+    },
+}
+
+/// Merges `incoming` into the stored copy of `storage_key` (on the write
+/// lane), bounded like a client write, so an object can never grow past
 /// what one frame carries: more than `max_siblings` versions, or a clock
 /// past `MAX_CLOCK_ENTRIES` (which would make the key undecodable), is
-/// refused with a typed error and the local copy is kept.
-fn merge_on_lane(
-    committer: &Committer,
-    trees: &PartitionTrees,
-    storage_key: Vec<u8>,
+/// refused with a typed error and the stored copy is kept.
+fn merge_stored(
+    storage: &dyn Storage,
+    storage_key: &[u8],
     incoming: &Siblings,
     max_siblings: usize,
-    turn: &WriteTurn,
-) -> Result<u64, ReplicaError> {
-    let storage = |e: StorageError| storage_error(e.into());
+) -> Result<Merged, ReplicaError> {
     let mut replaced_corrupt = false;
-    let (old_raw, local) = match load_raw(&**committer.storage(), &storage_key) {
+    let (old_raw, local) = match load_raw(storage, storage_key) {
         Ok(Some((raw, local))) => (Some(raw), local),
         Ok(None) => (None, Siblings::default()),
         // A damaged record is treated as missing: the incoming copy, from
@@ -160,12 +168,12 @@ fn merge_on_lane(
             replaced_corrupt = true;
             (None, Siblings::default())
         }
-        Err(e) => return Err(storage(e)),
+        Err(e) => return Err(storage_error(e.into())),
     };
     let mut merged = local.clone();
     merged.merge(incoming);
     if merged == local {
-        return Ok(committer.last_ticket());
+        return Ok(Merged::Unchanged);
     }
     if merged.clock().len() > MAX_CLOCK_ENTRIES {
         return Err(ReplicaError::ClockFull {
@@ -178,9 +186,37 @@ fn merge_on_lane(
             limit: max_siblings,
         });
     }
+    Ok(Merged::Store {
+        old_raw,
+        object: merged,
+        replaced_corrupt,
+    })
+}
+
+/// The read-modify-write of a merge (on the write lane). Returns the ticket
+/// to wait on: the new write's, or, if the merge changed nothing, the latest
+/// write's (which covers the one that produced the local copy).
+fn merge_on_lane(
+    committer: &Committer,
+    trees: &PartitionTrees,
+    storage_key: Vec<u8>,
+    incoming: &Siblings,
+    max_siblings: usize,
+    turn: &WriteTurn,
+) -> Result<u64, ReplicaError> {
+    let storage = |e: StorageError| storage_error(e.into());
+    let merged = merge_stored(&**committer.storage(), &storage_key, incoming, max_siblings)?;
+    let Merged::Store {
+        old_raw,
+        object,
+        replaced_corrupt,
+    } = merged
+    else {
+        return Ok(committer.last_ticket());
+    };
     let key = storage_key.clone();
     let ticket =
-        store(committer, trees, key, old_raw.as_deref(), &merged, turn).map_err(storage)?;
+        store(committer, trees, key, old_raw.as_deref(), &object, turn).map_err(storage)?;
     if replaced_corrupt {
         // The tree may still hold the damaged record's old hash.
         let partition = trees.partition_of_key(&storage_key);
@@ -275,6 +311,10 @@ impl LocalReplica {
 
     pub(crate) fn lanes(&self) -> &StorageLanes {
         self.committer.lanes()
+    }
+
+    pub(crate) fn committer(&self) -> &Arc<Committer> {
+        &self.committer
     }
 
     /// Reads the local copy of a key, on the read lane.
@@ -451,6 +491,9 @@ impl LocalReplica {
             .map_err(|e| storage_error(e.into()))
     }
 }
+
+mod merge_batch;
+pub use merge_batch::BatchMerged;
 
 #[cfg(test)]
 mod tests;

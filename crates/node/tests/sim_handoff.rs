@@ -31,10 +31,8 @@ use ringkv_node::rpc::PeerClient;
 use ringkv_storage::MemStorage;
 use sim_cluster::{
     call, client_of, cluster_on, eventually, get_with, id, key, local_copy, node_config, put,
-    put_with, root, values,
+    put_with, root, values, Steps,
 };
-use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 const FOUR: [&str; 4] = ["n1", "n2", "n3", "n4"];
@@ -91,45 +89,6 @@ async fn hint_at(node: &PeerClient, home: &str, k: &str) -> Option<Siblings> {
     match call(node, request).await {
         Response::ReplicaRead(Ok(found)) => found,
         other => panic!("hinted read answered {other:?}"),
-    }
-}
-
-/// A test's steps that need the simulation itself (crash, bounce): the
-/// client asks with [`Steps::ask`], the loop in [`Steps::run`] carries it out.
-#[derive(Clone, Default)]
-struct Steps(Arc<AtomicU8>);
-
-impl Steps {
-    /// Asks for step `n` and waits until it was carried out.
-    async fn ask(&self, n: u8) {
-        self.0.store(n, Ordering::SeqCst);
-        while self.0.load(Ordering::SeqCst) == n {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    }
-
-    /// Steps the simulation; step 1 crashes `node`, step 2 restarts it.
-    fn crash_then_bounce(&self, sim: &mut turmoil::Sim<'_>, node: &str) -> turmoil::Result {
-        self.run(sim, |sim, step| match step {
-            1 => sim.crash(node),
-            _ => sim.bounce(node),
-        })
-    }
-
-    /// Steps the simulation, carrying out each step the client asks for.
-    fn run(
-        &self,
-        sim: &mut turmoil::Sim<'_>,
-        mut step: impl FnMut(&mut turmoil::Sim<'_>, u8),
-    ) -> turmoil::Result {
-        while !sim.step()? {
-            let asked = self.0.load(Ordering::SeqCst);
-            if asked != 0 {
-                step(sim, asked);
-                self.0.store(0, Ordering::SeqCst);
-            }
-        }
-        Ok(())
     }
 }
 

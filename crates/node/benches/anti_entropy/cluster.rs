@@ -26,17 +26,6 @@ pub struct AeSettings {
     pub limits: ExchangeLimits,
 }
 
-/// `count` free loopback ports: all bound at once, then released (another
-/// process could take one before a node binds it; good enough for a bench).
-fn free_ports(count: usize) -> Vec<u16> {
-    let held: Vec<_> = (0..count)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("bind port 0"))
-        .collect();
-    held.iter()
-        .map(|l| l.local_addr().expect("bound").port())
-        .collect()
-}
-
 fn id(i: usize) -> NodeId {
     NodeId::new(&format!("n{}", i + 1)).expect("valid id")
 }
@@ -45,7 +34,7 @@ fn id(i: usize) -> NodeId {
 /// Anti-entropy bandwidth is effectively unlimited, so the time measured is
 /// the protocol's.
 pub fn configs(ae: AeSettings, dir: &Path) -> [NodeConfig; 3] {
-    let ports = free_ports(6);
+    let ports = crate::common::free_ports(6);
     let rpc = |i: usize| format!("127.0.0.1:{}", ports[2 * i + 1]);
     std::array::from_fn(|i| {
         let http = format!("127.0.0.1:{}", ports[2 * i]).parse().expect("addr");

@@ -46,6 +46,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 mod cluster;
+#[path = "../common/mod.rs"]
+mod common;
 mod data;
 mod report;
 
@@ -82,19 +84,9 @@ fn parse_args() -> Result<Args, String> {
         timeout: Duration::from_secs(7200),
         dir: None,
     };
-    let mut it = std::env::args().skip(1).filter(|a| a != "--bench");
-    while let Some(flag) = it.next() {
-        if flag == "--help" || flag == "-h" {
-            return Err(HELP.into());
-        }
-        let value = it.next().ok_or(format!("{flag} needs a value\n{HELP}"))?;
-        let number = || -> Result<u64, String> {
-            value
-                .replace('_', "")
-                .parse()
-                .map_err(|_| format!("{flag} {value:?}: expected a number"))
-        };
-        match flag.as_str() {
+    common::parse_flags(HELP, |flag, value| {
+        let number = || common::number(flag, value);
+        match flag {
             "--keys" => args.keys = number()?.max(200),
             "--value-bytes" => args.value_bytes = number()? as usize,
             "--partitions" => args.ae.partitions = number()? as u32,
@@ -105,40 +97,13 @@ fn parse_args() -> Result<Args, String> {
             "--dir" => args.dir = Some(value.into()),
             _ => return Err(format!("unknown flag {flag}\n{HELP}")),
         }
-    }
+        Ok(())
+    })?;
     Ok(args)
 }
 
 fn main() -> ExitCode {
-    // `cargo bench` passes `--bench`; test runs and nextest's listing do
-    // not, and a million-key cluster is not a test: do nothing then.
-    if !std::env::args().any(|a| a == "--bench") {
-        return ExitCode::SUCCESS;
-    }
-    let args = match parse_args() {
-        Ok(args) => args,
-        Err(message) => {
-            eprintln!("{message}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into());
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .try_init();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
-    match runtime.block_on(run(args)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(message) => {
-            eprintln!("anti_entropy bench failed: {message}");
-            ExitCode::FAILURE
-        }
-    }
+    common::main_with("anti_entropy", parse_args, run)
 }
 
 /// Load, rebuild once, start, wait for convergence, read the counters,

@@ -1,6 +1,7 @@
 //! Tests of the local replica: bounded merges and updates, no-op merges
 //! that write and sync nothing, durability of no-op merges, and the
-//! anti-entropy trees every write moves.
+//! anti-entropy trees every write moves, and batch merges (one atomic
+//! write of many keys and meta records).
 use super::*;
 use crate::commit::FsyncPolicy;
 use crate::metrics::Metrics;
@@ -198,6 +199,53 @@ async fn a_no_op_merge_of_an_unsynced_copy_returns_only_once_it_is_durable() {
         Some(object),
         "the merge was acknowledged, so the copy it matched survives a crash"
     );
+    shutdown.cancel();
+    task.await.unwrap();
+}
+
+#[tokio::test]
+async fn a_batch_merge_is_one_write_holding_every_changed_key_and_the_meta_records() {
+    let engine = Arc::new(Counting::default());
+    let (replica, shutdown, task) = replica_on(engine.clone());
+    let k = |s: &str| ObjectKey::new("b", Bytes::from(s.to_string()), 64).unwrap();
+    replica
+        .merge(&k("same"), written_by("n2", "v"), 2)
+        .await
+        .unwrap();
+    for writer in ["n2", "n4"] {
+        replica
+            .merge(&k("full"), written_by(writer, "v"), 2)
+            .await
+            .unwrap();
+    }
+    let writes_before = engine.writes.load(Ordering::SeqCst);
+    let entries = vec![
+        (k("new"), written_by("n2", "a")),
+        (k("same"), written_by("n2", "v")),
+        (k("full"), written_by("n3", "w")),
+        (k("new"), written_by("n3", "b")),
+    ];
+    let meta = vec![(b"stream/cursor".to_vec(), b"c".to_vec())];
+    let merged = replica.merge_batch(entries, meta, 2).await.unwrap();
+    assert_eq!(
+        (merged.stored, merged.unchanged, merged.refused),
+        (1, 1, 1),
+        "two entries of one key merge into one; a merge past the limit keeps the copy"
+    );
+    assert_eq!(
+        engine.writes.load(Ordering::SeqCst),
+        writes_before + 1,
+        "one batch"
+    );
+    replica.durable(merged.ticket).await.unwrap();
+    assert_eq!(replica.read(&k("new")).await.unwrap().unwrap().len(), 2);
+    assert_eq!(replica.read(&k("full")).await.unwrap().unwrap().len(), 2);
+    let cursor = engine.get(Keyspace::Meta, b"stream/cursor").unwrap();
+    assert_eq!(cursor, Some(b"c".to_vec()));
+    let settings = ringkv_core::settings::ClusterSettings::default();
+    let (rebuilt, _) = PartitionTrees::rebuild(&engine.inner, 256, settings).unwrap();
+    let partition = ringkv_core::layout::partition_of(k("new").position(), 256);
+    assert_eq!(replica.trees().root(partition), rebuilt.root(partition));
     shutdown.cancel();
     task.await.unwrap();
 }

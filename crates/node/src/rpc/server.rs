@@ -412,6 +412,7 @@ pub fn failure_for(response: &Response, error: &frame::RpcError) -> Option<Respo
         Response::Join(_) => Response::Join(Err(JoinRefusal::Layout(message))),
         // A stamp or a typed refusal: too small to fail.
         Response::ChangeLayout(_) => return None,
+        Response::StreamChunk(_) => Response::StreamChunk(Err(replica)),
         Response::Coordinate(ClientResponse::Get(_)) => {
             Response::Coordinate(ClientResponse::Get(Err(OpError::Internal(message))))
         }

@@ -15,6 +15,7 @@ use ringkv_core::NodeId;
 use ringkv_node::rpc::PeerClient;
 use ringkv_node::{Edges, NodeConfig, PeerConfig};
 use ringkv_storage::MemStorage;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -62,6 +63,21 @@ pub fn cluster_on(
     disks: Vec<MemStorage>,
     configure: fn(&mut NodeConfig),
 ) -> turmoil::Sim<'static> {
+    cluster_with(seed, nodes, disks, configure, Arc::new(|_| None))
+}
+
+/// What a test starts on a node each time it (re)starts, by name: called
+/// once per life, its answer is handed to `ringkv_node::run_with`.
+pub type OnStartOf = Arc<dyn Fn(&'static str) -> Option<ringkv_node::OnStart>>;
+
+/// [`cluster_on`], with `on_start` called as each node (re)starts.
+pub fn cluster_with(
+    seed: u64,
+    nodes: &[&'static str],
+    disks: Vec<MemStorage>,
+    configure: fn(&mut NodeConfig),
+    on_start: OnStartOf,
+) -> turmoil::Sim<'static> {
     let mut sim = turmoil::Builder::new()
         .rng_seed(seed)
         .min_message_latency(Duration::from_millis(1))
@@ -71,9 +87,11 @@ pub fn cluster_on(
     let all: Vec<&'static str> = nodes.to_vec();
     for (name, storage) in nodes.iter().copied().zip(disks) {
         let all = all.clone();
+        let on_start = on_start.clone();
         sim.host(name, move || {
             let storage = storage.clone();
             let all = all.clone();
+            let on_start = on_start(name);
             async move {
                 let started = tokio::time::Instant::now();
                 // A new boot exactly when the test cut the power.
@@ -89,7 +107,8 @@ pub fn cluster_on(
                 };
                 let mut config = node_config(name, &all);
                 configure(&mut config);
-                ringkv_node::run(config, edges, CancellationToken::new(), None).await?;
+                let shutdown = CancellationToken::new();
+                ringkv_node::run_with(config, edges, shutdown, None, on_start).await?;
                 Ok(())
             }
         });
@@ -252,4 +271,43 @@ where
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     panic!("not within {seconds} s: {what}");
+}
+
+/// A test's steps that need the simulation itself (crash, bounce): the
+/// client asks with [`Steps::ask`], the loop in [`Steps::run`] carries it out.
+#[derive(Clone, Default)]
+pub struct Steps(Arc<AtomicU8>);
+
+impl Steps {
+    /// Asks for step `n` and waits until it was carried out.
+    pub async fn ask(&self, n: u8) {
+        self.0.store(n, Ordering::SeqCst);
+        while self.0.load(Ordering::SeqCst) == n {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Steps the simulation; step 1 crashes `node`, step 2 restarts it.
+    pub fn crash_then_bounce(&self, sim: &mut turmoil::Sim<'_>, node: &str) -> turmoil::Result {
+        self.run(sim, |sim, step| match step {
+            1 => sim.crash(node),
+            _ => sim.bounce(node),
+        })
+    }
+
+    /// Steps the simulation, carrying out each step the client asks for.
+    pub fn run(
+        &self,
+        sim: &mut turmoil::Sim<'_>,
+        mut step: impl FnMut(&mut turmoil::Sim<'_>, u8),
+    ) -> turmoil::Result {
+        while !sim.step()? {
+            let asked = self.0.load(Ordering::SeqCst);
+            if asked != 0 {
+                step(sim, asked);
+                self.0.store(0, Ordering::SeqCst);
+            }
+        }
+        Ok(())
+    }
 }
