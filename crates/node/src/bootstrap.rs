@@ -44,7 +44,10 @@ pub struct Begun {
 pub fn own_record(config: &NodeConfig) -> NodeRecord {
     NodeRecord {
         id: config.id.clone(),
-        rpc: config.rpc.clone(),
+        rpc: config
+            .advertise_rpc
+            .clone()
+            .unwrap_or_else(|| config.rpc.clone()),
         http: Some(config.http.to_string()),
         capacity: config.capacity,
         zone: config.zone.clone(),

@@ -26,10 +26,11 @@ use crate::rpc::PeerClient;
 use crate::view::{ClusterView, Judge, ViewCell};
 use ringkv_core::layout::{Layout, LayoutParams, Member};
 use ringkv_core::layout_history::{
-    ChangeError, HistoryWire, LayoutChange, LayoutHistory, LayoutStamp, Progress, Transfer,
+    ChangeError, HistoryWire, LayoutChange, LayoutHistory, LayoutStamp, Progress,
 };
 use ringkv_core::membership::{Event, Membership, MembershipSnapshot};
 use ringkv_core::settings::ClusterSettings;
+use ringkv_core::streaming::Transfer;
 use ringkv_core::NodeId;
 use ringkv_storage::{Keyspace, Storage, StorageError, WriteBatch};
 use serde::{Deserialize, Serialize};

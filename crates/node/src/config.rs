@@ -52,8 +52,12 @@ pub struct NodeConfig {
     pub cluster: String,
     /// Client HTTP address.
     pub http: SocketAddr,
-    /// Node-to-node RPC address, `host:port`.
+    /// Node-to-node RPC address to listen on, `host:port`.
     pub rpc: String,
+    /// The RPC address other nodes reach this one at, as gossiped (when
+    /// `rpc` listens on every interface, e.g. `0.0.0.0:9000`); default `rpc`.
+    #[serde(default)]
+    pub advertise_rpc: Option<String>,
     pub data_dir: PathBuf,
     /// Relative weight: a node of capacity 2 holds about twice the data (P2).
     #[serde(default = "default_capacity")]
@@ -70,9 +74,6 @@ pub struct NodeConfig {
     /// Pause between gossip rounds (one exchange with a random peer).
     #[serde(default = "default_gossip_interval_ms")]
     pub gossip_interval_ms: u64,
-    /// Bytes per second a node may pull when streaming partitions it gained.
-    #[serde(default = "default_stream_bytes_per_sec")]
-    pub stream_bytes_per_sec: u64,
     /// Cluster-wide N, R, W defaults.
     #[serde(default)]
     pub replication: Replication,
@@ -176,9 +177,6 @@ fn default_anti_entropy_bytes_per_sec() -> u64 {
 fn default_gossip_interval_ms() -> u64 {
     crate::gossip::GOSSIP_INTERVAL_MS
 }
-fn default_stream_bytes_per_sec() -> u64 {
-    crate::rebalance::STREAM_BYTES_PER_SEC
-}
 fn default_handoff_interval_ms() -> u64 {
     crate::handoff::HANDOFF_INTERVAL_MS
 }
@@ -191,13 +189,13 @@ impl NodeConfig {
             cluster: default_cluster(),
             http,
             rpc,
+            advertise_rpc: None,
             data_dir,
             capacity: default_capacity(),
             zone: None,
             peers: Vec::new(),
             seeds: Vec::new(),
             gossip_interval_ms: default_gossip_interval_ms(),
-            stream_bytes_per_sec: default_stream_bytes_per_sec(),
             replication: Replication::default(),
             buckets: BTreeMap::new(),
             partitions: default_partitions(),
@@ -344,8 +342,8 @@ impl NodeConfig {
                 m.id
             ));
         }
-        if self.gossip_interval_ms == 0 || self.stream_bytes_per_sec == 0 {
-            return Err("gossip_interval_ms and stream_bytes_per_sec must be positive".into());
+        if self.gossip_interval_ms == 0 {
+            return Err("gossip_interval_ms must be positive".into());
         }
         if !self.joins_by_seed() {
             self.layout()?;

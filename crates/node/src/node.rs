@@ -550,10 +550,14 @@ pub async fn run_with(
     let gossip_task = tokio::spawn(gossip.run(background_stop.clone()));
     let rebalance = crate::rebalance::Rebalance {
         state: cluster.clone(),
-        replica: replica.clone(),
-        metrics: metrics.clone(),
-        bytes_per_sec: config.stream_bytes_per_sec,
-        max_siblings: config.limits.max_siblings,
+        streamer: Arc::new(crate::streaming::Streamer {
+            replica: replica.clone(),
+            view: cluster.view.clone(),
+            metrics: metrics.clone(),
+            limits: config.streaming,
+            max_siblings: config.limits.max_siblings,
+            origin,
+        }),
     };
     let rebalance_task = tokio::spawn(rebalance.run(pulls_seen, background_stop.clone()));
     let state = Arc::new(NodeState {

@@ -30,6 +30,10 @@ pub struct ServeArgs {
     /// Node-to-node RPC address (host:port).
     #[arg(long)]
     pub rpc: Option<String>,
+    /// The RPC address other nodes reach this one at, when --rpc listens on
+    /// every interface (e.g. 0.0.0.0:9000); default --rpc.
+    #[arg(long)]
+    pub advertise_rpc: Option<String>,
     /// Where this node keeps its data.
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
@@ -172,6 +176,9 @@ pub fn build_config(args: ServeArgs) -> Result<NodeConfig> {
     if let Some(rpc) = args.rpc {
         config.rpc = rpc;
     }
+    if args.advertise_rpc.is_some() {
+        config.advertise_rpc = args.advertise_rpc;
+    }
     if let Some(dir) = args.data_dir {
         config.data_dir = dir;
     }
@@ -189,7 +196,7 @@ pub fn build_config(args: ServeArgs) -> Result<NodeConfig> {
         config.gossip_interval_ms = ms;
     }
     if let Some(b) = args.stream_bytes_per_sec {
-        config.stream_bytes_per_sec = b;
+        config.streaming.bytes_per_sec = b;
     }
     if let Some(c) = args.capacity {
         config.capacity = c;

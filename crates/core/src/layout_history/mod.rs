@@ -51,7 +51,7 @@ pub mod sync;
 mod wire;
 
 pub use change::{ChangeError, LayoutChange, MAX_ACTIVE_VERSIONS};
-pub use sync::{NodeState, Progress, Transfer};
+pub use sync::{NodeState, Progress};
 pub use wire::{HistoryDecodeError, HistoryWire, LayoutWire, MAX_REMOVED};
 
 use crate::layout::Layout;

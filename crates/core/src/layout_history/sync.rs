@@ -15,6 +15,7 @@
 
 use super::{LayoutHistory, LayoutStamp};
 use crate::layout::Layout;
+use crate::streaming::Transfer;
 use crate::NodeId;
 use serde::Serialize;
 
@@ -39,14 +40,6 @@ pub enum NodeState {
     Leaving,
     /// Left or removed for good.
     Removed,
-}
-
-/// One partition a node must pull, and the nodes to pull it from: it must
-/// end up holding the union of what every source holds.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Transfer {
-    pub partition: u32,
-    pub sources: Vec<NodeId>,
 }
 
 impl LayoutHistory {

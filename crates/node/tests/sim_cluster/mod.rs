@@ -36,6 +36,7 @@ pub fn node_config(me: &str, nodes: &[&'static str]) -> NodeConfig {
         format!("0.0.0.0:{RPC_PORT}"),
         "/sim".into(),
     );
+    config.advertise_rpc = Some(format!("{me}:{RPC_PORT}"));
     config.peers = nodes
         .iter()
         .filter(|n| **n != me)
@@ -86,34 +87,51 @@ pub fn cluster_with(
         .build();
     let all: Vec<&'static str> = nodes.to_vec();
     for (name, storage) in nodes.iter().copied().zip(disks) {
-        let all = all.clone();
-        let on_start = on_start.clone();
-        sim.host(name, move || {
-            let storage = storage.clone();
-            let all = all.clone();
-            let on_start = on_start(name);
-            async move {
-                let started = tokio::time::Instant::now();
-                // A new boot exactly when the test cut the power.
-                let boot_id = format!("{name}-boot-{}", storage.crashes());
-                let edges = Edges {
-                    network: Arc::new(SimNetwork),
-                    storage: Arc::new(storage),
-                    wall_clock: Arc::new(move || {
-                        1_800_000_000_000 + started.elapsed().as_millis() as u64
-                    }),
-                    serve_http: false,
-                    boot_id: Some(boot_id),
-                };
-                let mut config = node_config(name, &all);
-                configure(&mut config);
-                let shutdown = CancellationToken::new();
-                ringkv_node::run_with(config, edges, shutdown, None, on_start).await?;
-                Ok(())
-            }
-        });
+        host(&mut sim, name, &all, storage, configure, on_start.clone());
     }
     sim
+}
+
+/// Registers node `name` (its peers: the other `founders`; a node not among
+/// them has no peers, for `configure` to give it seeds), on `storage`.
+/// Called while the simulation runs, it starts a node later.
+pub fn host(
+    sim: &mut turmoil::Sim<'_>,
+    name: &'static str,
+    founders: &[&'static str],
+    storage: MemStorage,
+    configure: fn(&mut NodeConfig),
+    on_start: OnStartOf,
+) {
+    let all: Vec<&'static str> = if founders.contains(&name) {
+        founders.to_vec()
+    } else {
+        vec![name]
+    };
+    sim.host(name, move || {
+        let storage = storage.clone();
+        let all = all.clone();
+        let on_start = on_start(name);
+        async move {
+            let started = tokio::time::Instant::now();
+            // A new boot exactly when the test cut the power.
+            let boot_id = format!("{name}-boot-{}", storage.crashes());
+            let edges = Edges {
+                network: Arc::new(SimNetwork),
+                storage: Arc::new(storage),
+                wall_clock: Arc::new(move || {
+                    1_800_000_000_000 + started.elapsed().as_millis() as u64
+                }),
+                serve_http: false,
+                boot_id: Some(boot_id),
+            };
+            let mut config = node_config(name, &all);
+            configure(&mut config);
+            let shutdown = CancellationToken::new();
+            ringkv_node::run_with(config, edges, shutdown, None, on_start).await?;
+            Ok(())
+        }
+    });
 }
 
 /// A simulated client's connection to one node.
