@@ -18,7 +18,7 @@
 use crate::cluster_state::{self, Persisted};
 use crate::config::NodeConfig;
 use crate::net::Network;
-use crate::rpc::PeerClient;
+use crate::rpc::{PeerClient, RpcError};
 use ringkv_core::layout::{Layout, Member};
 use ringkv_core::layout_history::LayoutHistory;
 use ringkv_core::membership::{MembershipSnapshot, NodeRecord};
@@ -159,6 +159,12 @@ async fn join(
                 return Err(format!("seed {seed} refused to add this node: {refusal}"));
             }
             Ok(other) => tracing::warn!(%seed, ?other, "unexpected answer to a join request"),
+            // Another cluster name or other settings: retrying cannot help.
+            Err(RpcError::HandshakeRefused { reason, .. }) => {
+                return Err(format!(
+                    "seed {seed} refused this node: {reason} (start it with the cluster's name and settings: --cluster, --n/--r/--w, --partitions)"
+                ));
+            }
             Err(e) => {
                 tracing::warn!(%seed, error = %e, "could not join through this seed; trying the next")
             }

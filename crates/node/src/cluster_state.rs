@@ -295,9 +295,8 @@ impl ClusterState {
         }
         // 3. Pull what this node gained, once every node writes with it.
         let progress = Gossiped(&inner.membership);
-        let sync = if !inner.history.in_transition() || !inner.history.all_acked(&progress) {
-            PullPlan::Idle
-        } else if inner.membership.own().record.synced == Some(newest) {
+        let waiting = !inner.history.in_transition() || !inner.history.all_acked(&progress);
+        let sync = if waiting || inner.membership.own().record.synced == Some(newest) {
             PullPlan::Idle
         } else {
             let transfers = inner.history.transfers(&me, width);

@@ -3,48 +3,9 @@
 
 mod common;
 
-use common::{free_port, http as request, BIN};
+use common::{http as request, start_dev, BIN};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-/// Starts `ringkv dev` with 3 nodes on ports picked free; retries on fresh
-/// ports if a parallel test took one first (dev then exits with an error).
-fn start_dev(dir: &std::path::Path) -> (std::process::Child, u16) {
-    for _attempt in 0..5 {
-        let (http, rpc) = (free_port(), free_port());
-        let mut dev = Command::new(BIN)
-            .args([
-                "dev",
-                "--nodes",
-                "3",
-                "--http-base",
-                &http.to_string(),
-                "--rpc-base",
-                &rpc.to_string(),
-            ])
-            .arg("--data-dir")
-            .arg(dir.join(format!("attempt-{http}")))
-            .env("RINGKV_LOG", "warn")
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if dev.try_wait().unwrap().is_some() {
-                break;
-            }
-            let healthy = (0..3).all(|i| {
-                request(http + i, "GET", "/v1/health", &[], b"").is_ok_and(|r| r.status == 200)
-            });
-            if healthy {
-                return (dev, http);
-            }
-            assert!(Instant::now() < deadline, "dev cluster did not come up");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-    panic!("could not start the dev cluster in 5 attempts");
-}
 
 fn run(args: &[&str]) -> String {
     let out = Command::new(BIN).args(args).output().unwrap();
@@ -59,7 +20,7 @@ fn run(args: &[&str]) -> String {
 #[test]
 fn dev_cluster_serves_the_cli_and_stops_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
-    let (mut dev, http) = start_dev(dir.path());
+    let (mut dev, http, _) = start_dev(dir.path(), 3);
     let node = |i: u16| format!("--node=http://127.0.0.1:{}", http + i);
     let out = run(&["put", "demo", "greeting", "hello", &node(0)]);
     assert!(out.starts_with("context: "), "{out}");

@@ -291,3 +291,45 @@ pub fn actor_of(port: u16, fresh_key: &str) -> String {
     assert_eq!(actors.len(), 1, "{actors:?}");
     actors[0].clone()
 }
+
+/// Starts `ringkv dev` with `nodes` nodes on ports picked free (HTTP ports
+/// from the returned base, RPC ports from the second); retries on fresh
+/// ports if a parallel test took one first (dev then exits with an error).
+pub fn start_dev(dir: &Path, nodes: u16) -> (Child, u16, u16) {
+    for _attempt in 0..5 {
+        let (http, rpc) = (free_port(), free_port());
+        let mut dev = Command::new(BIN)
+            .args([
+                "dev",
+                "--nodes",
+                &nodes.to_string(),
+                "--http-base",
+                &http.to_string(),
+                "--rpc-base",
+                &rpc.to_string(),
+            ])
+            .arg("--data-dir")
+            .arg(dir.join(format!("attempt-{http}")))
+            .env("RINGKV_LOG", "warn")
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if dev.try_wait().unwrap().is_some() {
+                break;
+            }
+            let healthy = (0..nodes).all(|i| http_get_ok(http + i, "/v1/health"));
+            if healthy {
+                return (dev, http, rpc);
+            }
+            assert!(Instant::now() < deadline, "dev cluster did not come up");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    panic!("could not start the dev cluster in 5 attempts");
+}
+
+fn http_get_ok(port: u16, path: &str) -> bool {
+    http(port, "GET", path, &[], b"").is_ok_and(|r| r.status == 200)
+}
