@@ -35,6 +35,7 @@ pub mod commit;
 pub mod config;
 pub mod coordinator;
 pub mod gossip;
+pub mod handler;
 pub mod handoff;
 pub mod hint_store;
 pub mod http;

@@ -260,7 +260,7 @@ fn dev_grows_by_a_seeded_node_and_shrinks_by_a_decommission_while_every_read_che
 
 #[test]
 fn a_stopped_node_is_judged_down_by_its_peers_and_up_after_it_continues() {
-    let mut cluster = Cluster::start(3, &["--gossip-interval-ms=500"]);
+    let cluster = Cluster::start(3, &["--gossip-interval-ms=500"]);
     let (p1, p2) = (cluster.nodes[0].http, cluster.nodes[1].http);
     let up = |port: u16| -> bool {
         let c = http(port, "GET", "/v1/cluster", &[], b"").unwrap().json();
