@@ -3,8 +3,8 @@
 
 mod common;
 
-use common::{http as request, start_dev, BIN};
-use std::process::{Command, Stdio};
+use common::{start_dev, BIN};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 fn run(args: &[&str]) -> String {
