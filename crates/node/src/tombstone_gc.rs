@@ -16,6 +16,10 @@
 //!
 //! A crash between the steps leaves some homes with the delete and some
 //! without; the next round sees "the same object or nothing" and finishes.
+//!
+//! No round runs while a layout change is in flight: a node that is
+//! gaining the key may not hold the delete yet, and reaping it on the old
+//! homes could let that node's older copy come back once it is a home.
 //! Reaped keys are counted in `ringkv_tombstones_reaped_total` on the node
 //! that deleted its copy.
 
@@ -62,6 +66,9 @@ impl TombstoneCollector {
             tokio::select! {
                 _ = stop.cancelled() => return,
                 _ = tokio::time::sleep(self.interval) => {}
+            }
+            if self.view.load().history.in_transition() {
+                continue;
             }
             let candidates = match self.next_page(&mut cursor).await {
                 Ok(found) => found,

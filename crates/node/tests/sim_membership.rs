@@ -56,16 +56,32 @@ fn configure(config: &mut NodeConfig) {
 /// The running nodes, by name, as each (re)started.
 type Registry = Arc<Mutex<BTreeMap<&'static str, Arc<Node>>>>;
 
+/// The newest layout version each life of each node started with.
+type StartedWith = Arc<Mutex<BTreeMap<&'static str, Vec<u64>>>>;
+
 fn registry() -> (Registry, OnStartOf) {
+    let (nodes, _, on_start) = registry_with_starts();
+    (nodes, on_start)
+}
+
+fn registry_with_starts() -> (Registry, StartedWith, OnStartOf) {
     let nodes: Registry = Arc::default();
-    let hook = nodes.clone();
+    let starts: StartedWith = Arc::default();
+    let (hook, seen) = (nodes.clone(), starts.clone());
     let on_start: OnStartOf = Arc::new(move |name| {
-        let nodes = hook.clone();
+        let (nodes, starts) = (hook.clone(), seen.clone());
         Some(Box::new(move |state: &Arc<Node>| {
+            let version = state.cluster.read(|_, h| h.newest().stamp.version);
+            starts
+                .lock()
+                .unwrap()
+                .entry(name)
+                .or_default()
+                .push(version);
             nodes.lock().unwrap().insert(name, state.clone());
         }))
     });
-    (nodes, on_start)
+    (nodes, starts, on_start)
 }
 
 fn node(nodes: &Registry, name: &str) -> Option<Arc<Node>> {
@@ -241,17 +257,20 @@ fn a_fourth_node_joins_during_a_write_load_and_every_acknowledged_write_stays() 
     );
 }
 
+/// Also: a node restarted afterwards comes back with the layout it
+/// persisted (version 2), not the one its `--peer` flags would found.
 #[test]
 fn a_decommissioned_node_streams_its_data_away_under_load_and_leaves() {
     for_each_seed(
         "a_decommissioned_node_streams_its_data_away_under_load_and_leaves",
         |seed| {
-            let (nodes, on_start) = registry();
+            let (nodes, starts, on_start) = registry_with_starts();
             let founders: &'static [&'static str] = &["n1", "n2", "n3", "n4"];
             let disks: Vec<MemStorage> = (0..4).map(|_| MemStorage::new()).collect();
             let mut sim = cluster_with(seed, founders, disks, configure, on_start);
+            let steps = Steps::default();
             let acked: Acked = Arc::default();
-            let (a, n) = (acked.clone(), nodes.clone());
+            let (s, a, n, st) = (steps.clone(), acked.clone(), nodes.clone(), starts.clone());
             sim.client("client", async move {
                 write_load(&a, "before", 40, &["n1", "n2", "n3", "n4"]).await;
                 let change = Request::ChangeLayout(LayoutChange::Decommission(id("n1")));
@@ -264,9 +283,55 @@ fn a_decommissioned_node_streams_its_data_away_under_load_and_leaves() {
                 let v1 = layout_of(founders, None);
                 let v2 = layout_of(&["n2", "n3", "n4"], Some(&v1));
                 check_every_write(&a, "n3", &v2).await;
+                s.ask(1).await; // n2 crashes
+                s.ask(2).await; // and restarts
+                eventually(20, "n2 restarted", || {
+                    let st = st.clone();
+                    async move { st.lock().unwrap().get("n2").is_some_and(|l| l.len() == 2) }
+                })
+                .await;
+                assert_eq!(
+                    st.lock().unwrap()["n2"],
+                    vec![1, 2],
+                    "lives of n2 started with"
+                );
+                wait_settled(&n, &["n2"], "n1", NodeState::Removed, 10).await;
+                check_every_write(&a, "n2", &v2).await;
                 Ok(())
             });
-            sim.run()
+            steps.crash_then_bounce(&mut sim, "n2")
+        },
+    );
+}
+
+#[test]
+fn a_dead_node_is_removed_and_its_replicas_are_rebuilt_from_the_others() {
+    for_each_seed(
+        "a_dead_node_is_removed_and_its_replicas_are_rebuilt_from_the_others",
+        |seed| {
+            let (nodes, on_start) = registry();
+            let founders: &'static [&'static str] = &["n1", "n2", "n3", "n4"];
+            let disks: Vec<MemStorage> = (0..4).map(|_| MemStorage::new()).collect();
+            let mut sim = cluster_with(seed, founders, disks, configure, on_start);
+            let steps = Steps::default();
+            let acked: Acked = Arc::default();
+            let (s, a, n) = (steps.clone(), acked.clone(), nodes.clone());
+            sim.client("client", async move {
+                write_load(&a, "before", 40, &["n1", "n2", "n3", "n4"]).await;
+                s.ask(1).await; // n4 dies for good
+                let change = Request::ChangeLayout(LayoutChange::Remove(id("n4")));
+                match call(&client_of("n1"), change).await {
+                    Response::ChangeLayout(Ok(stamp)) => assert_eq!(stamp.version, 2),
+                    other => panic!("remove: {other:?}"),
+                }
+                write_load(&a, "after", 60, &["n1", "n2", "n3"]).await;
+                wait_settled(&n, &["n1", "n2", "n3"], "n4", NodeState::Removed, 60).await;
+                let v1 = layout_of(founders, None);
+                let v2 = layout_of(&["n1", "n2", "n3"], Some(&v1));
+                check_every_write(&a, "n1", &v2).await;
+                Ok(())
+            });
+            steps.run(&mut sim, |sim, _| sim.crash("n4"))
         },
     );
 }

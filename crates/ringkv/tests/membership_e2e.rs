@@ -247,6 +247,16 @@ fn dev_grows_by_a_seeded_node_and_shrinks_by_a_decommission_while_every_read_che
     assert!(!out.status.success());
     let why = String::from_utf8_lossy(&out.stderr);
     assert!(why.contains("not a member"), "{why}");
+    let out = ringkv(&["admin", "join", "n4", "--node", &node]);
+    assert!(!out.status.success());
+    let why = String::from_utf8_lossy(&out.stderr);
+    assert!(why.contains("already a member"), "{why}");
+    let out = ringkv(&["admin", "join", "n7", "--node", &node]);
+    let why = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && why.contains("not known through gossip"),
+        "{why}"
+    );
 
     let _ = joiner.kill();
     let _ = joiner.wait();
