@@ -165,10 +165,10 @@ fn render_status(s: &Value) -> String {
         "NODE", "STATE", "UP", "SHARE", "RPC", "HTTP", "ZONE"
     ));
     for n in s["nodes"].as_array().into_iter().flatten() {
-        let up = match n["up"].as_bool() {
-            Some(true) => "yes",
-            Some(false) => "NO",
-            None => "-",
+        let up = match (n["up"].as_bool(), n["state"].as_str()) {
+            (_, Some("removed")) | (None, _) => "-",
+            (Some(true), _) => "yes",
+            (Some(false), _) => "NO",
         };
         let share = n["share"].as_f64().unwrap_or(0.0) * 100.0;
         let transfer = match &n["transfer"] {
@@ -189,8 +189,8 @@ fn render_status(s: &Value) -> String {
             }
             _ => String::new(),
         };
-        out.push_str(&format!(
-            "{:<10} {:<8} {:<5} {:>5.1}%  {:<21} {:<21} {:<6} {}\n",
+        let line = format!(
+            "{:<10} {:<8} {:<5} {:>5.1}%  {:<21} {:<21} {:<6} {}",
             text(&n["id"]),
             text(&n["state"]),
             up,
@@ -199,7 +199,9 @@ fn render_status(s: &Value) -> String {
             text(&n["http"]),
             text(&n["zone"]),
             transfer
-        ));
+        );
+        out.push_str(line.trim_end());
+        out.push('\n');
     }
     out
 }
