@@ -53,6 +53,7 @@ pub fn own_record(config: &NodeConfig) -> NodeRecord {
         zone: config.zone.clone(),
         synced: None,
         acked: None,
+        read: None,
         transfer: None,
     }
 }

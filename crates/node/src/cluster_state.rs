@@ -77,6 +77,9 @@ impl Progress for Gossiped<'_> {
     fn synced(&self, id: &NodeId) -> Option<LayoutStamp> {
         self.0.entry(id).and_then(|e| e.record.synced)
     }
+    fn read(&self, id: &NodeId) -> Option<LayoutStamp> {
+        self.0.entry(id).and_then(|e| e.record.read)
+    }
 }
 
 /// What one round of [`ClusterState::step`] asks of the streaming task.
@@ -281,7 +284,22 @@ impl ClusterState {
                 .update_self(|r| r.acked = Some(newest))
                 .unwrap_or(false);
         }
-        // 2. Retire versions whose successors hold their data.
+        // 2. Read from the newest version whose data has arrived, and say so.
+        let readable = {
+            let Inner {
+                membership,
+                history,
+                ..
+            } = &*inner;
+            LayoutStamp::of(history.readable(&Gossiped(membership)))
+        };
+        if inner.membership.own().record.read != Some(readable) {
+            changed |= inner
+                .membership
+                .update_self(|r| r.read = Some(readable))
+                .unwrap_or(false);
+        }
+        // 3. Retire versions no node reads any more.
         let Inner {
             membership,
             history,
@@ -289,11 +307,11 @@ impl ClusterState {
         } = &mut *inner;
         let retired = history.retire(&Gossiped(membership));
         if !retired.is_empty() {
-            tracing::info!(retired = ?retired.iter().map(|s| s.version).collect::<Vec<_>>(), read_version = history.read_layout().version(), "layout versions retired: their successors hold the data");
+            tracing::info!(retired = ?retired.iter().map(|s| s.version).collect::<Vec<_>>(), oldest = history.oldest().version(), "layout versions retired: every node reads a newer one");
             forget_removed(&mut inner, (self.wall_clock)());
             changed = true;
         }
-        // 3. Pull what this node gained, once every node writes with it.
+        // 4. Pull what this node gained, once every node writes with it.
         let progress = Gossiped(&inner.membership);
         let waiting = !inner.history.in_transition() || !inner.history.all_acked(&progress);
         let sync = if waiting || inner.membership.own().record.synced == Some(newest) {
@@ -376,9 +394,11 @@ fn build_view(
         }
     }
     addresses.retain(|id, _| !inner.history.is_removed(id));
+    let read = inner.history.readable(&Gossiped(&inner.membership)).clone();
     ClusterView::rebuild(
         me.clone(),
         Arc::new(inner.history.clone()),
+        read,
         settings.clone(),
         &addresses,
         previous,

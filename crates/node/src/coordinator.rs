@@ -154,7 +154,7 @@ impl Coordinator {
         let mut decided = plan(&self.id, &prefs, &plan_request, &self.timeouts, &known_down);
         if let Plan::Write(p) = &mut decided {
             // A layout change in flight: the newer versions' homes too.
-            p.newer_homes = view.newer_homes(key, replication.n);
+            p.newer_homes = view.other_homes(key, replication.n);
         }
         match (decided, request) {
             (Plan::Refuse(e), request) => failed(&request, e),

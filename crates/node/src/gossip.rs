@@ -104,7 +104,7 @@ impl Gossip {
         let open = self.state.read(|membership, history| GossipOpen {
             syn: membership.syn(),
             layouts: history.stamps(),
-            oldest: history.read_layout().version(),
+            oldest: history.oldest().version(),
             removed: history.removed().iter().cloned().collect(),
         });
         let reply = match client.call(Request::Gossip(open), self.timeout).await {
@@ -177,7 +177,7 @@ pub async fn answer_open(
         let want = open
             .layouts
             .iter()
-            .filter(|s| !mine.contains(s) && s.version >= history.read_layout().version())
+            .filter(|s| !mine.contains(s) && s.version >= history.oldest().version())
             .copied()
             .collect();
         let merged = history.merge(Vec::new(), open.oldest, &open.removed);

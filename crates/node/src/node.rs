@@ -204,7 +204,7 @@ pub async fn run_with(
     tracing::info!(
         node = %config.id,
         layout_version = newest.version(),
-        read_version = begun.history.read_layout().version(),
+        oldest_version = begun.history.oldest().version(),
         partitions = newest.partitions(),
         digest = format!("{:016x}", newest.digest()),
         "layout history loaded"

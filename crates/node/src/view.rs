@@ -195,7 +195,8 @@ pub struct ClusterView {
     pub me: NodeId,
     /// The active layout versions ([`ringkv_core::layout_history`]).
     pub history: Arc<LayoutHistory>,
-    /// The read version: the oldest active layout. Reads, forwarding,
+    /// The read version: the newest active layout whose data has arrived
+    /// ([`LayoutHistory::readable`]). Reads, coordination, forwarding,
     /// anti-entropy and collection place keys with it.
     pub layout: Arc<Layout>,
     pub settings: ClusterSettings,
@@ -210,6 +211,7 @@ impl ClusterView {
     pub fn rebuild(
         me: NodeId,
         history: Arc<LayoutHistory>,
+        read: Arc<Layout>,
         settings: ClusterSettings,
         addresses: &BTreeMap<NodeId, String>,
         previous: Option<&ClusterView>,
@@ -232,7 +234,7 @@ impl ClusterView {
             .collect();
         ClusterView {
             me,
-            layout: history.read_layout().clone(),
+            layout: read,
             history,
             settings,
             peers,
@@ -271,13 +273,14 @@ impl ClusterView {
             .collect()
     }
 
-    /// The key's `n` homes in each newer active layout version (none when
-    /// no change is in flight): a write needs W among each group too.
-    pub fn newer_homes(&self, key: &ObjectKey, n: usize) -> Vec<Vec<NodeId>> {
+    /// The key's `n` homes in each other active layout version than the
+    /// read version (none when no change is in flight): a write needs W
+    /// among each group too.
+    pub fn other_homes(&self, key: &ObjectKey, n: usize) -> Vec<Vec<NodeId>> {
         let partition = partition_of(key.position(), self.layout.partitions());
         self.history
             .layouts()
-            .skip(1)
+            .filter(|l| l.version() != self.layout.version())
             .map(|l| l.preference_list(partition).take(n).cloned().collect())
             .collect()
     }
@@ -351,9 +354,11 @@ mod tests {
             settings: settings.clone(),
             members,
         };
+        let layout = Arc::new(layout);
         ClusterView::rebuild(
             id("a"),
-            Arc::new(LayoutHistory::new(Arc::new(layout))),
+            Arc::new(LayoutHistory::new(layout.clone())),
+            layout,
             settings,
             &addresses,
             previous,

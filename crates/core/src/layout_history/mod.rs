@@ -10,8 +10,9 @@
 //! 1. **Writes go to every active version.** A write needs W acknowledgements
 //!    among the replicas of *each* active version (a stand-in counts for the
 //!    home it stands in for).
-//! 2. **Reads use the oldest active version** (the *read version*): the one
-//!    whose replicas are known to hold the data.
+//! 2. **Reads use the newest version whose replicas hold its data** (the
+//!    *read version*, [`LayoutHistory::readable`]): every member of it has
+//!    reported `synced` for it; until then, the oldest active version.
 //! 3. **Data moves only after every node writes with the new version.** A
 //!    node *acknowledges* version v (its gossiped `acked` stamp) once it has
 //!    adopted v and every request it started with an older view has ended
@@ -27,10 +28,14 @@
 //!    hold a write as of the old ones (W of them), and R + W > N still
 //!    overlaps. A departing replica that was *removed* (dead) cannot be
 //!    copied; its partner copies the union of every other old replica.
-//! 5. **The old version retires only when the new one's replicas have their
-//!    data**: when every member of the next version has reported `synced`
-//!    for it ([`LayoutHistory::retire`]). Retiring is monotonic and depends
-//!    only on gossiped facts, so any node may do it.
+//! 5. **The old version retires only when every node reads from a newer
+//!    one**: each node gossips the version it reads with (`read`), and the
+//!    oldest version is dropped, and writes stop going to it, once every
+//!    member of every active version reads from a later version
+//!    ([`LayoutHistory::retire`]). So a node whose gossip lags, and still
+//!    reads the old version, never misses a write acknowledged by the new
+//!    one alone. Retiring is monotonic and depends only on gossiped facts,
+//!    so any node may do it.
 //!
 //! Versions are identified by [`LayoutStamp`] (version and digest). Two
 //! operators applying changes at once through different nodes make two
@@ -127,8 +132,9 @@ impl LayoutHistory {
         self.entries.iter().map(|e| &e.layout)
     }
 
-    /// The version reads use: the oldest active one.
-    pub fn read_layout(&self) -> &Arc<Layout> {
+    /// The oldest active version: the one whose data is complete, which
+    /// data moves from.
+    pub fn oldest(&self) -> &Arc<Layout> {
         &self.entries[0].layout
     }
 

@@ -9,8 +9,9 @@
 //!   parent module).
 //! - [`LayoutHistory::transfers`]: what one node must stream, and from whom
 //!   (rule 4).
-//! - [`LayoutHistory::retire`]: drop versions whose successors hold their
-//!   data (rule 5).
+//! - [`LayoutHistory::readable`]: the version reads use (rule 2).
+//! - [`LayoutHistory::retire`]: drop versions no node reads any more
+//!   (rule 5).
 //! - [`LayoutHistory::state_of`]: joining, normal, leaving or removed.
 
 use super::{LayoutHistory, LayoutStamp};
@@ -18,6 +19,7 @@ use crate::layout::Layout;
 use crate::streaming::Transfer;
 use crate::NodeId;
 use serde::Serialize;
+use std::sync::Arc;
 
 /// What gossip says about one node's progress through the versions.
 pub trait Progress {
@@ -25,16 +27,18 @@ pub trait Progress {
     fn acked(&self, id: &NodeId) -> Option<LayoutStamp>;
     /// The newest version whose data the node holds, if known.
     fn synced(&self, id: &NodeId) -> Option<LayoutStamp>;
+    /// The version the node reads with, if known.
+    fn read(&self, id: &NodeId) -> Option<LayoutStamp>;
 }
 
 /// Where a node stands in the cluster, as the history shows it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum NodeState {
-    /// In the newest version, not yet in the read version: its data is
+    /// In the newest version, not yet in the oldest active one: its data is
     /// arriving (or it asked to join and waits to be added).
     Joining,
-    /// In the read version and the newest.
+    /// In the oldest active version and the newest.
     Normal,
     /// In an active version but not the newest: its data is moving away.
     Leaving,
@@ -52,20 +56,34 @@ impl LayoutHistory {
             .all(|id| self.reaches(progress.acked(id), newest))
     }
 
-    /// Drops the oldest versions while every non-removed member of the next
-    /// one holds its data; members of a dropped version that are in no
-    /// remaining one become removed. Returns the retired stamps.
+    /// The version reads use: the newest active one whose every
+    /// non-removed member reported its data synced; the oldest otherwise.
+    pub fn readable(&self, progress: &impl Progress) -> &Arc<Layout> {
+        self.entries[1..]
+            .iter()
+            .rev()
+            .find(|e| {
+                e.layout
+                    .members()
+                    .iter()
+                    .filter(|m| !self.is_removed(&m.id))
+                    .all(|m| self.reaches(progress.synced(&m.id), e.stamp.version))
+            })
+            .map_or(self.oldest(), |e| &e.layout)
+    }
+
+    /// Drops the oldest versions while every non-removed member of every
+    /// active version reads from a later one; members of a dropped version
+    /// that are in no remaining one become removed. Returns the retired
+    /// stamps.
     pub fn retire(&mut self, progress: &impl Progress) -> Vec<LayoutStamp> {
         let mut retired = Vec::new();
         while self.entries.len() > 1 {
-            let next = &self.entries[1];
-            let version = next.stamp.version;
-            let ready = next
-                .layout
-                .members()
+            let version = self.entries[1].stamp.version;
+            let ready = self
+                .active_members()
                 .iter()
-                .filter(|m| !self.is_removed(&m.id))
-                .all(|m| self.reaches(progress.synced(&m.id), version));
+                .all(|id| self.reaches(progress.read(id), version));
             if !ready {
                 break;
             }
@@ -85,12 +103,12 @@ impl LayoutHistory {
 
     /// The partitions `me` must pull before it may report the newest version
     /// synced: those it holds (among the first `width` of the preference
-    /// list) in some active version but not in the read version. Each is
-    /// pulled from the read-version replica it replaces (pairing departing
-    /// and arriving replicas in id order), or, when that one was removed,
-    /// from every surviving read-version replica.
+    /// list) in some active version but not in the oldest. Each is pulled
+    /// from the oldest version's replica it replaces (pairing departing and
+    /// arriving replicas in id order), or, when that one was removed, from
+    /// every surviving replica of the oldest version.
     pub fn transfers(&self, me: &NodeId, width: usize) -> Vec<Transfer> {
-        let read = self.read_layout();
+        let read = self.oldest();
         let mut out = Vec::new();
         for p in 0..read.partitions() {
             let old = replicas(read, p, width);
@@ -136,7 +154,7 @@ impl LayoutHistory {
             return NodeState::Removed;
         }
         let in_newest = self.newest().layout.member(id).is_some();
-        let in_read = self.read_layout().member(id).is_some();
+        let in_read = self.oldest().member(id).is_some();
         match (in_newest, in_read) {
             (true, true) => NodeState::Normal,
             (true, false) => NodeState::Joining,

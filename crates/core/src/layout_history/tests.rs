@@ -34,6 +34,7 @@ fn history_of(names: &[&str]) -> LayoutHistory {
 struct Facts {
     acked: BTreeMap<NodeId, LayoutStamp>,
     synced: BTreeMap<NodeId, LayoutStamp>,
+    read: BTreeMap<NodeId, LayoutStamp>,
 }
 
 impl Progress for Facts {
@@ -42,6 +43,9 @@ impl Progress for Facts {
     }
     fn synced(&self, id: &NodeId) -> Option<LayoutStamp> {
         self.synced.get(id).copied()
+    }
+    fn read(&self, id: &NodeId) -> Option<LayoutStamp> {
+        self.read.get(id).copied()
     }
 }
 
@@ -52,6 +56,7 @@ impl Facts {
         for n in ids {
             facts.acked.insert(id(n), stamp);
             facts.synced.insert(id(n), stamp);
+            facts.read.insert(id(n), stamp);
         }
         facts
     }
@@ -65,17 +70,13 @@ fn a_join_adds_a_version_and_the_new_node_pulls_a_quarter_of_the_slots_from_thei
         .unwrap();
     assert_eq!(layout.version(), 2);
     assert!(history.in_transition());
-    assert_eq!(
-        history.read_layout().version(),
-        1,
-        "reads stay on version 1"
-    );
+    assert_eq!(history.oldest().version(), 1, "reads stay on version 1");
     assert_eq!(history.state_of(&id("d")), NodeState::Joining);
     assert_eq!(history.state_of(&id("a")), NodeState::Normal);
 
     let transfers = history.transfers(&id("d"), 3);
     assert_eq!(transfers.len(), 12, "16 x 3 slots / 4 nodes");
-    assert_eq!(layout.moved_slots(history.read_layout()), 12);
+    assert_eq!(layout.moved_slots(history.oldest()), 12);
     for t in &transfers {
         assert_eq!(t.sources.len(), 1, "one partner per moved slot");
         assert!(layout.member(&t.sources[0]).is_some());
@@ -120,20 +121,39 @@ fn data_moves_only_once_every_member_acknowledged_the_newest_version() {
 }
 
 #[test]
-fn the_old_version_retires_only_when_every_new_replica_reported_its_data() {
+fn reads_move_once_the_new_replicas_have_their_data_and_the_old_version_retires_once_no_node_reads_it(
+) {
     let mut history = history_of(&["a", "b", "c", "d"]);
+    let v1 = history.newest().stamp;
     history
         .apply(&[LayoutChange::Decommission(id("a"))], PARAMS)
         .unwrap();
+    let v2 = history.newest().stamp;
     assert_eq!(history.state_of(&id("a")), NodeState::Leaving);
-    let mut facts = Facts::all(&history, &["b", "c"]);
-    assert!(history.retire(&facts).is_empty(), "d has not synced");
+    let mut facts = Facts::default();
+    for n in ["b", "c"] {
+        facts.synced.insert(id(n), v2);
+    }
+    assert_eq!(history.readable(&facts).version(), 1, "d has not synced");
+    facts.synced.insert(id("d"), v2);
+    assert_eq!(
+        history.readable(&facts).version(),
+        2,
+        "every v2 member holds its data"
+    );
+
+    // Writes keep going to version 1 until every node reads version 2.
+    for n in ["a", "b", "c"] {
+        facts.read.insert(id(n), v2);
+    }
+    facts.read.insert(id("d"), v1);
+    assert!(history.retire(&facts).is_empty(), "d still reads version 1");
     assert_eq!(history.entries().len(), 2);
-    facts.synced.insert(id("d"), history.newest().stamp);
+    facts.read.insert(id("d"), v2);
     let retired = history.retire(&facts);
     assert_eq!(retired.len(), 1);
     assert_eq!(retired[0].version, 1);
-    assert_eq!(history.read_layout().version(), 2);
+    assert_eq!(history.oldest().version(), 2);
     assert_eq!(history.state_of(&id("a")), NodeState::Removed);
     assert!(!history.in_transition());
 }
@@ -308,7 +328,7 @@ fn pairing_keeps_every_write_on_w_of_the_new_replicas() {
     let w = 2;
     for step in steps {
         history.apply(std::slice::from_ref(&step), PARAMS).unwrap();
-        let read = history.read_layout().clone();
+        let read = history.oldest().clone();
         let new = history.newest().layout.clone();
         for p in 0..PARAMS.partitions {
             let old: Vec<NodeId> = read.replicas(p, 3).cloned().collect();

@@ -42,6 +42,8 @@ pub struct NodeRecord {
     pub synced: Option<LayoutStamp>,
     /// Newest layout version this node writes with.
     pub acked: Option<LayoutStamp>,
+    /// The layout version this node reads with.
+    pub read: Option<LayoutStamp>,
     /// Its in-flight streaming, for `admin status` on any node.
     pub transfer: Option<TransferProgress>,
 }
@@ -97,6 +99,7 @@ impl NodeRecord {
             zone: None,
             synced: None,
             acked: None,
+            read: None,
             transfer: None,
         }
     }
