@@ -23,7 +23,7 @@
 
 use crate::coordinator::WallClock;
 use crate::rpc::PeerClient;
-use crate::view::{ClusterView, Judge, ViewCell};
+use crate::view::{ClusterView, Judge, Layouts, ViewCell};
 use ringkv_core::layout::{Layout, LayoutParams, Member};
 use ringkv_core::layout_history::{
     ChangeError, HistoryWire, LayoutChange, LayoutHistory, LayoutStamp, Progress,
@@ -394,11 +394,13 @@ fn build_view(
         }
     }
     addresses.retain(|id, _| !inner.history.is_removed(id));
-    let read = inner.history.readable(&Gossiped(&inner.membership)).clone();
+    let layouts = Layouts {
+        read: inner.history.readable(&Gossiped(&inner.membership)).clone(),
+        history: Arc::new(inner.history.clone()),
+    };
     ClusterView::rebuild(
         me.clone(),
-        Arc::new(inner.history.clone()),
-        read,
+        layouts,
         settings.clone(),
         &addresses,
         previous,

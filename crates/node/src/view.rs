@@ -189,6 +189,12 @@ impl Peer {
     }
 }
 
+/// The active layout versions and the one reads use.
+pub struct Layouts {
+    pub history: Arc<LayoutHistory>,
+    pub read: Arc<Layout>,
+}
+
 /// Everything a request needs to know about the cluster, as of one moment.
 pub struct ClusterView {
     /// This node.
@@ -210,8 +216,7 @@ impl ClusterView {
     /// address; peers of `previous` at the same address are reused.
     pub fn rebuild(
         me: NodeId,
-        history: Arc<LayoutHistory>,
-        read: Arc<Layout>,
+        layouts: Layouts,
         settings: ClusterSettings,
         addresses: &BTreeMap<NodeId, String>,
         previous: Option<&ClusterView>,
@@ -234,8 +239,8 @@ impl ClusterView {
             .collect();
         ClusterView {
             me,
-            layout: read,
-            history,
+            layout: layouts.read,
+            history: layouts.history,
             settings,
             peers,
         }
@@ -355,10 +360,13 @@ mod tests {
             members,
         };
         let layout = Arc::new(layout);
+        let layouts = Layouts {
+            history: Arc::new(LayoutHistory::new(layout.clone())),
+            read: layout,
+        };
         ClusterView::rebuild(
             id("a"),
-            Arc::new(LayoutHistory::new(layout.clone())),
-            layout,
+            layouts,
             settings,
             &addresses,
             previous,
