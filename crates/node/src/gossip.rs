@@ -42,7 +42,8 @@ pub struct Gossip {
     pub seeds: Vec<String>,
     pub seed_client: Arc<dyn Fn(&str) -> PeerClient + Send + Sync>,
     pub interval: Duration,
-    /// How long one exchange may take.
+    /// How long one call of an exchange may take (the gossip interval: a
+    /// peer slower than that is better skipped this round).
     pub timeout: Duration,
     /// Where pulls go (the streaming task watches it).
     pub pulls: watch::Sender<PullPlan>,
@@ -77,19 +78,26 @@ impl Gossip {
             let targets = membership.gossip_targets(rng.u64(..), |id| view.is_up(id));
             (targets, false)
         });
-        for id in [targets.live, targets.unreachable].into_iter().flatten() {
-            if let Some(peer) = view.peer(&id) {
-                self.exchange(&peer.client).await;
-            }
-        }
-        if targets.seed && !self.seeds.is_empty() {
+        let seed = (targets.seed && !self.seeds.is_empty()).then(|| {
             let addr = &self.seeds[rng.usize(..self.seeds.len())];
-            let client = seed_clients
+            seed_clients
                 .entry(addr.clone())
                 .or_insert_with(|| Arc::new((self.seed_client)(addr)))
-                .clone();
-            self.exchange(&client).await;
-        }
+                .clone()
+        });
+        let peers: Vec<Arc<crate::view::Peer>> = [targets.live, targets.unreachable]
+            .into_iter()
+            .flatten()
+            .filter_map(|id| view.peer(&id).cloned())
+            .collect();
+        let clients: Vec<&PeerClient> = peers
+            .iter()
+            .map(|p| &p.client)
+            .chain(seed.as_deref())
+            .collect();
+        // At once, each bounded by the timeout: a silent peer never holds up
+        // the next round (and with it this node's heartbeat).
+        futures_util::future::join_all(clients.into_iter().map(|c| self.exchange(c))).await;
         let pull = self.state.step(self.state.now_ms());
         self.pulls.send_if_modified(|current| {
             let changed = *current != pull;

@@ -333,7 +333,7 @@ pub async fn run_with(
             }
         }),
         interval: Duration::from_millis(config.gossip_interval_ms),
-        timeout: Duration::from_millis(config.request_timeout_ms),
+        timeout: Duration::from_millis(config.gossip_interval_ms.max(100)),
         pulls,
         rng_seed: {
             use std::hash::{Hash, Hasher};

@@ -190,6 +190,8 @@ fn dev_grows_by_a_seeded_node_and_shrinks_by_a_decommission_while_every_read_che
     assert!(said.contains("layout version 3 applied"), "{said}");
     let left = wait_for_state(n2, "n1", "removed");
     eprintln!("n1 streamed its data away and left in {left:?}");
+    // n4 learns the retirement by gossip, a round or two later.
+    wait_for_state(n4, "n1", "removed");
     stop.store(true, Ordering::SeqCst);
     load.join().unwrap();
 
