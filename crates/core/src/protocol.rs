@@ -47,17 +47,19 @@ pub struct Hello {
     pub cluster: String,
     /// The connecting node, or `None` for a client.
     pub from: Option<NodeId>,
-    /// Digest of the layout (members, capacities, zones, Q, N) the connecting
-    /// node places keys with; nodes that disagree would pick different replicas.
+    /// Digest of the cluster's first layout (its *genesis*: members,
+    /// capacities, zones, Q, N), which names this cluster instance; 0 while
+    /// a joining node does not know it yet. Founding nodes started with
+    /// different peers disagree here and refuse each other.
     pub layout_digest: u64,
     /// The settings the connecting node runs with (partitions, default
     /// N/R/W, bucket overrides): nodes that disagree would place keys or
     /// count quorums differently. Sent whole, not as a digest, so the
     /// refusing node can log exactly what differs.
     pub settings: ClusterSettings,
-    /// The members the connecting node's layout was computed from (static
-    /// membership; gossip replaces this), so a refusal can name the node
-    /// whose capacity or zone differs. Bounded by the handshake frame limit.
+    /// The members of the connecting node's first layout (the founders), so
+    /// a refusal can name the node whose capacity or zone differs. Bounded
+    /// by the handshake frame limit.
     pub members: Vec<Member>,
 }
 

@@ -22,7 +22,7 @@ use crate::rpc::{PeerClient, RpcError};
 use ringkv_core::layout::{Layout, Member};
 use ringkv_core::layout_history::LayoutHistory;
 use ringkv_core::membership::{MembershipSnapshot, NodeRecord};
-use ringkv_core::protocol::{Hello, JoinRequest, Request, Response, PROTOCOL_VERSION};
+use ringkv_core::protocol::{Hello, JoinRefusal, JoinRequest, Request, Response, PROTOCOL_VERSION};
 use ringkv_core::NodeId;
 use ringkv_storage::Storage;
 use std::sync::Arc;
@@ -155,6 +155,9 @@ async fn join(
                     founders: accepted.founders,
                     membership: None,
                 }));
+            }
+            Ok(Response::Join(Err(JoinRefusal::Busy { active }))) => {
+                tracing::warn!(%seed, active, "the cluster is still moving data for earlier changes; asking again");
             }
             Ok(Response::Join(Err(refusal))) => {
                 return Err(format!("seed {seed} refused to add this node: {refusal}"));

@@ -5,17 +5,21 @@
 //! [`Membership`] table and [`LayoutHistory`]) behind one short mutex. Every
 //! change to either goes through here, and here only:
 //!
-//! - it is **persisted** (the `Meta` keyspace, synced) before anything acts
-//!   on it, so a restarted node comes back with the layouts and members it
-//!   knew ([`load`]);
+//! - it is **persisted** (the `Meta` keyspace, synced) as soon as it
+//!   changes: a merged gossip message or an applied change before its answer
+//!   goes back, a step of the barriers at the end of its round. A node acts
+//!   on a new version (acknowledges it) only a request timeout after
+//!   adopting it, so what it acted on is on disk, and a restarted node comes
+//!   back with the layouts and members it knew ([`load`]);
 //! - the **view is rebuilt** and swapped in: the history's active versions,
 //!   and one peer per known node that is not removed (addresses from the
 //!   members' own gossiped records, or from `--peer` before gossip has any);
 //! - the history's **barriers** are stepped ([`ClusterState::step`], every
 //!   gossip round): acknowledge the newest version once every request
-//!   started with an older view has ended, retire versions whose successors
-//!   hold their data, report this node synced when it has nothing to pull,
-//!   and otherwise hand the streaming task the transfers to run.
+//!   started with an older view has ended, read from the newest version
+//!   whose data has arrived (and say so), retire versions no node reads any
+//!   more, report this node synced when it has nothing to pull, and
+//!   otherwise hand the streaming task the transfers to run.
 //!
 //! No lock is held across IO: persistence copies the state out first.
 //! Decisions are the core's (`layout_history`, `membership`); this module
@@ -40,6 +44,9 @@ use std::sync::{Arc, Mutex};
 /// The `Meta` key the cluster state is persisted under.
 const STATE_KEY: &[u8] = b"cluster_state";
 
+/// The first byte of the persisted cluster state.
+pub const CLUSTER_STATE_FORMAT_V1: u8 = 1;
+
 /// Makes the connection for a peer (id, RPC address).
 pub type Connect = Arc<dyn Fn(&NodeId, &str) -> PeerClient + Send + Sync>;
 
@@ -62,9 +69,15 @@ pub fn load(storage: &dyn Storage) -> Result<Option<Persisted>, String> {
     else {
         return Ok(None);
     };
-    postcard::from_bytes(&bytes)
-        .map(Some)
-        .map_err(|e| format!("the persisted cluster state does not decode: {e}"))
+    match bytes.split_first() {
+        Some((&CLUSTER_STATE_FORMAT_V1, body)) => postcard::from_bytes(body)
+            .map(Some)
+            .map_err(|e| format!("the persisted cluster state does not decode: {e}")),
+        Some((format, _)) => Err(format!(
+            "the persisted cluster state has format {format}; this release reads format {CLUSTER_STATE_FORMAT_V1}"
+        )),
+        None => Err("the persisted cluster state is empty".into()),
+    }
 }
 
 /// The facts gossip gives about every node's progress.
@@ -254,7 +267,8 @@ impl ClusterState {
                 membership: inner.membership.snapshot(),
             }
         };
-        let bytes = postcard::to_allocvec(&persisted)
+        let mut bytes = vec![CLUSTER_STATE_FORMAT_V1];
+        postcard::to_io(&persisted, &mut bytes)
             .map_err(|e| StorageError::Engine(format!("encoding the cluster state: {e}")))?;
         let mut batch = WriteBatch::new();
         batch.put(Keyspace::Meta, STATE_KEY, bytes);
@@ -268,8 +282,9 @@ impl ClusterState {
     }
 
     /// One round of the history's barriers at `now_ms` (see the module
-    /// docs). Returns what the streaming task should do.
-    pub fn step(&self, now_ms: u64) -> PullPlan {
+    /// docs). Returns what the streaming task should do, and whether the
+    /// state changed (and should be persisted).
+    pub fn step(&self, now_ms: u64) -> (PullPlan, bool) {
         let ack_after_ms = self.ack_after_ms;
         let me = self.me.clone();
         let width = self.transfer_width();
@@ -334,7 +349,7 @@ impl ClusterState {
         if changed {
             self.rebuild(&inner);
         }
-        sync
+        (sync, changed)
     }
 
     /// Reports this node's pull towards `target` done (the data is durable).
@@ -440,4 +455,57 @@ pub fn on_events(view: &ClusterView, events: &[Event]) -> bool {
         }
     }
     changed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ringkv_core::layout::compute_layout;
+    use ringkv_core::membership::NodeRecord;
+    use ringkv_storage::MemStorage;
+
+    fn stored(bytes: &[u8]) -> MemStorage {
+        let storage = MemStorage::new();
+        let mut batch = WriteBatch::new();
+        batch.put(Keyspace::Meta, STATE_KEY, bytes.to_vec());
+        storage.write(batch).unwrap();
+        storage
+    }
+
+    #[test]
+    fn the_persisted_state_round_trips_and_a_damaged_one_is_refused_with_a_reason() {
+        let id = NodeId::new("n1").unwrap();
+        let member = Member {
+            id: id.clone(),
+            capacity: 1,
+            zone: None,
+        };
+        let params = LayoutParams {
+            partitions: 4,
+            replication: 1,
+        };
+        let layout = Arc::new(compute_layout(std::slice::from_ref(&member), params, None).unwrap());
+        let history = LayoutHistory::new(layout.clone());
+        let membership = Membership::new(NodeRecord::new(id, "127.0.0.1:9001", 1), 5).unwrap();
+        let persisted = Persisted {
+            genesis: layout.digest(),
+            founders: vec![member],
+            history: HistoryWire::of(&history, |_| true),
+            membership: membership.snapshot(),
+        };
+        let mut bytes = vec![CLUSTER_STATE_FORMAT_V1];
+        bytes.extend(postcard::to_allocvec(&persisted).unwrap());
+        let back = load(&stored(&bytes)).unwrap().unwrap();
+        assert_eq!(back.genesis, layout.digest());
+        assert_eq!(back.history.restore(params).unwrap(), Some(history));
+
+        assert!(load(&MemStorage::new()).unwrap().is_none());
+        let mut other = bytes.clone();
+        other[0] = 9;
+        assert!(load(&stored(&other)).unwrap_err().contains("format 9"));
+        assert!(load(&stored(&bytes[..bytes.len() / 2]))
+            .unwrap_err()
+            .contains("does not decode"));
+        assert!(load(&stored(&[])).unwrap_err().contains("empty"));
+    }
 }

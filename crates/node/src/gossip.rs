@@ -98,7 +98,10 @@ impl Gossip {
         // At once, each bounded by the timeout: a silent peer never holds up
         // the next round (and with it this node's heartbeat).
         futures_util::future::join_all(clients.into_iter().map(|c| self.exchange(c))).await;
-        let pull = self.state.step(self.state.now_ms());
+        let (pull, changed) = self.state.step(self.state.now_ms());
+        if changed {
+            persist_logged(&self.state).await;
+        }
         self.pulls.send_if_modified(|current| {
             let changed = *current != pull;
             *current = pull;

@@ -196,7 +196,9 @@ impl NodeState {
     fn stand_in_for(&self, hint_for: Option<NodeId>) -> Option<NodeId> {
         let home = hint_for.filter(|h| *h != self.config.id)?;
         let view = self.coordinator.view.load();
-        view.layout.member(&home).is_some().then_some(home)
+        // A home in any active layout version: during a change, a node
+        // that is a home only in the newer version gets hints too.
+        view.history.is_active_member(&home).then_some(home)
     }
 
     /// This node's copy of `key`, merged with the hint it holds for

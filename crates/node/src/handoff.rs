@@ -76,7 +76,9 @@ impl Handoff {
             }
             let view = self.view.load();
             for (target, _) in self.store.held() {
-                let outcome = if view.layout.member(&target).is_none() {
+                // A member of any active layout version (a joining node
+                // too) gets its hints; a node that left for good does not.
+                let outcome = if !view.history.is_active_member(&target) {
                     self.drop_all(&target, &stop).await
                 } else {
                     match view.peer(&target) {

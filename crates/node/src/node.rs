@@ -314,11 +314,12 @@ pub async fn run_with(
     let (pulls, pulls_seen) = tokio::sync::watch::channel(crate::cluster_state::PullPlan::Idle);
     let gossip = crate::gossip::Gossip {
         state: cluster.clone(),
-        // Configured peers are contacts too, until gossip knows them.
+        // Configured peers are contacts too; this node's own address is not.
         seeds: config
             .seeds
             .iter()
             .chain(config.peers.iter().map(|p| &p.rpc))
+            .filter(|a| **a != config.rpc && Some(*a) != config.advertise_rpc.as_ref())
             .cloned()
             .collect(),
         seed_client: Arc::new({

@@ -24,8 +24,9 @@
 //!   included, of which at least PW are homes (Riak's PW; 0 by default, so
 //!   stand-ins count: Dynamo's "always writeable");
 //! - while a layout change is in flight, also sends to the homes of every
-//!   newer active layout version (`newer_homes`) and needs W
-//!   acknowledgements among each version's homes too (a stand-in counts for
+//!   other active layout version (`newer_homes`: the versions besides the
+//!   one the plan's replicas come from) and needs W acknowledgements among
+//!   each version's homes too (a stand-in counts for
 //!   the home it stands in for): the rule of [`crate::layout_history`] that
 //!   keeps a write readable whichever version reads end up using;
 //! - answers with a [`QuorumError`] as soon as W or PW can no longer be
@@ -63,7 +64,7 @@ pub struct WritePlan {
     pub pw: usize,
     /// When to send to spares for targets that have not answered yet.
     pub stand_in_after_ms: u64,
-    /// The key's homes in each newer active layout version (empty when no
+    /// The key's homes in each other active layout version (empty when no
     /// layout change is in flight); each group needs W acknowledgements too.
     pub newer_homes: Vec<Vec<NodeId>>,
     /// When to give up.

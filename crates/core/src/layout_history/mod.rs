@@ -44,8 +44,8 @@
 //! among the versions computed from the kept parent). Acknowledgements name
 //! the digest, so the losing layout's acks count for nothing, and the losing
 //! change is not lost silently: the node that applied it sees it gone and
-//! applies it again on top of the winner (the node layer does; see
-//! `admin.rs`). Liveness never changes the history: only an operator's
+//! applies it again on top of the winner (the node layer does; see its
+//! `changes.rs`). Liveness never changes the history: only an operator's
 //! command does.
 //!
 //! Boundary: pure. It never reads clocks or does IO; acknowledgements and
