@@ -314,3 +314,38 @@ fn a_stopped_node_is_judged_down_by_its_peers_and_up_after_it_continues() {
     );
     assert!(down_after < Duration::from_secs(15), "{down_after:?}");
 }
+
+#[test]
+fn a_node_joining_a_cluster_of_another_name_stops_with_the_reason() {
+    let cluster = Cluster::start(1, &["--n=1", "--r=1", "--w=1"]);
+    let dir = tempfile::tempdir().unwrap();
+    let (http_port, rpc) = (free_port(), free_port());
+    let started = Instant::now();
+    let out = Command::new(BIN)
+        .args([
+            "serve",
+            "--id=n9",
+            "--cluster=another",
+            "--n=1",
+            "--r=1",
+            "--w=1",
+            &format!("--http=127.0.0.1:{http_port}"),
+            &format!("--rpc=127.0.0.1:{rpc}"),
+            &format!("--seed=127.0.0.1:{}", cluster.nodes[0].rpc),
+        ])
+        .arg(format!("--data-dir={}", dir.path().join("n9").display()))
+        .env("RINGKV_LOG", "error")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let why = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        why.contains("refused this node") && why.contains("another"),
+        "{why}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "it stopped at once"
+    );
+}
