@@ -387,3 +387,59 @@ fn a_partition_during_a_join_loses_nothing_once_healed() {
         },
     );
 }
+
+/// Two operators decommission different nodes through different nodes at
+/// the same moment: both make a version 2, gossip keeps one of them
+/// everywhere, and the node whose change lost applies it again on top, so
+/// in the end both nodes have left and nothing acknowledged is lost.
+#[test]
+fn concurrent_changes_through_two_nodes_both_take_effect() {
+    for_each_seed(
+        "concurrent_changes_through_two_nodes_both_take_effect",
+        |seed| {
+            let (nodes, on_start) = registry();
+            let founders: &'static [&'static str] = &["n1", "n2", "n3", "n4", "n5"];
+            let disks: Vec<MemStorage> = (0..5).map(|_| MemStorage::new()).collect();
+            let mut sim = cluster_with(seed, founders, disks, configure, on_start);
+            let acked: Acked = Arc::default();
+            let (a, n) = (acked.clone(), nodes.clone());
+            sim.client("client", async move {
+                write_load(&a, "before", 60, &["n1", "n2", "n3"]).await;
+                let first = Request::ChangeLayout(LayoutChange::Decommission(id("n4")));
+                let second = Request::ChangeLayout(LayoutChange::Decommission(id("n5")));
+                let (c1, c2) = (client_of("n1"), client_of("n2"));
+                let (r1, r2) = tokio::join!(call(&c1, first), call(&c2, second));
+                for r in [r1, r2] {
+                    match r {
+                        Response::ChangeLayout(Ok(stamp)) => assert_eq!(stamp.version, 2),
+                        other => panic!("decommission: {other:?}"),
+                    }
+                }
+                write_load(&a, "during", 60, &["n1", "n2", "n3"]).await;
+                let rest = ["n1", "n2", "n3"];
+                wait_settled(&n, &rest, "n4", NodeState::Removed, 90).await;
+                wait_settled(&n, &rest, "n5", NodeState::Removed, 90).await;
+                let newest = node(&n, "n1")
+                    .unwrap()
+                    .cluster
+                    .read(|_, h| h.newest().stamp);
+                assert_eq!(newest.version, 3, "the losing change was applied again");
+                let final_layout = node(&n, "n1")
+                    .unwrap()
+                    .cluster
+                    .read(|_, h| h.newest().layout.clone());
+                assert_eq!(
+                    final_layout
+                        .members()
+                        .iter()
+                        .map(|m| m.id.to_string())
+                        .collect::<Vec<_>>(),
+                    ["n1", "n2", "n3"]
+                );
+                check_every_write(&a, "n3", &final_layout).await;
+                Ok(())
+            });
+            sim.run()
+        },
+    );
+}
