@@ -25,6 +25,7 @@
 //! Decisions are the core's (`layout_history`, `membership`); this module
 //! only carries them out and keeps them durable.
 
+use crate::commit::Committer;
 use crate::coordinator::WallClock;
 use crate::rpc::PeerClient;
 use crate::view::{ClusterView, Judge, Layouts, ViewCell};
@@ -125,7 +126,7 @@ pub struct ClusterState {
     configured: BTreeMap<NodeId, String>,
     inner: Mutex<Inner>,
     pub view: Arc<ViewCell>,
-    storage: Arc<dyn Storage>,
+    committer: Arc<Committer>,
     connect: Connect,
     /// How long after adopting a version this node acknowledges it: every
     /// request started with an older view has ended by then.
@@ -146,7 +147,7 @@ pub struct Founding {
     pub history: LayoutHistory,
     pub genesis: u64,
     pub founders: Vec<Member>,
-    pub storage: Arc<dyn Storage>,
+    pub committer: Arc<Committer>,
     pub connect: Connect,
     pub ack_after_ms: u64,
     pub judge: Judge,
@@ -180,7 +181,7 @@ impl ClusterState {
             configured: f.configured,
             inner: Mutex::new(inner),
             view: Arc::new(ViewCell::new(view)),
-            storage: f.storage,
+            committer: f.committer,
             connect: f.connect,
             ack_after_ms: f.ack_after_ms,
             judge: f.judge,
@@ -256,7 +257,9 @@ impl ClusterState {
         Ok(layout)
     }
 
-    /// Writes the state to the `Meta` keyspace and syncs it.
+    /// Writes the state to the `Meta` keyspace and waits until it is
+    /// durable (through the write lane and group commit, like any write, so
+    /// the simulation stays deterministic).
     pub async fn persist(&self) -> Result<(), StorageError> {
         let persisted = {
             let inner = self.lock();
@@ -272,13 +275,8 @@ impl ClusterState {
             .map_err(|e| StorageError::Engine(format!("encoding the cluster state: {e}")))?;
         let mut batch = WriteBatch::new();
         batch.put(Keyspace::Meta, STATE_KEY, bytes);
-        let storage = self.storage.clone();
-        tokio::task::spawn_blocking(move || {
-            storage.write(batch)?;
-            storage.sync()
-        })
-        .await
-        .map_err(|e| StorageError::Engine(format!("persisting the cluster state: {e}")))?
+        let ticket = self.committer.write(batch).await?;
+        self.committer.durable(ticket).await
     }
 
     /// One round of the history's barriers at `now_ms` (see the module

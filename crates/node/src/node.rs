@@ -218,7 +218,7 @@ pub async fn run_with(
         history: begun.history,
         genesis: begun.genesis,
         founders: begun.founders.clone(),
-        storage: committer.storage().clone(),
+        committer: committer.clone(),
         connect,
         ack_after_ms: config
             .request_timeout_ms

@@ -103,6 +103,28 @@ pub fn host(
     configure: fn(&mut NodeConfig),
     on_start: OnStartOf,
 ) {
+    host_with(
+        sim,
+        name,
+        founders,
+        storage,
+        Arc::new(configure),
+        on_start,
+        0,
+    );
+}
+
+/// [`host`], with any `configure` and the node's wall clock `skew_ms` off
+/// the simulation's (clock skew).
+pub fn host_with(
+    sim: &mut turmoil::Sim<'_>,
+    name: &'static str,
+    founders: &[&'static str],
+    storage: MemStorage,
+    configure: Arc<dyn Fn(&mut NodeConfig)>,
+    on_start: OnStartOf,
+    skew_ms: i64,
+) {
     let all: Vec<&'static str> = if founders.contains(&name) {
         founders.to_vec()
     } else {
@@ -112,15 +134,17 @@ pub fn host(
         let storage = storage.clone();
         let all = all.clone();
         let on_start = on_start(name);
+        let configure = configure.clone();
         async move {
             let started = tokio::time::Instant::now();
             // A new boot exactly when the test cut the power.
             let boot_id = format!("{name}-boot-{}", storage.crashes());
+            let base = 1_800_000_000_000i64 + skew_ms;
             let edges = Edges {
                 network: Arc::new(SimNetwork),
                 storage: Arc::new(storage),
                 wall_clock: Arc::new(move || {
-                    1_800_000_000_000 + started.elapsed().as_millis() as u64
+                    (base + started.elapsed().as_millis() as i64).max(0) as u64
                 }),
                 serve_http: false,
                 boot_id: Some(boot_id),

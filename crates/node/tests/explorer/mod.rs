@@ -1,0 +1,475 @@
+//! The seeded fault explorer: one seed picks a cluster (3–7 nodes), N, R and
+//! W, skewed clocks, link latency and a fault schedule (partitions in
+//! halves, through a bridge node or around one node; power losses that drop
+//! unsynced writes; restarts; a join or a decommission during the load);
+//! clients run the set, register and delete workloads meanwhile; then
+//! everything heals and the invariants in [`checks`] are checked against
+//! what the clients saw ([`history`]).
+//!
+//! Whole nodes (`ringkv_node::run`) run on turmoil's simulated network and
+//! the in-memory engine, on virtual time, in one thread: a seed replays
+//! exactly, and [`run`] returns the trace a replay must reproduce.
+//!
+//! Faults the network here cannot make: TCP connections deliver in order
+//! and exactly once, so message drop, duplication and reordering inside a
+//! connection are not explored (lost connections, retries and read repairs
+//! resending objects are).
+
+pub mod checks;
+pub mod history;
+pub mod scenario;
+
+use crate::sim_cluster::{
+    self, call, client_of, get_with, host_with, id, put_with, values, OnStartOf, Steps,
+};
+use history::{elements, Deleted, History, Outcome, Register, RegisterWrite, SetRead};
+use ringkv_core::layout::Layout;
+use ringkv_core::layout_history::LayoutChange;
+use ringkv_core::protocol::{ClientRequest, Request};
+use ringkv_core::replication::{Replication, RequestQuorum};
+use ringkv_core::version_vector::VersionVector;
+use ringkv_node::node::NodeState;
+use ringkv_node::NodeConfig;
+use ringkv_storage::MemStorage;
+use scenario::{Fault, Scenario};
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+const NAMES: [&str; 8] = ["n1", "n2", "n3", "n4", "n5", "n6", "n7", "n8"];
+const PARTITIONS: u32 = 16;
+
+type Shared = Arc<Mutex<History>>;
+type Registry = Arc<Mutex<BTreeMap<&'static str, Arc<NodeState>>>>;
+
+/// What one seed did: its trace, and the first invariant it broke.
+pub struct Run {
+    pub trace: Vec<String>,
+    pub failure: Option<String>,
+}
+
+fn quorum(r: Option<usize>, w: Option<usize>) -> RequestQuorum {
+    RequestQuorum { r, w, pw: None }
+}
+
+/// Runs `seed`'s scenario to the end.
+pub fn run(seed: u64) -> Run {
+    let scenario = Arc::new(Scenario::of(seed));
+    let history: Shared = Arc::default();
+    let registry: Registry = Arc::default();
+    let failure: Arc<Mutex<Option<String>>> = Arc::default();
+    let mut sim = turmoil::Builder::new()
+        .rng_seed(seed)
+        .min_message_latency(Duration::from_millis(1))
+        .max_message_latency(Duration::from_millis(scenario.max_latency_ms))
+        .simulation_duration(Duration::from_secs(600))
+        .build();
+    let founders: Vec<&'static str> = NAMES[..scenario.nodes].to_vec();
+    let disks: Vec<MemStorage> = (0..NAMES.len()).map(|_| MemStorage::new()).collect();
+    let on_start: OnStartOf = {
+        let registry = registry.clone();
+        Arc::new(move |name| {
+            let registry = registry.clone();
+            Some(Box::new(move |state: &Arc<NodeState>| {
+                registry.lock().unwrap().insert(name, state.clone());
+            }))
+        })
+    };
+    let configure = {
+        let s = scenario.clone();
+        Arc::new(move |config: &mut NodeConfig| {
+            config.partitions = PARTITIONS;
+            config.replication = Replication {
+                n: s.n,
+                r: s.r,
+                w: s.w,
+            };
+            config.gossip_interval_ms = 300;
+            if config.peers.is_empty() {
+                config.seeds = vec![format!("n1:{}", sim_cluster::RPC_PORT)];
+            }
+        }) as Arc<dyn Fn(&mut NodeConfig)>
+    };
+    for (i, name) in founders.iter().enumerate() {
+        let skew = scenario.skews_ms[i];
+        host_with(
+            &mut sim,
+            name,
+            &founders,
+            disks[i].clone(),
+            configure.clone(),
+            on_start.clone(),
+            skew,
+        );
+    }
+    let done = Arc::new(AtomicUsize::new(0));
+    let clients = spawn_workloads(&mut sim, &scenario, &history, &done);
+    let steps = Steps::default();
+    {
+        let (s, h, r, f, st) = (
+            scenario.clone(),
+            history.clone(),
+            registry.clone(),
+            failure.clone(),
+            steps.clone(),
+        );
+        sim.client("nemesis", async move {
+            nemesis(&s, &st, &h).await;
+            while done.load(Ordering::SeqCst) < clients {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            if let Err(e) = settle_and_check(&s, &h, &r).await {
+                *f.lock().unwrap() = Some(e);
+            }
+            Ok(())
+        });
+    }
+    let founders_len = founders.len();
+    let outcome = steps.run(&mut sim, |sim, step| {
+        let i = (step % 10) as usize;
+        match step / 10 {
+            1 => {
+                disks[i].crash();
+                sim.crash(NAMES[i]);
+            }
+            2 => sim.bounce(NAMES[i]),
+            _ => host_with(
+                sim,
+                NAMES[founders_len],
+                &founders,
+                disks[founders_len].clone(),
+                configure.clone(),
+                on_start.clone(),
+                0,
+            ),
+        }
+    });
+    let mut failure = failure.lock().unwrap().take();
+    if let Err(e) = outcome {
+        failure.get_or_insert(format!("simulation: {e}"));
+    }
+    let trace = std::mem::take(&mut history.lock().unwrap().trace);
+    Run { trace, failure }
+}
+
+/// Starts the clients; returns how many there are.
+fn spawn_workloads(
+    sim: &mut turmoil::Sim<'_>,
+    s: &Arc<Scenario>,
+    h: &Shared,
+    done: &Arc<AtomicUsize>,
+) -> usize {
+    let mut count = 0;
+    for c in 0..s.set_clients {
+        let (s, h, done) = (s.clone(), h.clone(), done.clone());
+        sim.client(format!("set-{c}"), async move {
+            set_client(&s, &h, c).await;
+            done.fetch_add(1, Ordering::SeqCst);
+            Ok(())
+        });
+        count += 1;
+    }
+    {
+        let (s, h, done) = (s.clone(), h.clone(), done.clone());
+        sim.client("register", async move {
+            register_client(&s, &h).await;
+            done.fetch_add(1, Ordering::SeqCst);
+            Ok(())
+        });
+    }
+    {
+        let (s, h, done) = (s.clone(), h.clone(), done.clone());
+        sim.client("delete", async move {
+            delete_client(&s, &h).await;
+            done.fetch_add(1, Ordering::SeqCst);
+            Ok(())
+        });
+    }
+    count + 2
+}
+
+fn node_for(s: &Scenario, k: usize) -> &'static str {
+    NAMES[k % s.nodes]
+}
+
+async fn set_client(s: &Scenario, h: &Shared, c: usize) {
+    let mut d = scenario::Draw::new(s.seed ^ (c as u64 + 1) << 32);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    for op in 0..s.ops_per_client {
+        let k = format!("set-{}", d.below(s.set_keys as u64));
+        h.lock().unwrap().sets.entry(k.clone()).or_default().writers = s.set_clients;
+        let via = client_of(node_for(s, d.below(s.nodes as u64) as usize));
+        let started = h.lock().unwrap().tick();
+        let read = get_with(&via, &k, quorum(None, None)).await;
+        let ended = h.lock().unwrap().tick();
+        let (context, mut have) = match read {
+            Ok(found) => {
+                let vals = found.as_ref().map(values).unwrap_or_default();
+                let els = elements(&vals);
+                let siblings = found
+                    .as_ref()
+                    .map_or(0, |f| vals.len().max(usize::from(!f.is_empty())));
+                let mut hist = h.lock().unwrap();
+                hist.log(format!("set c{c} read {k}: {els:?}"));
+                hist.sets.get_mut(&k).unwrap().reads.push(SetRead {
+                    started,
+                    ended,
+                    elements: els.clone(),
+                    siblings,
+                });
+                (found.map(|f| f.clock().clone()).unwrap_or_default(), els)
+            }
+            Err(e) => {
+                h.lock()
+                    .unwrap()
+                    .log(format!("set c{c} read {k}: failed {}", kind(&e)));
+                continue;
+            }
+        };
+        let element = format!("c{c}-{op}");
+        have.insert(element.clone());
+        let value = have.iter().cloned().collect::<Vec<_>>().join(",");
+        let put = put_with(&via, &k, context, &value, quorum(None, None)).await;
+        {
+            let mut hist = h.lock().unwrap();
+            let set = hist.sets.get_mut(&k).unwrap();
+            let outcome = if put.is_ok() {
+                Outcome::Acked
+            } else {
+                Outcome::Unknown
+            };
+            match outcome {
+                Outcome::Acked => set.acked.insert(element.clone()),
+                Outcome::Unknown => set.unknown.insert(element.clone()),
+            };
+            hist.log(format!("set c{c} add {element} to {k}: {outcome:?}"));
+        }
+        tokio::time::sleep(Duration::from_millis(d.range(10, 300))).await;
+    }
+}
+
+async fn register_client(s: &Scenario, h: &Shared) {
+    let mut d = scenario::Draw::new(s.seed ^ 0xABCD);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let k = "register".to_string();
+    let mut context = VersionVector::new();
+    h.lock()
+        .unwrap()
+        .registers
+        .insert(k.clone(), Register::default());
+    for op in 0..s.ops_per_client {
+        let via = client_of(node_for(s, d.below(s.nodes as u64) as usize));
+        let value = format!("r{op}");
+        let put = put_with(&via, &k, context.clone(), &value, quorum(None, None)).await;
+        let (outcome, covered) = match put {
+            Ok(next) => {
+                let covered = next != context;
+                context = next;
+                (Outcome::Acked, covered)
+            }
+            Err(_) => (Outcome::Unknown, false),
+        };
+        {
+            let mut hist = h.lock().unwrap();
+            hist.registers
+                .get_mut(&k)
+                .unwrap()
+                .writes
+                .push(RegisterWrite {
+                    value: value.clone(),
+                    outcome,
+                    covered,
+                });
+            hist.log(format!("register {value}: {outcome:?}, covered {covered}"));
+        }
+        tokio::time::sleep(Duration::from_millis(d.range(10, 300))).await;
+    }
+}
+
+async fn delete_client(s: &Scenario, h: &Shared) {
+    let mut d = scenario::Draw::new(s.seed ^ 0xDE1E7E);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    for op in 0..s.ops_per_client {
+        let k = format!("del-{op}");
+        let via = client_of(node_for(s, d.below(s.nodes as u64) as usize));
+        let value = format!("d{op}");
+        let put = put_with(&via, &k, VersionVector::new(), &value, quorum(None, None)).await;
+        let mut deleted = Deleted {
+            value: value.clone(),
+            put: if put.is_ok() {
+                Outcome::Acked
+            } else {
+                Outcome::Unknown
+            },
+            delete: None,
+        };
+        if let Ok(context) = put {
+            let request = ClientRequest::Put {
+                key: sim_cluster::key(&k),
+                context,
+                value: None,
+                quorum: quorum(None, None),
+                ttl_secs: None,
+            };
+            let answer = sim_cluster::coordinate(&via, request).await;
+            let ok = matches!(answer, ringkv_core::protocol::ClientResponse::Put(Ok(_)));
+            deleted.delete = Some(if ok { Outcome::Acked } else { Outcome::Unknown });
+        }
+        {
+            let mut hist = h.lock().unwrap();
+            hist.log(format!(
+                "delete {k}: put {:?}, delete {:?}",
+                deleted.put, deleted.delete
+            ));
+            hist.deletes.insert(k, deleted);
+        }
+        tokio::time::sleep(Duration::from_millis(d.range(10, 300))).await;
+    }
+}
+
+fn kind(e: &ringkv_core::protocol::OpError) -> &'static str {
+    use ringkv_core::protocol::OpError as E;
+    match e {
+        E::Quorum(_) => "quorum",
+        E::ForwardFailed { .. } => "forward",
+        E::NotCoordinator { .. } => "not_coordinator",
+        E::Overloaded { .. } => "overloaded",
+        E::TooManySiblings { .. } => "siblings",
+        E::BadRequest(_) => "bad_request",
+        E::Internal(_) => "internal",
+    }
+}
+
+/// Applies the fault schedule, then heals every cut.
+async fn nemesis(s: &Scenario, steps: &Steps, h: &Shared) {
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let started = tokio::time::Instant::now();
+    let names = &NAMES[..s.nodes];
+    for (at, fault) in &s.faults {
+        let due = started + Duration::from_millis(*at);
+        tokio::time::sleep_until(due).await;
+        h.lock().unwrap().log(format!("fault {fault:?}"));
+        match fault {
+            Fault::Halves(half) => cut(names, |i| half.contains(&i)),
+            Fault::Isolate(i) => cut(names, |j| j == *i),
+            Fault::Bridge { isolated, bridge } => {
+                for a in isolated {
+                    for (b, other) in names.iter().enumerate() {
+                        if b != *bridge && !isolated.contains(&b) {
+                            turmoil::partition(names[*a], *other);
+                        }
+                    }
+                }
+            }
+            Fault::Heal => heal(names),
+            Fault::Crash(i) => steps.ask(10 + *i as u8).await,
+            Fault::Restart(i) => steps.ask(20 + *i as u8).await,
+            Fault::Join => steps.ask(30).await,
+            Fault::Decommission(i) => {
+                let change = Request::ChangeLayout(LayoutChange::Decommission(id(names[*i])));
+                let answer = call(&client_of(names[(*i + 1) % s.nodes]), change).await;
+                h.lock()
+                    .unwrap()
+                    .log(format!("decommission {}: {answer:?}", names[*i]));
+            }
+        }
+    }
+    heal(names);
+}
+
+/// Cuts every node `inside` says yes to from every node it says no to.
+fn cut(names: &[&str], inside: impl Fn(usize) -> bool) {
+    for (a, x) in names.iter().enumerate() {
+        for (b, y) in names.iter().enumerate() {
+            if a < b && inside(a) != inside(b) {
+                turmoil::partition(*x, *y);
+            }
+        }
+    }
+}
+
+fn heal(names: &[&str]) {
+    for (a, x) in names.iter().enumerate() {
+        for y in &names[a + 1..] {
+            turmoil::repair(*x, *y);
+        }
+    }
+}
+
+/// Waits for one layout version everywhere, then checks every invariant.
+async fn settle_and_check(s: &Scenario, h: &Shared, registry: &Registry) -> Result<(), String> {
+    let layout = settled_layout(registry).await?;
+    let homes: Vec<String> = layout.members().iter().map(|m| m.id.to_string()).collect();
+    checks::convergence::check(&layout, s.n).await?;
+    let sets = h.lock().unwrap().sets.clone();
+    let registers = h.lock().unwrap().registers.clone();
+    let deletes = h.lock().unwrap().deletes.clone();
+    let all = Some(s.n);
+    for node in &homes {
+        for (k, set) in &sets {
+            let found = read_settled(node, k, all).await?;
+            let els = elements(&found);
+            h.lock()
+                .unwrap()
+                .log(format!("final {k} via {node}: {els:?}"));
+            checks::set::check(k, set, node, &els)?;
+        }
+        for (k, register) in &registers {
+            let found = read_settled(node, k, all).await?;
+            h.lock()
+                .unwrap()
+                .log(format!("final {k} via {node}: {found:?}"));
+            checks::register::check(k, register, node, &found)?;
+        }
+        for (k, deleted) in &deletes {
+            let found = read_settled(node, k, all).await?;
+            checks::delete::check(k, deleted, node, &found)?;
+        }
+    }
+    for (k, set) in &sets {
+        checks::siblings::check(k, set)?;
+        if s.monotonic() {
+            checks::monotonic::check(k, set)?;
+        }
+    }
+    Ok(())
+}
+
+/// The newest layout once every running node sees one active version.
+async fn settled_layout(registry: &Registry) -> Result<Arc<Layout>, String> {
+    for _ in 0..1200 {
+        let nodes: Vec<Arc<NodeState>> = registry.lock().unwrap().values().cloned().collect();
+        let stamps: Vec<_> = nodes
+            .iter()
+            .map(|n| n.cluster.read(|_, h| (h.in_transition(), h.newest().stamp)))
+            .collect();
+        let first = stamps[0].1;
+        let members: Vec<Arc<Layout>> = nodes
+            .iter()
+            .map(|n| n.cluster.read(|_, h| h.newest().layout.clone()))
+            .collect();
+        let active = |i: usize| members[0].member(&nodes[i].config.id).is_some();
+        let settled = (0..nodes.len())
+            .filter(|i| active(*i))
+            .all(|i| !stamps[i].0 && stamps[i].1 == first);
+        if settled {
+            return Ok(members[0].clone());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Err("the layout did not settle within 120 s of healing".into())
+}
+
+/// A read with R = `r` through `node`, retried while nodes reconnect.
+async fn read_settled(node: &str, k: &str, r: Option<usize>) -> Result<Vec<String>, String> {
+    let mut last = String::new();
+    for _ in 0..30 {
+        match get_with(&client_of(node), k, quorum(r, None)).await {
+            Ok(found) => return Ok(found.as_ref().map(values).unwrap_or_default()),
+            Err(e) => last = e.to_string(),
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    Err(format!("{k} unreadable via {node} after healing: {last}"))
+}
