@@ -16,17 +16,16 @@
 //! resending objects are).
 
 pub mod checks;
+pub mod client;
 pub mod history;
 pub mod scenario;
 
-use crate::sim_cluster::{
-    self, call, client_of, get_with, host_with, id, put_with, values, OnStartOf, Steps,
-};
+use crate::sim_cluster::{self, host_with, id, values, OnStartOf, Steps};
 use history::{elements, Deleted, History, Outcome, Register, RegisterWrite, SetRead};
 use ringkv_core::layout::Layout;
 use ringkv_core::layout_history::LayoutChange;
-use ringkv_core::protocol::{ClientRequest, Request};
-use ringkv_core::replication::{Replication, RequestQuorum};
+use ringkv_core::protocol::Request;
+use ringkv_core::replication::Replication;
 use ringkv_core::version_vector::VersionVector;
 use ringkv_node::node::NodeState;
 use ringkv_node::NodeConfig;
@@ -47,10 +46,6 @@ type Registry = Arc<Mutex<BTreeMap<&'static str, Arc<NodeState>>>>;
 pub struct Run {
     pub trace: Vec<String>,
     pub failure: Option<String>,
-}
-
-fn quorum(r: Option<usize>, w: Option<usize>) -> RequestQuorum {
-    RequestQuorum { r, w, pw: None }
 }
 
 /// Runs `seed`'s scenario to the end.
@@ -199,9 +194,9 @@ async fn set_client(s: &Scenario, h: &Shared, c: usize) {
     for op in 0..s.ops_per_client {
         let k = format!("set-{}", d.below(s.set_keys as u64));
         h.lock().unwrap().sets.entry(k.clone()).or_default().writers = s.set_clients;
-        let via = client_of(node_for(s, d.below(s.nodes as u64) as usize));
+        let via = node_for(s, d.below(s.nodes as u64) as usize);
         let started = h.lock().unwrap().tick();
-        let read = get_with(&via, &k, quorum(None, None)).await;
+        let read = client::get(via, &k, None).await;
         let ended = h.lock().unwrap().tick();
         let (context, mut have) = match read {
             Ok(found) => {
@@ -223,14 +218,14 @@ async fn set_client(s: &Scenario, h: &Shared, c: usize) {
             Err(e) => {
                 h.lock()
                     .unwrap()
-                    .log(format!("set c{c} read {k}: failed {}", kind(&e)));
+                    .log(format!("set c{c} read {k}: failed: {e}"));
                 continue;
             }
         };
         let element = format!("c{c}-{op}");
         have.insert(element.clone());
         let value = have.iter().cloned().collect::<Vec<_>>().join(",");
-        let put = put_with(&via, &k, context, &value, quorum(None, None)).await;
+        let put = client::put(via, &k, context, Some(&value)).await;
         {
             let mut hist = h.lock().unwrap();
             let set = hist.sets.get_mut(&k).unwrap();
@@ -259,9 +254,9 @@ async fn register_client(s: &Scenario, h: &Shared) {
         .registers
         .insert(k.clone(), Register::default());
     for op in 0..s.ops_per_client {
-        let via = client_of(node_for(s, d.below(s.nodes as u64) as usize));
+        let via = node_for(s, d.below(s.nodes as u64) as usize);
         let value = format!("r{op}");
-        let put = put_with(&via, &k, context.clone(), &value, quorum(None, None)).await;
+        let put = client::put(via, &k, context.clone(), Some(&value)).await;
         let (outcome, covered) = match put {
             Ok(next) => {
                 let covered = next != context;
@@ -292,9 +287,9 @@ async fn delete_client(s: &Scenario, h: &Shared) {
     tokio::time::sleep(Duration::from_secs(2)).await;
     for op in 0..s.ops_per_client {
         let k = format!("del-{op}");
-        let via = client_of(node_for(s, d.below(s.nodes as u64) as usize));
+        let via = node_for(s, d.below(s.nodes as u64) as usize);
         let value = format!("d{op}");
-        let put = put_with(&via, &k, VersionVector::new(), &value, quorum(None, None)).await;
+        let put = client::put(via, &k, VersionVector::new(), Some(&value)).await;
         let mut deleted = Deleted {
             value: value.clone(),
             put: if put.is_ok() {
@@ -305,15 +300,7 @@ async fn delete_client(s: &Scenario, h: &Shared) {
             delete: None,
         };
         if let Ok(context) = put {
-            let request = ClientRequest::Put {
-                key: sim_cluster::key(&k),
-                context,
-                value: None,
-                quorum: quorum(None, None),
-                ttl_secs: None,
-            };
-            let answer = sim_cluster::coordinate(&via, request).await;
-            let ok = matches!(answer, ringkv_core::protocol::ClientResponse::Put(Ok(_)));
+            let ok = client::put(via, &k, context, None).await.is_ok();
             deleted.delete = Some(if ok { Outcome::Acked } else { Outcome::Unknown });
         }
         {
@@ -325,19 +312,6 @@ async fn delete_client(s: &Scenario, h: &Shared) {
             hist.deletes.insert(k, deleted);
         }
         tokio::time::sleep(Duration::from_millis(d.range(10, 300))).await;
-    }
-}
-
-fn kind(e: &ringkv_core::protocol::OpError) -> &'static str {
-    use ringkv_core::protocol::OpError as E;
-    match e {
-        E::Quorum(_) => "quorum",
-        E::ForwardFailed { .. } => "forward",
-        E::NotCoordinator { .. } => "not_coordinator",
-        E::Overloaded { .. } => "overloaded",
-        E::TooManySiblings { .. } => "siblings",
-        E::BadRequest(_) => "bad_request",
-        E::Internal(_) => "internal",
     }
 }
 
@@ -368,7 +342,7 @@ async fn nemesis(s: &Scenario, steps: &Steps, h: &Shared) {
             Fault::Join => steps.ask(30).await,
             Fault::Decommission(i) => {
                 let change = Request::ChangeLayout(LayoutChange::Decommission(id(names[*i])));
-                let answer = call(&client_of(names[(*i + 1) % s.nodes]), change).await;
+                let answer = client::call(names[(*i + 1) % s.nodes], change).await;
                 h.lock()
                     .unwrap()
                     .log(format!("decommission {}: {answer:?}", names[*i]));
@@ -465,9 +439,9 @@ async fn settled_layout(registry: &Registry) -> Result<Arc<Layout>, String> {
 async fn read_settled(node: &str, k: &str, r: Option<usize>) -> Result<Vec<String>, String> {
     let mut last = String::new();
     for _ in 0..30 {
-        match get_with(&client_of(node), k, quorum(r, None)).await {
+        match client::get(node, k, r).await {
             Ok(found) => return Ok(found.as_ref().map(values).unwrap_or_default()),
-            Err(e) => last = e.to_string(),
+            Err(e) => last = e,
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
     }

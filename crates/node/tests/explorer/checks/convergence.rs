@@ -1,7 +1,7 @@
 //! **convergence**: after healing, every partition's homes reach equal
 //! anti-entropy (Merkle) roots within a bounded time.
 
-use crate::sim_cluster::{call, client_of};
+use crate::explorer::client::call;
 use ringkv_core::anti_entropy::{ExchangeReply, ExchangeRequest, TreeQuery};
 use ringkv_core::layout::Layout;
 use ringkv_core::protocol::{Request, Response};
@@ -12,8 +12,8 @@ pub const CONVERGE_WITHIN_S: u64 = 120;
 
 async fn root(node: &str, partition: u32) -> Option<u64> {
     let question = ExchangeRequest::Tree(TreeQuery::Root { partition });
-    match call(&client_of(node), Request::AntiEntropy(question)).await {
-        Response::AntiEntropy(Ok(ExchangeReply::Root { hash, .. })) => Some(hash),
+    match call(node, Request::AntiEntropy(question)).await {
+        Ok(Response::AntiEntropy(Ok(ExchangeReply::Root { hash, .. }))) => Some(hash),
         _ => None,
     }
 }
