@@ -375,7 +375,9 @@ fn heal(names: &[&str]) {
 async fn settle_and_check(s: &Scenario, h: &Shared, registry: &Registry) -> Result<(), String> {
     let layout = settled_layout(registry).await?;
     let homes: Vec<String> = layout.members().iter().map(|m| m.id.to_string()).collect();
-    checks::convergence::check(&layout, s.n).await?;
+    if let Err(e) = checks::convergence::check(&layout, s.n).await {
+        return Err(format!("{e}\n  nodes: {}", describe(registry)));
+    }
     let sets = h.lock().unwrap().sets.clone();
     let registers = h.lock().unwrap().registers.clone();
     let deletes = h.lock().unwrap().deletes.clone();
@@ -408,6 +410,36 @@ async fn settle_and_check(s: &Scenario, h: &Shared, registry: &Registry) -> Resu
         }
     }
     Ok(())
+}
+
+/// What every running node sees: its layout versions and each node's
+/// gossiped stamps (for failure messages).
+fn describe(registry: &Registry) -> String {
+    let nodes: Vec<(&str, Arc<NodeState>)> =
+        registry.lock().unwrap().iter().map(|(k, v)| (*k, v.clone())).collect();
+    nodes
+        .iter()
+        .map(|(name, n)| {
+            let read = n.coordinator.view.load().layout.version();
+            n.cluster.read(|m, h| {
+                let stamps: Vec<u64> = h.stamps().iter().map(|s| s.version).collect();
+                let v = |s: Option<ringkv_core::layout_history::LayoutStamp>| s.map_or(0, |s| s.version);
+                let records: Vec<String> = m
+                    .entries()
+                    .values()
+                    .map(|e| format!("{}:a{}s{}r{}", e.record.id, v(e.record.acked), v(e.record.synced), v(e.record.read)))
+                    .collect();
+                let ae = n.metrics.repairs()["anti_entropy"]["partitions"]["0"].to_string();
+                let view = n.coordinator.view.load();
+                let peers: Vec<String> = view
+                    .peers()
+                    .map(|p| format!("{}={:?}/{:.1}", p.id, p.status(), p.phi()))
+                    .collect();
+                format!("{name} versions {stamps:?} reads v{read} {records:?} peers {peers:?} ae[0] {ae}")
+            })
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// The newest layout once every running node sees one active version.

@@ -26,10 +26,10 @@ pub async fn check(layout: &Layout, n: usize) -> Result<(), String> {
         for p in 0..layout.partitions() {
             let mut roots = Vec::new();
             for home in layout.replicas(p, n) {
-                roots.push(root(home.as_str(), p).await);
+                roots.push((home.to_string(), root(home.as_str(), p).await));
             }
-            if roots.iter().any(|r| *r != roots[0] || r.is_none()) {
-                unequal.push(p);
+            if roots.iter().any(|r| r.1 != roots[0].1 || r.1.is_none()) {
+                unequal.push((p, roots));
             }
         }
         if unequal.is_empty() {
@@ -38,6 +38,6 @@ pub async fn check(layout: &Layout, n: usize) -> Result<(), String> {
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
     Err(format!(
-        "partitions {unequal:?} still differ between their homes {CONVERGE_WITHIN_S} s after healing"
+        "partitions still differ between their homes {CONVERGE_WITHIN_S} s after healing (partition, [(home, root)]): {unequal:?}"
     ))
 }
