@@ -282,7 +282,14 @@ pub fn actor_of(port: u16, fresh_key: &str) -> String {
     let key =
         ringkv_core::key::ObjectKey::new("actors", fresh_key.as_bytes().to_vec().into(), 1024)
             .unwrap();
-    let context = ringkv_core::context::decode_context(token, 8192, key.position()).unwrap();
+    let context = ringkv_core::context::decode_context(
+        token,
+        8192,
+        key.position(),
+        // The clusters these tests start run without a secret.
+        &ringkv_core::auth::ClusterKey::open(),
+    )
+    .unwrap();
     let actors: Vec<String> = context
         .entries()
         .iter()
