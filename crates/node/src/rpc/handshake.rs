@@ -3,12 +3,11 @@
 //!
 //! ```text
 //! connecting side                          answering node
-//!   Hello { .., secured, nonce_c }  --->   check_hello (version, cluster,
-//!                                          secret mode, membership,
-//!                                          settings, layout)
+//!   Hello { .., secured, nonce_c }  --->   version, cluster, secret mode
 //!                                   <---   Challenge { node, nonce_s, proof_s }
 //!   verify proof_s
-//!   HelloProof { proof_c }          --->   verify proof_c
+//!   HelloProof { proof_c }          --->   verify proof_c, then membership,
+//!                                          settings, layout (check_hello)
 //!                                   <---   Welcome { node } | Refused { reason }
 //! ```
 //!
@@ -152,8 +151,8 @@ pub(super) async fn answer(
             .log(hello.from.as_ref(), &reason, &differences);
         reason
     };
-    if let Err((reason, differences)) = check_hello(hello, identity) {
-        let reason = refuse(reason, differences);
+    if let Err(reason) = check_before_proof(hello, identity) {
+        let reason = refuse(reason, Vec::new());
         return send_refusal(writer, reason).await;
     }
     let nonce = fresh_nonce("inbound")?;
@@ -183,6 +182,12 @@ pub(super) async fn answer(
         let reason = refuse(HandshakeRefusal::WrongSecret, Vec::new());
         return send_refusal(writer, reason).await;
     }
+    // Only a peer that proved the secret learns whether its settings and
+    // layout fit.
+    if let Err((reason, differences)) = check_hello(hello, identity) {
+        let reason = refuse(reason, differences);
+        return send_refusal(writer, reason).await;
+    }
     identity.refusals.forget(from);
     let welcome = HelloReply::Welcome {
         node: identity.node.clone(),
@@ -201,36 +206,16 @@ async fn send_refusal(writer: &mut FrameWriter, reason: HandshakeRefusal) -> Res
     })
 }
 
-/// Checks a hello against this node's identity. A refusal is typed (it is
-/// sent to the peer); for a node whose settings or members differ, the
-/// returned lines say exactly what differs, for this node's log. Clients
-/// (`from: None`) only need the protocol version, cluster name and secret
-/// mode (and, after this check, the secret).
+/// Checks a hello against this node's identity (run again, in full, once
+/// the connecting side proved the secret). A refusal is typed (it is sent
+/// to the peer); for a node whose settings or members differ, the returned
+/// lines say exactly what differs, for this node's log. Clients (`from:
+/// None`) only need the protocol version, cluster name and secret mode.
 pub(super) fn check_hello(
     hello: &Hello,
     identity: &Identity,
 ) -> Result<(), (HandshakeRefusal, Vec<String>)> {
-    if hello.protocol_version != PROTOCOL_VERSION {
-        let refusal = HandshakeRefusal::ProtocolVersion {
-            ours: PROTOCOL_VERSION,
-            theirs: hello.protocol_version,
-        };
-        return Err((refusal, Vec::new()));
-    }
-    if hello.cluster != identity.cluster {
-        let refusal = HandshakeRefusal::ClusterName {
-            ours: identity.cluster.clone(),
-            theirs: hello.cluster.clone(),
-        };
-        return Err((refusal, Vec::new()));
-    }
-    if hello.secured != identity.key.is_secured() {
-        let refusal = HandshakeRefusal::SecretMode {
-            ours: identity.key.is_secured(),
-            theirs: hello.secured,
-        };
-        return Err((refusal, Vec::new()));
-    }
+    check_before_proof(hello, identity).map_err(|r| (r, Vec::new()))?;
     let Some(from) = &hello.from else {
         return Ok(());
     };
@@ -261,6 +246,30 @@ pub(super) fn check_hello(
             theirs: hello.layout_digest,
         };
         return Err((refusal, why));
+    }
+    Ok(())
+}
+
+/// What is checked before the secret is: whether the two sides can speak at
+/// all (protocol version, cluster name, whether both have a secret).
+fn check_before_proof(hello: &Hello, identity: &Identity) -> Result<(), HandshakeRefusal> {
+    if hello.protocol_version != PROTOCOL_VERSION {
+        return Err(HandshakeRefusal::ProtocolVersion {
+            ours: PROTOCOL_VERSION,
+            theirs: hello.protocol_version,
+        });
+    }
+    if hello.cluster != identity.cluster {
+        return Err(HandshakeRefusal::ClusterName {
+            ours: identity.cluster.clone(),
+            theirs: hello.cluster.clone(),
+        });
+    }
+    if hello.secured != identity.key.is_secured() {
+        return Err(HandshakeRefusal::SecretMode {
+            ours: identity.key.is_secured(),
+            theirs: hello.secured,
+        });
     }
     Ok(())
 }
