@@ -167,10 +167,10 @@ async fn join(
                 return Err(format!("seed {seed} refused to add this node: {refusal}"));
             }
             Ok(other) => tracing::warn!(%seed, ?other, "unexpected answer to a join request"),
-            // Another cluster name or other settings: retrying cannot help.
+            // Another cluster name, secret or settings: retrying cannot help.
             Err(RpcError::HandshakeRefused { reason, .. }) => {
                 return Err(format!(
-                    "seed {seed} refused this node: {reason} (start it with the cluster's name and settings: --cluster, --n/--r/--w, --partitions)"
+                    "seed {seed} refused this node: {reason} (start it with the cluster's name, secret and settings: --cluster, --secret-file, --n/--r/--w, --partitions)"
                 ));
             }
             Err(e) => {

@@ -488,6 +488,33 @@ mod tests {
 
     #[cfg(target_os = "linux")]
     #[test]
+    fn the_secret_comes_from_the_file_first_then_the_environment_and_is_checked() {
+        use std::ffi::OsStr;
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("secret");
+        std::fs::write(&file, "from the file, 16+ bytes\n").unwrap();
+        let env = Some(OsStr::new("from the environment, 16+"));
+        let secret = |file, env| load_secret(file, env).unwrap();
+        assert_eq!(
+            secret(Some(file.as_path()), env),
+            Some(ClusterSecret::new(b"from the file, 16+ bytes").unwrap())
+        );
+        assert_eq!(
+            secret(None, env),
+            Some(ClusterSecret::new(b"from the environment, 16+").unwrap())
+        );
+        assert_eq!(secret(None, None), None, "open mode");
+        let short = load_secret(None, Some(OsStr::new("short"))).unwrap_err();
+        assert!(
+            short.to_string().contains("RINGKV_SECRET")
+                && short.to_string().contains("at least 16"),
+            "{short}"
+        );
+        let missing = load_secret(Some(&dir.path().join("nope")), None).unwrap_err();
+        assert!(format!("{missing:#}").contains("nope"), "{missing:#}");
+    }
+
+    #[test]
     fn the_boot_id_is_read_and_stable_within_a_boot() {
         let first = boot_id().expect("Linux publishes a boot id");
         assert!(!first.is_empty() && !first.contains('\n'));
