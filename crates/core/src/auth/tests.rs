@@ -1,3 +1,6 @@
+//! Tests of the cluster secret: trimming and bounds, proofs that verify only
+//! under the same secret, nonces, ids, cluster and role, and context MACs.
+
 use super::*;
 
 fn key(secret: &str) -> ClusterKey {

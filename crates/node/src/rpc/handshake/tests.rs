@@ -1,3 +1,6 @@
+//! Tests of the handshake: the checks of a hello, both sides of the secret's
+//! challenge-response over an in-memory stream, and the refusal log.
+
 use super::*;
 use crate::net::BoxStream;
 use ringkv_core::auth::ClusterSecret;
