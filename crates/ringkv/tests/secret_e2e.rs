@@ -50,8 +50,7 @@ fn stop(mut dev: Child) {
 fn a_serve_without_the_dev_secret_cannot_join_and_a_forged_context_is_400() {
     let dir = tempfile::tempdir().unwrap();
     let (dev, http_base, rpc_base) = start_dev(dir.path(), 1);
-    let data_dir = dir.path().join(format!("attempt-{http_base}"));
-    let secret = std::fs::read(data_dir.join("secret")).unwrap();
+    let secret = std::fs::read(common::dev_secret_file(dir.path(), http_base)).unwrap();
     let cluster_info = http(http_base, "GET", "/v1/cluster", &[], b"")
         .unwrap()
         .json();

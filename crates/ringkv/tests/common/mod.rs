@@ -299,6 +299,12 @@ pub fn actor_of(port: u16, fresh_key: &str) -> String {
     actors[0].clone()
 }
 
+/// The cluster secret file of the dev cluster [`start_dev`] started in
+/// `dir` with HTTP ports from `http_base`: a node joining it needs the file.
+pub fn dev_secret_file(dir: &Path, http_base: u16) -> std::path::PathBuf {
+    dir.join(format!("attempt-{http_base}")).join("secret")
+}
+
 /// Starts `ringkv dev` with `nodes` nodes on ports picked free (HTTP ports
 /// from the returned base, RPC ports from the second); retries on fresh
 /// ports if a parallel test took one first (dev then exits with an error).
