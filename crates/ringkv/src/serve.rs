@@ -486,6 +486,37 @@ mod tests {
         assert!(err.to_string().contains("not_a_setting"), "{err}");
     }
 
+    #[test]
+    fn the_secret_file_comes_from_the_config_file_or_the_flag() {
+        let dir = tempfile::tempdir().unwrap();
+        let (toml_secret, flag_secret) = (dir.path().join("a"), dir.path().join("b"));
+        std::fs::write(&toml_secret, "secret named in the TOML").unwrap();
+        std::fs::write(&flag_secret, "secret named by the flag").unwrap();
+        let path = dir.path().join("n1.toml");
+        let toml = format!(
+            "id = 'n1'\nhttp = '127.0.0.1:8001'\nrpc = '127.0.0.1:9001'\ndata_dir = '/tmp/n1'\nsecret_file = '{}'\n",
+            toml_secret.display()
+        );
+        std::fs::write(&path, toml).unwrap();
+        let config = |flag: Option<PathBuf>| {
+            let args = ServeArgs {
+                config: Some(path.clone()),
+                secret_file: flag,
+                n: Some(1),
+                r: Some(1),
+                w: Some(1),
+                ..Default::default()
+            };
+            build_config(args).unwrap().secret
+        };
+        let secret = |text: &str| Some(ClusterSecret::new(text.as_bytes()).unwrap());
+        assert_eq!(config(None), secret("secret named in the TOML"));
+        assert_eq!(
+            config(Some(flag_secret)),
+            secret("secret named by the flag")
+        );
+    }
+
     #[cfg(target_os = "linux")]
     #[test]
     fn the_secret_comes_from_the_file_first_then_the_environment_and_is_checked() {
