@@ -289,7 +289,17 @@ mod tests {
                     buckets: Default::default(),
                 },
                 members: vec![],
+                secured: true,
+                nonce: [7; crate::auth::NONCE_BYTES],
             }),
+            Message::HelloReply(HelloReply::Challenge {
+                node: n("b"),
+                nonce: [8; crate::auth::NONCE_BYTES],
+                proof: [9; crate::auth::PROOF_BYTES],
+            }),
+            Message::HelloProof {
+                proof: [10; crate::auth::PROOF_BYTES],
+            },
             Message::HelloReply(HelloReply::Refused { reason: refusal }),
             Message::Response {
                 id: 1,

@@ -50,6 +50,7 @@
 //! - Every size limit has a name in [`limits`].
 
 pub mod anti_entropy;
+pub mod auth;
 pub mod codec;
 pub mod context;
 pub mod coordinate;

@@ -17,6 +17,7 @@
 //! message; log it where it happens.
 
 use crate::anti_entropy::{ExchangeReply, ExchangeRequest};
+use crate::auth::{Nonce, Proof, NONCE_BYTES};
 use crate::failure::ReplicaFailure;
 use crate::key::ObjectKey;
 use crate::layout::Member;
@@ -37,7 +38,10 @@ use std::fmt;
 /// Version 2: typed failures, and the layout and settings digests in [`Hello`].
 /// Version 4: gossip, joins and partition streaming; the hello's layout
 /// digest is the cluster's first layout (its genesis), 0 while joining.
-pub const PROTOCOL_VERSION: u16 = 4;
+/// Version 5: the handshake proves the cluster secret
+/// ([`crate::auth`]): hello nonce, [`HelloReply::Challenge`],
+/// [`Message::HelloProof`].
+pub const PROTOCOL_VERSION: u16 = 5;
 
 /// First frame on every connection, sent by the connecting side.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -61,6 +65,12 @@ pub struct Hello {
     /// a refusal can name the node whose capacity or zone differs. Bounded
     /// by the handshake frame limit.
     pub members: Vec<Member>,
+    /// Whether the connecting side runs with a cluster secret (false: open
+    /// mode). Sides of different modes refuse each other with a clear reason.
+    pub secured: bool,
+    /// The connecting side's fresh nonce for this connection, which the
+    /// answering node's proof must cover.
+    pub nonce: Nonce,
 }
 
 impl Hello {
@@ -74,15 +84,31 @@ impl Hello {
             layout_digest: 0,
             settings: ClusterSettings::default(),
             members: Vec::new(),
+            secured: false,
+            nonce: [0; NONCE_BYTES],
         }
     }
 }
 
-/// The answer to a [`Hello`].
+/// The answers to a [`Hello`]: a [`HelloReply::Challenge`] (or a refusal),
+/// and after the connecting side's [`Message::HelloProof`], a welcome (or a
+/// refusal).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum HelloReply {
-    Welcome { node: NodeId },
-    Refused { reason: HandshakeRefusal },
+    /// The hello is acceptable: the answering node proves the secret over
+    /// the hello's nonce and its own fresh `nonce`, and asks for the
+    /// connecting side's proof over both.
+    Challenge {
+        node: NodeId,
+        nonce: Nonce,
+        proof: Proof,
+    },
+    Welcome {
+        node: NodeId,
+    },
+    Refused {
+        reason: HandshakeRefusal,
+    },
 }
 
 /// Why a node refused a [`Hello`]. `ours` is the refusing node's value,
@@ -99,6 +125,40 @@ pub enum HandshakeRefusal {
     SettingsDigest { ours: u64, theirs: u64 },
     #[error("the connecting node is not a member of the peer's cluster (it was removed)")]
     NotAMember,
+    #[error("{}", secret_mode(*ours, *theirs))]
+    SecretMode { ours: bool, theirs: bool },
+    #[error("the connecting side did not prove the cluster secret: it runs with another secret")]
+    WrongSecret,
+}
+
+fn secret_mode(ours: bool, theirs: bool) -> String {
+    let mode = |secured: bool| {
+        if secured {
+            "with a cluster secret"
+        } else {
+            "without a cluster secret (open mode)"
+        }
+    };
+    format!(
+        "the peer runs {} and the connecting side {}: every node and client must be given the same secret",
+        mode(ours),
+        mode(theirs)
+    )
+}
+
+impl HandshakeRefusal {
+    /// A short stable name of the reason, for metric labels.
+    pub fn label(&self) -> &'static str {
+        match self {
+            HandshakeRefusal::ProtocolVersion { .. } => "protocol_version",
+            HandshakeRefusal::ClusterName { .. } => "cluster_name",
+            HandshakeRefusal::LayoutDigest { .. } => "layout",
+            HandshakeRefusal::SettingsDigest { .. } => "settings",
+            HandshakeRefusal::NotAMember => "not_a_member",
+            HandshakeRefusal::SecretMode { .. } => "secret_mode",
+            HandshakeRefusal::WrongSecret => "wrong_secret",
+        }
+    }
 }
 
 /// Every frame on a connection.
@@ -106,8 +166,19 @@ pub enum HandshakeRefusal {
 pub enum Message {
     Hello(Hello),
     HelloReply(HelloReply),
-    Request { id: u64, body: Request },
-    Response { id: u64, body: Response },
+    Request {
+        id: u64,
+        body: Request,
+    },
+    Response {
+        id: u64,
+        body: Response,
+    },
+    /// The connecting side's answer to [`HelloReply::Challenge`] (last, so
+    /// the request variant's tag stays `codec::REQUEST_VARIANT`).
+    HelloProof {
+        proof: Proof,
+    },
 }
 
 /// What one node asks another.

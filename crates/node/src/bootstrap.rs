@@ -18,7 +18,8 @@
 use crate::cluster_state::{self, Persisted};
 use crate::config::NodeConfig;
 use crate::net::Network;
-use crate::rpc::{PeerClient, RpcError};
+use crate::rpc::{Greeting, PeerClient, RpcError};
+use ringkv_core::auth::NONCE_BYTES;
 use ringkv_core::layout::{Layout, Member};
 use ringkv_core::layout_history::LayoutHistory;
 use ringkv_core::membership::{MembershipSnapshot, NodeRecord};
@@ -58,16 +59,19 @@ pub fn own_record(config: &NodeConfig) -> NodeRecord {
     }
 }
 
-/// The hello this node opens connections with.
-pub fn hello(config: &NodeConfig, genesis: u64, founders: &[Member]) -> Hello {
-    Hello {
+/// The greeting this node opens connections with.
+pub fn hello(config: &NodeConfig, genesis: u64, founders: &[Member]) -> Greeting {
+    let hello = Hello {
         protocol_version: PROTOCOL_VERSION,
         cluster: config.cluster.clone(),
         from: Some(config.id.clone()),
         layout_digest: genesis,
         settings: config.settings(),
         members: founders.to_vec(),
-    }
+        secured: false,
+        nonce: [0; NONCE_BYTES],
+    };
+    Greeting::new(hello, config.cluster_key())
 }
 
 /// Learns the cluster (see the module docs). `None`: stopped while joining.
@@ -163,10 +167,10 @@ async fn join(
                 return Err(format!("seed {seed} refused to add this node: {refusal}"));
             }
             Ok(other) => tracing::warn!(%seed, ?other, "unexpected answer to a join request"),
-            // Another cluster name or other settings: retrying cannot help.
+            // Another cluster name, secret or settings: retrying cannot help.
             Err(RpcError::HandshakeRefused { reason, .. }) => {
                 return Err(format!(
-                    "seed {seed} refused this node: {reason} (start it with the cluster's name and settings: --cluster, --n/--r/--w, --partitions)"
+                    "seed {seed} refused this node: {reason} (start it with the cluster's name, secret and settings: --cluster, --secret-file, --n/--r/--w, --partitions)"
                 ));
             }
             Err(e) => {

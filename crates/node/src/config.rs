@@ -17,6 +17,7 @@ use crate::rpc::server::{
     ServerLimits, DEFAULT_HANDSHAKE_TIMEOUT_MS, DEFAULT_MAX_INBOUND_CONNECTIONS,
 };
 use ringkv_core::anti_entropy::ExchangeLimits;
+use ringkv_core::auth::{ClusterKey, ClusterSecret};
 use ringkv_core::hints::HintLimits;
 use ringkv_core::layout::{compute_layout, Layout, LayoutParams, Member, DEFAULT_PARTITIONS};
 use ringkv_core::limits::Limits;
@@ -50,6 +51,15 @@ pub struct NodeConfig {
     /// Nodes refuse peers that name another cluster.
     #[serde(default = "default_cluster")]
     pub cluster: String,
+    /// A file holding the cluster secret (N4; see [`ringkv_core::auth`]),
+    /// read at start into `secret` by the binary.
+    #[serde(default)]
+    pub secret_file: Option<PathBuf>,
+    /// The cluster secret every node and client must prove in the RPC
+    /// handshake, and the key of context-token MACs. `None`: open mode,
+    /// which only lets in peers that have no secret either.
+    #[serde(skip)]
+    pub secret: Option<ClusterSecret>,
     /// Client HTTP address.
     pub http: SocketAddr,
     /// Node-to-node RPC address to listen on, `host:port`.
@@ -187,6 +197,8 @@ impl NodeConfig {
         NodeConfig {
             id,
             cluster: default_cluster(),
+            secret_file: None,
+            secret: None,
             http,
             rpc,
             advertise_rpc: None,
@@ -214,6 +226,14 @@ impl NodeConfig {
             tombstone_grace_ms: default_tombstone_grace_ms(),
             gc_interval_ms: default_gc_interval_ms(),
             streaming: StreamLimits::default(),
+        }
+    }
+
+    /// The key derived from the cluster secret, or the open-mode key.
+    pub fn cluster_key(&self) -> ClusterKey {
+        match &self.secret {
+            Some(secret) => ClusterKey::from_secret(secret),
+            None => ClusterKey::open(),
         }
     }
 

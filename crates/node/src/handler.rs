@@ -15,7 +15,9 @@ use crate::rpc::RpcHandler;
 use crate::streaming::{StreamProgress, Streamer};
 use ringkv_core::layout::Member;
 use ringkv_core::layout_history::{ChangeError, HistoryWire, LayoutChange};
-use ringkv_core::protocol::{JoinAccepted, JoinRefusal, JoinRequest, Request, Response};
+use ringkv_core::protocol::{
+    HandshakeRefusal, JoinAccepted, JoinRefusal, JoinRequest, Request, Response,
+};
 use ringkv_core::streaming::StreamPlan;
 use ringkv_core::NodeId;
 use std::future::Future;
@@ -62,6 +64,10 @@ impl RpcHandler for NodeState {
 
     fn connection_refused(&self) {
         self.metrics.rpc_connection_refused();
+    }
+
+    fn handshake_refused(&self, reason: &HandshakeRefusal) {
+        self.metrics.rpc_handshake_refused(reason.label());
     }
 
     fn handle(

@@ -31,6 +31,11 @@ struct FailureLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct TargetLabels {
     target: String,
 }
@@ -86,6 +91,7 @@ pub struct Metrics {
     sync_batch: Histogram,
     sync_seconds: Histogram,
     rpc_connections_refused: Counter,
+    rpc_handshakes_refused: Family<ReasonLabels, Counter>,
     hints_stored: Family<TargetLabels, Counter>,
     hints_delivered: Family<TargetLabels, Counter>,
     hints_skipped: Family<TargetLabels, Counter>,
@@ -167,6 +173,12 @@ impl Metrics {
             "rpc_connections_refused",
             "Inbound RPC connections closed at once because max_inbound_connections were open",
             rpc_connections_refused.clone(),
+        );
+        let rpc_handshakes_refused = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "rpc_handshakes_refused",
+            "RPC handshakes this node refused, by reason (wrong_secret, secret_mode, settings, ...)",
+            rpc_handshakes_refused.clone(),
         );
         let hints_stored = Family::<TargetLabels, Counter>::default();
         registry.register(
@@ -277,6 +289,7 @@ impl Metrics {
             read_repairs,
             registry,
             rpc_connections_refused,
+            rpc_handshakes_refused,
             requests,
             latency,
             quorum_failures,
@@ -317,6 +330,13 @@ impl Metrics {
     /// Records an inbound RPC connection closed at the connection cap.
     pub fn rpc_connection_refused(&self) {
         self.rpc_connections_refused.inc();
+    }
+
+    /// Records a handshake this node refused, by the reason's label.
+    pub fn rpc_handshake_refused(&self, reason: &'static str) {
+        self.rpc_handshakes_refused
+            .get_or_create(&ReasonLabels { reason })
+            .inc();
     }
 
     /// Records a hint stored for `target`.
@@ -472,6 +492,7 @@ mod tests {
         m.observe_sync(7, Duration::from_millis(1));
         m.replica_call_failed("connect_refused");
         m.rpc_connection_refused();
+        m.rpc_handshake_refused("wrong_secret");
         m.hint_stored("n2");
         m.hint_delivered("n2");
         m.hint_skipped("n3");
@@ -499,6 +520,7 @@ mod tests {
             "ringkv_storage_sync_duration_seconds_count 1",
             "ringkv_replica_call_failures_total{kind=\"connect_refused\"} 1",
             "ringkv_rpc_connections_refused_total 1",
+            "ringkv_rpc_handshakes_refused_total{reason=\"wrong_secret\"} 1",
             "ringkv_hints_stored_total{target=\"n2\"} 1",
             "ringkv_hints_delivered_total{target=\"n2\"} 1",
             "ringkv_hints_skipped_total{target=\"n3\"} 1",

@@ -71,6 +71,9 @@ pub struct NodeState {
     pub background: CancellationToken,
     /// That work's tasks; shutdown waits for them before the final sync.
     pub tasks: TaskTracker,
+    /// The key derived from the cluster secret: handshake proofs and the
+    /// MACs of context tokens.
+    pub cluster_key: Arc<ringkv_core::auth::ClusterKey>,
 }
 
 /// The failure detector's settings for a gossip interval: the first
@@ -360,6 +363,7 @@ pub async fn run_with(
         background: background_stop.clone(),
         tasks: TaskTracker::new(),
         in_flight: Arc::new(Semaphore::new(config.limits.max_in_flight_requests)),
+        cluster_key: Arc::new(config.cluster_key()),
         config: config.clone(),
         cluster,
         coordinator,
@@ -394,6 +398,8 @@ pub async fn run_with(
         settings,
         members: begun.founders,
         removed: Arc::new(move |id: &NodeId| removed_view.load().history.is_removed(id)),
+        key: state.cluster_key.clone(),
+        refusals: Default::default(),
     };
     let rpc_stop = CancellationToken::new();
     let rpc_tasks = TaskTracker::new();

@@ -319,7 +319,6 @@ mod tests {
     use super::*;
     use crate::net::TcpNetwork;
     use ringkv_core::layout::{compute_layout, LayoutParams, Member};
-    use ringkv_core::protocol::{Hello, PROTOCOL_VERSION};
     use ringkv_core::replication::Replication;
     use std::time::Duration;
 
@@ -351,14 +350,8 @@ mod tests {
             .enumerate()
             .map(|(i, n)| (id(n), format!("127.0.0.1:{}", 1000 + i)))
             .collect();
-        let hello = Hello {
-            protocol_version: PROTOCOL_VERSION,
-            cluster: "c".into(),
-            from: Some(id("a")),
-            layout_digest: layout.digest(),
-            settings: settings.clone(),
-            members,
-        };
+        // These clients never connect: any greeting will do.
+        let hello = crate::rpc::Greeting::client("c", ringkv_core::auth::ClusterKey::open());
         let layout = Arc::new(layout);
         let layouts = Layouts {
             history: Arc::new(LayoutHistory::new(layout.clone())),

@@ -13,16 +13,17 @@
 //! so a stuck node fails instead of hanging.
 
 use bytes::Bytes;
+use ringkv_core::auth::ClusterKey;
 use ringkv_core::codec::{decode_message, encode_message};
 use ringkv_core::key::ObjectKey;
 use ringkv_core::protocol::{
-    ClientRequest, ClientResponse, Hello, HelloReply, Message, Request, Response,
+    ClientRequest, ClientResponse, HelloReply, Message, Request, Response,
 };
 use ringkv_core::replication::{Replication, RequestQuorum};
 use ringkv_core::version_vector::VersionVector;
 use ringkv_core::NodeId;
 use ringkv_node::net::{BoxFuture, BoxStream, Listener, Network, TcpNetwork};
-use ringkv_node::rpc::{PeerClient, RpcError};
+use ringkv_node::rpc::{Greeting, PeerClient, RpcError};
 use ringkv_node::{Edges, NodeConfig};
 use ringkv_storage::MemStorage;
 use std::io;
@@ -50,8 +51,9 @@ impl Network for Counting {
     }
 }
 
-fn hello() -> Hello {
-    Hello::client("ringkv")
+/// A client's greeting to the nodes here, which run without a secret.
+fn hello() -> Greeting {
+    Greeting::client("ringkv", ClusterKey::open())
 }
 
 fn peer(addr: String, network: Arc<dyn Network>, connect_timeout: Duration) -> Arc<PeerClient> {
@@ -201,19 +203,32 @@ fn frame_of(message: &Message) -> Vec<u8> {
 /// A connection that completed the handshake, then claimed a 100 MB frame.
 async fn handshaken_claim(addr: &str) -> TcpStream {
     let mut s = TcpStream::connect(addr).await.unwrap();
-    s.write_all(&frame_of(&Message::Hello(hello())))
+    let hello = hello().hello;
+    s.write_all(&frame_of(&Message::Hello(hello.clone())))
         .await
         .unwrap();
-    let mut len = [0u8; 4];
-    s.read_exact(&mut len).await.unwrap();
-    let mut reply = vec![0u8; u32::from_be_bytes(len) as usize];
-    s.read_exact(&mut reply).await.unwrap();
+    let Message::HelloReply(HelloReply::Challenge { nonce, .. }) = read_message(&mut s).await
+    else {
+        panic!("expected a challenge");
+    };
+    let proof = ClusterKey::open().client_proof("ringkv", None, &nonce, &hello.nonce);
+    s.write_all(&frame_of(&Message::HelloProof { proof }))
+        .await
+        .unwrap();
     assert!(matches!(
-        decode_message(&reply).unwrap(),
+        read_message(&mut s).await,
         Message::HelloReply(HelloReply::Welcome { .. })
     ));
     s.write_all(&CLAIM.to_be_bytes()).await.unwrap();
     s
+}
+
+async fn read_message(s: &mut TcpStream) -> Message {
+    let mut len = [0u8; 4];
+    s.read_exact(&mut len).await.unwrap();
+    let mut reply = vec![0u8; u32::from_be_bytes(len) as usize];
+    s.read_exact(&mut reply).await.unwrap();
+    decode_message(&reply).unwrap()
 }
 
 /// Whether the node closes `s` within `wait`.

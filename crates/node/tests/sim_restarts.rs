@@ -18,13 +18,15 @@
 mod sim_net;
 
 use bytes::Bytes;
+use ringkv_core::auth::{ClusterKey, ClusterSecret};
 use ringkv_core::key::ObjectKey;
-use ringkv_core::protocol::{ClientRequest, ClientResponse, Hello, OpError, Request, Response};
+use ringkv_core::protocol::{ClientRequest, ClientResponse, OpError, Request, Response};
 use ringkv_core::replication::{Replication, RequestQuorum};
 use ringkv_core::siblings::Siblings;
 use ringkv_core::version_vector::VersionVector;
 use ringkv_core::NodeId;
 use ringkv_node::commit::FsyncPolicy;
+use ringkv_node::rpc::Greeting;
 use ringkv_node::rpc::PeerClient;
 use ringkv_node::{Edges, NodeConfig};
 use ringkv_storage::MemStorage;
@@ -45,6 +47,10 @@ fn id(s: &str) -> NodeId {
     NodeId::new(s).unwrap()
 }
 
+fn secret() -> ClusterSecret {
+    ClusterSecret::new(b"the simulated node's secret").unwrap()
+}
+
 fn node_config() -> NodeConfig {
     let mut config = NodeConfig::new(
         id("n1"),
@@ -54,13 +60,14 @@ fn node_config() -> NodeConfig {
     );
     config.replication = Replication { n: 1, r: 1, w: 1 };
     config.fsync = FsyncPolicy::Periodic { interval_ms: 50 };
+    config.secret = Some(secret());
     config.request_timeout_ms = 2_000;
     config
 }
 
 /// A fresh client (no reconnection backoff carried over from the last life).
 fn client() -> PeerClient {
-    let hello = Hello::client("ringkv");
+    let hello = Greeting::client("ringkv", ClusterKey::from_secret(&secret()));
     PeerClient::new(
         id("n1"),
         format!("n1:{RPC_PORT}"),

@@ -10,12 +10,14 @@
 //! with a wide margin, never speed: 500 ms against a 3 s stall.
 
 use bytes::Bytes;
+use ringkv_core::auth::ClusterKey;
 use ringkv_core::key::ObjectKey;
-use ringkv_core::protocol::{ClientRequest, ClientResponse, Hello, Request, Response};
+use ringkv_core::protocol::{ClientRequest, ClientResponse, Request, Response};
 use ringkv_core::replication::{Replication, RequestQuorum};
 use ringkv_core::version_vector::VersionVector;
 use ringkv_core::NodeId;
 use ringkv_node::net::TcpNetwork;
+use ringkv_node::rpc::Greeting;
 use ringkv_node::rpc::PeerClient;
 use ringkv_node::{Edges, NodeConfig};
 use ringkv_storage::{Keyspace, MemStorage, Storage, StorageError, WriteBatch};
@@ -81,7 +83,8 @@ fn key(k: &str) -> ObjectKey {
 }
 
 fn client(rpc: &str) -> PeerClient {
-    let hello = Hello::client("ringkv");
+    // The node runs without a secret (open mode).
+    let hello = Greeting::client("ringkv", ClusterKey::open());
     PeerClient::new(
         NodeId::new("n1").unwrap(),
         rpc.to_string(),

@@ -12,6 +12,11 @@
 //! answering on its port reports that name: another cluster on the same
 //! ports can never make this one look ready.
 //!
+//! Every run also gets its own cluster secret: 32 random bytes, hex-encoded,
+//! written to `<data-dir>/secret` (mode 0600) and passed to each node with
+//! `--secret-file`, so nodes of the run let in only each other and clients
+//! given that file (`RINGKV_SECRET=$(cat <data-dir>/secret)`).
+//!
 //! Once every node is up, `dev` prints each node's pid and supervises: a node
 //! that exits (a crash, `kill -9`) is reported with its exit code or signal
 //! while the others keep serving, and is started again after a backoff that
@@ -86,6 +91,7 @@ fn node_args(args: &DevArgs, cluster: &str, i: u16) -> Vec<String> {
             args.data_dir.join(format!("n{i}")).display()
         ),
         format!("--cluster={cluster}"),
+        format!("--secret-file={}", secret_path(args).display()),
         format!("--fsync={}", args.fsync),
         format!("--n={n}"),
         format!("--r={majority}"),
@@ -95,6 +101,32 @@ fn node_args(args: &DevArgs, cluster: &str, i: u16) -> Vec<String> {
         out.push(format!("--peer=n{j}=127.0.0.1:{}", args.rpc_base + j - 1));
     }
     out
+}
+
+/// Where a run's cluster secret is kept.
+fn secret_path(args: &DevArgs) -> PathBuf {
+    args.data_dir.join("secret")
+}
+
+/// Writes a fresh random secret for this run, readable by its owner only.
+fn write_secret(path: &Path) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes)
+        .map_err(|e| anyhow::anyhow!("no randomness for the secret: {e}"))?;
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    // Replace, never reuse: a file left by an earlier run (maybe with other
+    // permissions) is removed first.
+    let _ = std::fs::remove_file(path);
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("writing the cluster secret {}", path.display()))?;
+    writeln!(file, "{hex}").with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
 }
 
 /// How a process ended, for a person: `exit code 1` or `signal 9 (SIGKILL)`.
@@ -370,6 +402,7 @@ pub async fn run(args: DevArgs) -> Result<()> {
     check_ports_free(&args)?;
     let exe = std::env::current_exe().context("finding the ringkv executable")?;
     let cluster = run_cluster_name();
+    write_secret(&secret_path(&args))?;
     let now = Instant::now();
     let mut slots: Vec<Slot> = (1..=args.nodes)
         .map(|id| Slot {
@@ -467,10 +500,29 @@ mod tests {
             "--peer=n3=127.0.0.1:9003",
             "--w=2",
             "--cluster=c1",
+            "--secret-file=d/secret",
         ] {
             assert!(a.contains(&want.to_string()), "{want} in {a:?}");
         }
         assert!(node_args(&args(1), "c", 1).contains(&"--n=1".to_string()));
+    }
+
+    #[test]
+    fn a_run_secret_is_random_long_enough_and_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("secret");
+        write_secret(&path).unwrap();
+        let first = std::fs::read(&path).unwrap();
+        assert!(ringkv_core::auth::ClusterSecret::new(&first).is_ok());
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        write_secret(&path).unwrap();
+        assert_ne!(
+            std::fs::read(&path).unwrap(),
+            first,
+            "a new run, a new secret"
+        );
     }
 
     #[test]

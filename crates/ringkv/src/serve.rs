@@ -5,6 +5,7 @@
 
 use anyhow::{anyhow, bail, Context, Result};
 use clap::Args;
+use ringkv_core::auth::ClusterSecret;
 use ringkv_core::replication::Replication;
 use ringkv_core::NodeId;
 use ringkv_node::commit::FsyncPolicy;
@@ -61,6 +62,13 @@ pub struct ServeArgs {
     /// Cluster name; nodes refuse peers of another cluster.
     #[arg(long)]
     pub cluster: Option<String>,
+    /// File holding the cluster secret (at least 16 bytes, surrounding
+    /// whitespace trimmed) that every node and client must prove; otherwise
+    /// the secret itself from the environment variable `RINGKV_SECRET`.
+    /// Without either the node runs in open mode (only peers without a
+    /// secret get in; anyone who reaches the RPC port can).
+    #[arg(long)]
+    pub secret_file: Option<PathBuf>,
     /// `always` (default: acknowledge after fsync) or `periodic:<ms>`.
     #[arg(long)]
     pub fsync: Option<FsyncPolicy>,
@@ -207,6 +215,11 @@ pub fn build_config(args: ServeArgs) -> Result<NodeConfig> {
     if let Some(c) = args.cluster {
         config.cluster = c;
     }
+    if args.secret_file.is_some() {
+        config.secret_file = args.secret_file;
+    }
+    let env = std::env::var_os(SECRET_ENV);
+    config.secret = load_secret(config.secret_file.as_deref(), env.as_deref())?;
     if let Some(f) = args.fsync {
         config.fsync = f;
     }
@@ -304,8 +317,36 @@ pub async fn terminated() {
     }
 }
 
+/// The environment variable that may hold the cluster secret itself.
+pub const SECRET_ENV: &str = "RINGKV_SECRET";
+
+/// The cluster secret from `file` (preferred) or from the value of
+/// [`SECRET_ENV`]; `None` for open mode. A file that cannot be read or a
+/// secret too short or too long stops the start with the reason.
+pub fn load_secret(
+    file: Option<&std::path::Path>,
+    env: Option<&std::ffi::OsStr>,
+) -> Result<Option<ClusterSecret>> {
+    let (bytes, origin) = match (file, env) {
+        (Some(path), _) => {
+            let bytes = std::fs::read(path)
+                .with_context(|| format!("reading the cluster secret file {}", path.display()))?;
+            (bytes, path.display().to_string())
+        }
+        (None, Some(value)) => (value.as_encoded_bytes().to_vec(), SECRET_ENV.to_string()),
+        (None, None) => return Ok(None),
+    };
+    let secret = ClusterSecret::new(&bytes).map_err(|e| anyhow!("{origin}: {e}"))?;
+    Ok(Some(secret))
+}
+
 pub async fn run(args: ServeArgs) -> Result<()> {
     let config = build_config(args)?;
+    if config.secret.is_none() {
+        tracing::warn!(
+            "no cluster secret (--secret-file, secret_file or {SECRET_ENV}): running in open mode, where any process that reaches the RPC port can read, write and join, and context tokens are not signed with a secret"
+        );
+    }
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating {}", config.data_dir.display()))?;
     let dir = config.data_dir.clone();
@@ -445,7 +486,65 @@ mod tests {
         assert!(err.to_string().contains("not_a_setting"), "{err}");
     }
 
+    #[test]
+    fn the_secret_file_comes_from_the_config_file_or_the_flag() {
+        let dir = tempfile::tempdir().unwrap();
+        let (toml_secret, flag_secret) = (dir.path().join("a"), dir.path().join("b"));
+        std::fs::write(&toml_secret, "secret named in the TOML").unwrap();
+        std::fs::write(&flag_secret, "secret named by the flag").unwrap();
+        let path = dir.path().join("n1.toml");
+        let toml = format!(
+            "id = 'n1'\nhttp = '127.0.0.1:8001'\nrpc = '127.0.0.1:9001'\ndata_dir = '/tmp/n1'\nsecret_file = '{}'\n",
+            toml_secret.display()
+        );
+        std::fs::write(&path, toml).unwrap();
+        let config = |flag: Option<PathBuf>| {
+            let args = ServeArgs {
+                config: Some(path.clone()),
+                secret_file: flag,
+                n: Some(1),
+                r: Some(1),
+                w: Some(1),
+                ..Default::default()
+            };
+            build_config(args).unwrap().secret
+        };
+        let secret = |text: &str| Some(ClusterSecret::new(text.as_bytes()).unwrap());
+        assert_eq!(config(None), secret("secret named in the TOML"));
+        assert_eq!(
+            config(Some(flag_secret)),
+            secret("secret named by the flag")
+        );
+    }
+
     #[cfg(target_os = "linux")]
+    #[test]
+    fn the_secret_comes_from_the_file_first_then_the_environment_and_is_checked() {
+        use std::ffi::OsStr;
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("secret");
+        std::fs::write(&file, "from the file, 16+ bytes\n").unwrap();
+        let env = Some(OsStr::new("from the environment, 16+"));
+        let secret = |file, env| load_secret(file, env).unwrap();
+        assert_eq!(
+            secret(Some(file.as_path()), env),
+            Some(ClusterSecret::new(b"from the file, 16+ bytes").unwrap())
+        );
+        assert_eq!(
+            secret(None, env),
+            Some(ClusterSecret::new(b"from the environment, 16+").unwrap())
+        );
+        assert_eq!(secret(None, None), None, "open mode");
+        let short = load_secret(None, Some(OsStr::new("short"))).unwrap_err();
+        assert!(
+            short.to_string().contains("RINGKV_SECRET")
+                && short.to_string().contains("at least 16"),
+            "{short}"
+        );
+        let missing = load_secret(Some(&dir.path().join("nope")), None).unwrap_err();
+        assert!(format!("{missing:#}").contains("nope"), "{missing:#}");
+    }
+
     #[test]
     fn the_boot_id_is_read_and_stable_within_a_boot() {
         let first = boot_id().expect("Linux publishes a boot id");

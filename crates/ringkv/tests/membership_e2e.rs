@@ -123,7 +123,12 @@ fn client(ports: Vec<u16>, seen: Arc<Mutex<Seen>>, stop: Arc<AtomicBool>) {
     }
 }
 
-fn start_joiner(dir: &std::path::Path, cluster: &str, seed_rpc: u16) -> (Child, u16) {
+fn start_joiner(
+    dir: &std::path::Path,
+    cluster: &str,
+    seed_rpc: u16,
+    secret_file: &std::path::Path,
+) -> (Child, u16) {
     let (http_port, rpc) = (free_port(), free_port());
     let child = Command::new(BIN)
         .args([
@@ -135,6 +140,7 @@ fn start_joiner(dir: &std::path::Path, cluster: &str, seed_rpc: u16) -> (Child, 
             &format!("--seed=127.0.0.1:{seed_rpc}"),
         ])
         .arg(format!("--data-dir={}", dir.join("n4").display()))
+        .arg(format!("--secret-file={}", secret_file.display()))
         .env("RINGKV_LOG", "warn")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -158,7 +164,9 @@ fn dev_grows_by_a_seeded_node_and_shrinks_by_a_decommission_while_every_read_che
 
     // `ringkv dev` names its cluster per run; a joining node must name it too.
     let cluster = status(n2)["cluster"].as_str().unwrap().to_string();
-    let (mut joiner, n4) = start_joiner(dir.path(), &cluster, rpc_base);
+    // ... and prove the run's secret.
+    let secret = common::dev_secret_file(dir.path(), http_base);
+    let (mut joiner, n4) = start_joiner(dir.path(), &cluster, rpc_base, &secret);
     let joined = wait_for_state(n2, "n4", "normal");
     eprintln!("n4 joined and its data arrived in {joined:?}");
     let s = status(n4);

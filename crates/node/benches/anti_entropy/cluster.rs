@@ -4,9 +4,10 @@
 //! hello, no member id) and `/metrics` over HTTP.
 
 use ringkv_core::anti_entropy::{ExchangeLimits, ExchangeReply, ExchangeRequest, TreeQuery};
-use ringkv_core::protocol::{Hello, Request, Response};
+use ringkv_core::protocol::{Request, Response};
 use ringkv_core::NodeId;
 use ringkv_node::net::TcpNetwork;
+use ringkv_node::rpc::Greeting;
 use ringkv_node::rpc::PeerClient;
 use ringkv_node::{Edges, NodeConfig, PeerConfig, StartError};
 use ringkv_storage::FjallStorage;
@@ -91,7 +92,7 @@ impl Cluster {
         let clients = configs
             .iter()
             .map(|c| {
-                let hello = Hello::client(c.cluster.clone());
+                let hello = Greeting::client(c.cluster.clone(), c.cluster_key());
                 let network = Arc::new(TcpNetwork);
                 PeerClient::new(
                     c.id.clone(),

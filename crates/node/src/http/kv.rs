@@ -29,6 +29,7 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
+use ringkv_core::auth::ClusterKey;
 use ringkv_core::context::{decode_context, encode_context};
 use ringkv_core::key::ObjectKey;
 use ringkv_core::protocol::{ClientRequest, ClientResponse, OpError};
@@ -40,12 +41,23 @@ use tokio::sync::OwnedSemaphorePermit;
 
 type Shared = State<Arc<NodeState>>;
 
+/// What a context token is issued for and signed with: the key's ring
+/// position and the cluster's key.
+#[derive(Clone, Copy)]
+struct Token<'a> {
+    position: u64,
+    key: &'a ClusterKey,
+}
+
 pub async fn get(State(state): Shared, uri: Uri, headers: HeaderMap) -> Response {
     timed(&state, "get", async {
         let key = parse_key(uri.path(), state.config.limits.max_key_bytes)?;
         let query = parse_get_query(uri.query())?;
         let _permit = admit(&state)?;
-        let position = key.position();
+        let token = Token {
+            position: key.position(),
+            key: &state.cluster_key,
+        };
         let object =
             if query.local {
                 // This node's own copy, no coordination: for operators and tests
@@ -62,7 +74,7 @@ pub async fn get(State(state): Shared, uri: Uri, headers: HeaderMap) -> Response
             .get(header::ACCEPT)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.contains("application/json"));
-        Ok(render(object, wants_json, position))
+        Ok(render(object, wants_json, token))
     })
     .await
 }
@@ -84,13 +96,16 @@ pub async fn put(
         if body.len() > limits.max_value_bytes {
             return Err(value_too_large(limits.max_value_bytes));
         }
-        let position = key.position();
-        let context = context_of(&headers, limits.max_context_bytes, position)?.unwrap_or_default();
+        let token = Token {
+            position: key.position(),
+            key: &state.cluster_key,
+        };
+        let context = context_of(&headers, limits.max_context_bytes, token)?.unwrap_or_default();
         let _permit = admit(&state)?;
         let clock = write(&state, key, context, (Some(body), ttl_secs), quorum)
             .await
             .map_err(|e| ApiError::from_write(e, "put"))?;
-        Ok(with_context(StatusCode::NO_CONTENT, &clock, position))
+        Ok(with_context(StatusCode::NO_CONTENT, &clock, token))
     })
     .await
 }
@@ -100,8 +115,11 @@ pub async fn delete(State(state): Shared, uri: Uri, headers: HeaderMap) -> Respo
         let limits = state.config.limits;
         let key = parse_key(uri.path(), limits.max_key_bytes)?;
         let quorum = parse_quorum(uri.query())?;
-        let position = key.position();
-        let given = context_of(&headers, limits.max_context_bytes, position)?;
+        let token = Token {
+            position: key.position(),
+            key: &state.cluster_key,
+        };
+        let given = context_of(&headers, limits.max_context_bytes, token)?;
         let _permit = admit(&state)?;
         let context = match given {
             Some(context) => context,
@@ -110,27 +128,27 @@ pub async fn delete(State(state): Shared, uri: Uri, headers: HeaderMap) -> Respo
                 .map(|o| o.as_seen_at((state.coordinator.wall_clock)()))
             {
                 Some(found) if found.values().next().is_some() => found.clock().clone(),
-                found => return Ok(nothing_to_delete(found, position)),
+                found => return Ok(nothing_to_delete(found, token)),
             },
         };
         let clock = write(&state, key, context, (None, None), quorum)
             .await
             .map_err(|e| ApiError::from_write(e, "delete"))?;
-        Ok(with_context(StatusCode::NO_CONTENT, &clock, position))
+        Ok(with_context(StatusCode::NO_CONTENT, &clock, token))
     })
     .await
 }
 
 /// The answer to a delete without a context that found no live value: 404,
 /// nothing written; a tombstone's context is sent as a GET would.
-fn nothing_to_delete(found: Option<Siblings>, key_position: u64) -> Response {
+fn nothing_to_delete(found: Option<Siblings>, token: Token) -> Response {
     let message = match found {
         None => "no such key; nothing was deleted",
         Some(_) => "key was already deleted; nothing was written",
     };
     let mut response = ApiError::new(StatusCode::NOT_FOUND, "not_found", message).into_response();
     if let Some(tombstone) = found {
-        let context = context_value(tombstone.clock(), key_position);
+        let context = context_value(tombstone.clock(), token);
         response.headers_mut().insert(CONTEXT_HEADER, context);
     }
     response
@@ -178,7 +196,7 @@ fn value_too_large(limit: usize) -> ApiError {
 fn context_of(
     headers: &HeaderMap,
     max_len: usize,
-    key_position: u64,
+    token: Token,
 ) -> Result<Option<VersionVector>, ApiError> {
     match headers.get(CONTEXT_HEADER) {
         None => Ok(None),
@@ -190,7 +208,12 @@ fn context_of(
                     "context header is not text",
                 )
             })?;
-            Ok(Some(decode_context(text, max_len, key_position)?))
+            Ok(Some(decode_context(
+                text,
+                max_len,
+                token.position,
+                token.key,
+            )?))
         }
     }
 }
@@ -236,26 +259,22 @@ async fn write(
     }
 }
 
-fn context_value(clock: &VersionVector, key_position: u64) -> HeaderValue {
+fn context_value(clock: &VersionVector, token: Token) -> HeaderValue {
     // base64url text is always a valid header value.
-    HeaderValue::from_str(&encode_context(clock, key_position))
+    HeaderValue::from_str(&encode_context(clock, token.position, token.key))
         .unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
-fn with_context(status: StatusCode, clock: &VersionVector, key_position: u64) -> Response {
-    (
-        status,
-        [(CONTEXT_HEADER, context_value(clock, key_position))],
-    )
-        .into_response()
+fn with_context(status: StatusCode, clock: &VersionVector, token: Token) -> Response {
+    (status, [(CONTEXT_HEADER, context_value(clock, token))]).into_response()
 }
 
 /// Turns a merged object into the GET response.
-fn render(object: Option<Siblings>, wants_json: bool, key_position: u64) -> Response {
+fn render(object: Option<Siblings>, wants_json: bool, token: Token) -> Response {
     let Some(object) = object else {
         return ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such key").into_response();
     };
-    let context = context_value(object.clock(), key_position);
+    let context = context_value(object.clock(), token);
     let values: Vec<&Bytes> = object.values().collect();
     if values.is_empty() {
         let mut response =
@@ -265,7 +284,7 @@ fn render(object: Option<Siblings>, wants_json: bool, key_position: u64) -> Resp
     }
     if wants_json {
         let body = serde_json::json!({
-            "context": encode_context(object.clock(), key_position),
+            "context": encode_context(object.clock(), token.position, token.key),
             "values": values.iter().map(|v| STANDARD.encode(v)).collect::<Vec<_>>(),
             // When each value was written (ms since the Unix epoch, the
             // coordinator's clock), in the same order as `values`.

@@ -23,11 +23,12 @@
 
 use super::backoff::Backoff;
 use super::frame::{self, FrameReader, RpcError};
+use super::handshake::{self, Greeting};
 use crate::net::Network;
 use bytes::Bytes;
 use ringkv_core::codec::{encode_request, request_frame, EncodedRequest};
 use ringkv_core::limits::MAX_FRAME_BYTES;
-use ringkv_core::protocol::{HandshakeRefusal, Hello, HelloReply, Message, Request, Response};
+use ringkv_core::protocol::{HandshakeRefusal, Message, Request, Response};
 use ringkv_core::NodeId;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -61,7 +62,7 @@ pub struct PeerClient {
     /// seed address, whose node id is not known yet).
     check_peer: bool,
     addr: String,
-    hello: Hello,
+    greeting: Greeting,
     network: Arc<dyn Network>,
     connect_timeout: Duration,
     live: Mutex<Option<Arc<Connection>>>,
@@ -72,11 +73,12 @@ pub struct PeerClient {
 }
 
 impl PeerClient {
-    /// A client for `peer` at `addr`; `hello` is what this node says first.
+    /// A client for `peer` at `addr`; `greeting` is what this node says
+    /// first and the key it proves the cluster secret with.
     pub fn new(
         peer: NodeId,
         addr: String,
-        hello: Hello,
+        greeting: Greeting,
         network: Arc<dyn Network>,
         connect_timeout: Duration,
     ) -> Self {
@@ -84,7 +86,7 @@ impl PeerClient {
             peer,
             check_peer: true,
             addr,
-            hello,
+            greeting,
             network,
             connect_timeout,
             live: Mutex::new(None),
@@ -98,14 +100,14 @@ impl PeerClient {
     /// is not checked against an id, and logs name it `seed`.
     pub fn contact(
         addr: String,
-        hello: Hello,
+        greeting: Greeting,
         network: Arc<dyn Network>,
         connect_timeout: Duration,
     ) -> Self {
         let seed = NodeId::new("seed").expect("a valid node id");
         PeerClient {
             check_peer: false,
-            ..PeerClient::new(seed, addr, hello, network, connect_timeout)
+            ..PeerClient::new(seed, addr, greeting, network, connect_timeout)
         }
     }
 
@@ -256,7 +258,7 @@ impl PeerClient {
                 peer = %self.peer,
                 rpc = %self.addr,
                 %reason,
-                "the peer refused this node's handshake: every node must be started with the same cluster name, peers, capacities, zones and settings"
+                "the peer refused this node's handshake: every node must be started with the same cluster name, secret, peers, capacities, zones and settings"
             );
         }
     }
@@ -285,28 +287,17 @@ impl PeerClient {
     }
 
     async fn handshake(&self, stream: crate::net::BoxStream) -> Result<Arc<Connection>, RpcError> {
-        let failed = |reason: String| RpcError::HandshakeFailed {
-            addr: self.addr.clone(),
-            reason,
-        };
         let (mut reader, mut writer) = frame::split(stream);
         frame::limit_to_handshake(&mut reader);
-        frame::send(&mut writer, &Message::Hello(self.hello.clone())).await?;
-        match frame::recv(&mut reader).await? {
-            Some(Message::HelloReply(HelloReply::Welcome { node }))
-                if node == self.peer || !self.check_peer => {}
-            Some(Message::HelloReply(HelloReply::Welcome { node })) => {
-                return Err(failed(format!("expected node {}, found {node}", self.peer)))
-            }
-            Some(Message::HelloReply(HelloReply::Refused { reason })) => {
-                return Err(RpcError::HandshakeRefused {
-                    addr: self.addr.clone(),
-                    reason,
-                })
-            }
-            None => return Err(failed("connection closed before the answer".into())),
-            Some(other) => return Err(failed(format!("unexpected answer {other:?}"))),
-        }
+        let expected = self.check_peer.then_some(&self.peer);
+        handshake::greet(
+            &mut reader,
+            &mut writer,
+            &self.greeting,
+            expected,
+            &self.addr,
+        )
+        .await?;
         frame::allow_full_frames(&mut reader);
         let (queue, rx) = mpsc::channel(SEND_QUEUE);
         let conn = Arc::new(Connection {

@@ -7,6 +7,8 @@
 //!   many are in flight at once, and every call has a deadline.
 //! - [`backoff`]: the pure reconnection decision, so a down peer costs one
 //!   connection attempt per interval and calls to it fail fast meanwhile.
+//! - [`handshake`]: both sides of the handshake, which checks versions,
+//!   settings and layouts and proves the cluster secret (challenge-response).
 //! - [`server`]: accepts connections (at most `max_inbound_connections`),
 //!   checks the handshake (within `handshake_timeout`), and hands each
 //!   request to an [`server::RpcHandler`] concurrently (bounded per connection).
@@ -17,8 +19,10 @@
 pub mod backoff;
 pub mod client;
 pub mod frame;
+pub mod handshake;
 pub mod server;
 
 pub use client::PeerClient;
 pub use frame::{failure_of, RpcError};
+pub use handshake::Greeting;
 pub use server::RpcHandler;

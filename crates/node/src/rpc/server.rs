@@ -11,22 +11,24 @@
 //!
 //! Each connection's requests run concurrently, at most
 //! [`MAX_IN_FLIGHT_PER_CONNECTION`] at a time (reading pauses when the limit
-//! is reached, which pushes back on the sender). A handshake that names
-//! another protocol version or cluster is refused with a reason. An answer
+//! is reached, which pushes back on the sender). The handshake itself
+//! (checks, secret proofs, refusals) is [`super::handshake`]. An answer
 //! that cannot be encoded (larger than a frame) fails that one call with a
 //! typed error answer of the same kind ([`failure_for`]); it never closes the
 //! connection, which carries other callers' requests.
 
 use super::frame::{self, FrameReader};
+use super::handshake::{self, RefusalLog};
 use crate::net::Listener;
 use bytes::Bytes;
+use ringkv_core::auth::ClusterKey;
 use ringkv_core::layout::Member;
 use ringkv_core::limits::MAX_FRAME_BYTES;
 use ringkv_core::protocol::{
-    ClientResponse, HandshakeRefusal, Hello, HelloReply, JoinRefusal, Message, OpError,
-    ReplicaError, Request, Response, PROTOCOL_VERSION,
+    ClientResponse, HandshakeRefusal, JoinRefusal, Message, OpError, ReplicaError, Request,
+    Response,
 };
-use ringkv_core::settings::{member_differences, ClusterSettings};
+use ringkv_core::settings::ClusterSettings;
 use ringkv_core::NodeId;
 use std::future::Future;
 use std::pin::Pin;
@@ -95,6 +97,9 @@ pub trait RpcHandler: Send + Sync + 'static {
     /// Called when a connection is closed at once because
     /// [`ServerLimits::max_inbound_connections`] are already open.
     fn connection_refused(&self) {}
+
+    /// Called when this node refuses a handshake, with the reason.
+    fn handshake_refused(&self, _reason: &HandshakeRefusal) {}
 }
 
 /// Where the answer to one request goes: its id and its connection's send
@@ -123,8 +128,8 @@ impl Reply {
 }
 
 /// Who this server is, for handshakes: a connecting node must name the same
-/// cluster, run with the same settings, come from the same founding layout
-/// (when both know it) and not have been removed.
+/// cluster, prove the same secret, run with the same settings, come from
+/// the same founding layout (when both know it) and not have been removed.
 #[derive(Clone)]
 pub struct Identity {
     pub node: NodeId,
@@ -137,6 +142,10 @@ pub struct Identity {
     pub members: Vec<Member>,
     /// Whether a node id was removed from the cluster (it may not come back).
     pub removed: Arc<dyn Fn(&NodeId) -> bool + Send + Sync>,
+    /// The key that proves the cluster secret ([`ringkv_core::auth`]).
+    pub key: Arc<ClusterKey>,
+    /// The refusals already logged ([`handshake`]).
+    pub refusals: Arc<RefusalLog>,
 }
 
 /// Accepts connections until `shutdown` is cancelled. Connection tasks and
@@ -189,59 +198,6 @@ pub async fn serve<H: RpcHandler>(
     }
 }
 
-/// Checks a hello against this node's identity. A refusal is typed (it is
-/// sent to the peer); for a node whose settings or members differ, the
-/// returned lines say exactly what differs, for this node's log. Clients
-/// (`from: None`) only need the protocol version and cluster name.
-fn check_hello(hello: &Hello, identity: &Identity) -> Result<(), (HandshakeRefusal, Vec<String>)> {
-    if hello.protocol_version != PROTOCOL_VERSION {
-        let refusal = HandshakeRefusal::ProtocolVersion {
-            ours: PROTOCOL_VERSION,
-            theirs: hello.protocol_version,
-        };
-        return Err((refusal, Vec::new()));
-    }
-    if hello.cluster != identity.cluster {
-        let refusal = HandshakeRefusal::ClusterName {
-            ours: identity.cluster.clone(),
-            theirs: hello.cluster.clone(),
-        };
-        return Err((refusal, Vec::new()));
-    }
-    let Some(from) = &hello.from else {
-        return Ok(());
-    };
-    // Any node of the cluster may connect: members, and nodes about to
-    // join (gossip and the join request come before membership). A removed
-    // node may not come back under its id.
-    if (identity.removed)(from) {
-        return Err((HandshakeRefusal::NotAMember, Vec::new()));
-    }
-    let settings = identity.settings.differences(&hello.settings);
-    if !settings.is_empty() {
-        let refusal = HandshakeRefusal::SettingsDigest {
-            ours: identity.settings.digest(),
-            theirs: hello.settings.digest(),
-        };
-        return Err((refusal, settings));
-    }
-    let known = hello.layout_digest != 0 && identity.layout_digest != 0;
-    if known && hello.layout_digest != identity.layout_digest {
-        let mut why = member_differences(&identity.members, &hello.members);
-        if why.is_empty() {
-            why.push(
-                "same founding members and settings but a different first layout: the nodes run different releases of the layout algorithm".into(),
-            );
-        }
-        let refusal = HandshakeRefusal::LayoutDigest {
-            ours: identity.layout_digest,
-            theirs: hello.layout_digest,
-        };
-        return Err((refusal, why));
-    }
-    Ok(())
-}
-
 async fn serve_connection<H: RpcHandler>(
     stream: crate::net::BoxStream,
     handler: Arc<H>,
@@ -252,52 +208,33 @@ async fn serve_connection<H: RpcHandler>(
 ) -> Result<(), frame::RpcError> {
     let (mut reader, mut writer) = frame::split(stream);
     frame::limit_to_handshake(&mut reader);
-    let first = tokio::select! {
+    let on_refused = |reason: &HandshakeRefusal| handler.handshake_refused(reason);
+    let exchange = async {
+        let hello = match frame::recv(&mut reader).await? {
+            Some(Message::Hello(hello)) => hello,
+            other => {
+                return Err(frame::RpcError::HandshakeFailed {
+                    addr: "inbound".into(),
+                    reason: format!("expected hello, got {other:?}"),
+                })
+            }
+        };
+        handshake::answer(&hello, &mut reader, &mut writer, &identity, &on_refused).await?;
+        Ok(hello)
+    };
+    let hello = tokio::select! {
         biased;
         _ = shutdown.cancelled() => return Ok(()),
-        first = tokio::time::timeout(handshake_timeout, frame::recv(&mut reader)) => first,
+        done = tokio::time::timeout(handshake_timeout, exchange) => match done {
+            Ok(hello) => hello?,
+            Err(_) => {
+                return Err(frame::RpcError::HandshakeTimedOut {
+                    addr: "inbound".into(),
+                    ms: handshake_timeout.as_millis() as u64,
+                })
+            }
+        },
     };
-    let failed = |reason: String| frame::RpcError::HandshakeFailed {
-        addr: "inbound".into(),
-        reason,
-    };
-    let hello = match first {
-        Ok(Ok(Some(Message::Hello(hello)))) => hello,
-        Ok(Ok(other)) => return Err(failed(format!("expected hello, got {other:?}"))),
-        Ok(Err(e)) => return Err(e),
-        Err(_) => {
-            return Err(frame::RpcError::HandshakeTimedOut {
-                addr: "inbound".into(),
-                ms: handshake_timeout.as_millis() as u64,
-            })
-        }
-    };
-    if let Err((reason, differences)) = check_hello(&hello, &identity) {
-        tracing::warn!(
-            peer = ?hello.from,
-            %reason,
-            differences = %differences.join("; "),
-            "refused a peer's handshake: every node must be started with the same peers, capacities, zones and settings"
-        );
-        frame::send(
-            &mut writer,
-            &Message::HelloReply(HelloReply::Refused {
-                reason: reason.clone(),
-            }),
-        )
-        .await?;
-        return Err(frame::RpcError::HandshakeRefused {
-            addr: "inbound".into(),
-            reason,
-        });
-    }
-    frame::send(
-        &mut writer,
-        &Message::HelloReply(HelloReply::Welcome {
-            node: identity.node.clone(),
-        }),
-    )
-    .await?;
     frame::allow_full_frames(&mut reader);
     let closed = shutdown.child_token();
     let (queue, rx) = mpsc::channel::<Bytes>(MAX_IN_FLIGHT_PER_CONNECTION);
@@ -426,99 +363,6 @@ pub fn failure_for(response: &Response, error: &frame::RpcError) -> Option<Respo
 mod tests {
     use super::*;
     use ringkv_core::codec::decode_message;
-
-    fn member(id: &str, capacity: u32) -> Member {
-        Member {
-            id: NodeId::new(id).unwrap(),
-            capacity,
-            zone: None,
-        }
-    }
-
-    fn settings(n: usize) -> ClusterSettings {
-        ClusterSettings {
-            partitions: 256,
-            replication: ringkv_core::replication::Replication { n, r: 1, w: 1 },
-            buckets: Default::default(),
-        }
-    }
-
-    fn identity() -> Identity {
-        Identity {
-            node: NodeId::new("n1").unwrap(),
-            cluster: "c".into(),
-            layout_digest: 7,
-            settings: settings(2),
-            members: vec![member("n1", 1), member("n2", 1)],
-            removed: Arc::new(|id: &NodeId| id.as_str() == "gone"),
-        }
-    }
-
-    fn hello_from(from: Option<&str>) -> Hello {
-        let id = identity();
-        Hello {
-            protocol_version: PROTOCOL_VERSION,
-            cluster: "c".into(),
-            from: from.map(|f| NodeId::new(f).unwrap()),
-            layout_digest: id.layout_digest,
-            settings: id.settings,
-            members: id.members,
-        }
-    }
-
-    #[test]
-    fn hello_checks_version_cluster_membership_settings_and_layout() {
-        let id = identity();
-        assert!(check_hello(&hello_from(Some("n2")), &id).is_ok());
-        assert!(
-            check_hello(&hello_from(Some("n9")), &id).is_ok(),
-            "a node about to join may connect"
-        );
-        let mut joining = hello_from(Some("n9"));
-        joining.layout_digest = 0;
-        joining.members.clear();
-        assert!(
-            check_hello(&joining, &id).is_ok(),
-            "a joining node does not know the first layout yet"
-        );
-        assert!(
-            check_hello(&hello_from(None), &id).is_ok(),
-            "a client needs only version and cluster"
-        );
-        let mut version = hello_from(Some("n2"));
-        version.protocol_version += 1;
-        let mut cluster = hello_from(Some("n2"));
-        cluster.cluster = "other".into();
-        let mut settings_differ = hello_from(Some("n2"));
-        settings_differ.settings = settings(1);
-        let mut members_differ = hello_from(Some("n2"));
-        members_differ.layout_digest = 8;
-        members_differ.members = vec![member("n1", 1), member("n2", 2)];
-        let cases: Vec<(&str, Hello, &str, Option<&str>)> = vec![
-            ("version", version, "protocol version", None),
-            ("cluster", cluster, "cluster", None),
-            ("removed", hello_from(Some("gone")), "not a member", None),
-            (
-                "settings",
-                settings_differ,
-                "replication settings",
-                Some("replication: n=2 r=1 w=1 here, n=1 r=1 w=1 at the peer"),
-            ),
-            (
-                "layout",
-                members_differ,
-                "layouts differ",
-                Some("node n2: capacity 1 here, 2 at the peer"),
-            ),
-        ];
-        for (name, hello, refusal, difference) in cases {
-            let (why, differences) = check_hello(&hello, &id).unwrap_err();
-            assert!(why.to_string().contains(refusal), "{name}: {why}");
-            if let Some(d) = difference {
-                assert_eq!(differences, vec![d.to_string()], "{name}");
-            }
-        }
-    }
 
     #[test]
     fn an_answer_too_large_to_send_becomes_an_error_answer_of_the_same_kind() {

@@ -6,12 +6,14 @@
 use crate::sim_net::SimNetwork;
 use bytes::Bytes;
 use ringkv_core::anti_entropy::{ExchangeReply, ExchangeRequest, TreeQuery};
+use ringkv_core::auth::{ClusterKey, ClusterSecret};
 use ringkv_core::key::ObjectKey;
-use ringkv_core::protocol::{ClientRequest, ClientResponse, Hello, OpError, Request, Response};
+use ringkv_core::protocol::{ClientRequest, ClientResponse, OpError, Request, Response};
 use ringkv_core::replication::{Replication, RequestQuorum};
 use ringkv_core::siblings::Siblings;
 use ringkv_core::version_vector::VersionVector;
 use ringkv_core::NodeId;
+use ringkv_node::rpc::Greeting;
 use ringkv_node::rpc::PeerClient;
 use ringkv_node::{Edges, NodeConfig, PeerConfig};
 use ringkv_storage::MemStorage;
@@ -28,6 +30,11 @@ pub fn id(s: &str) -> NodeId {
     NodeId::new(s).unwrap()
 }
 
+/// The cluster secret every simulated node and client is given.
+pub fn sim_secret() -> ClusterSecret {
+    ClusterSecret::new(b"the simulated cluster's secret").unwrap()
+}
+
 /// The config of node `me` in a cluster of `nodes`: N = 3, R = W = 2.
 pub fn node_config(me: &str, nodes: &[&'static str]) -> NodeConfig {
     let mut config = NodeConfig::new(
@@ -37,6 +44,7 @@ pub fn node_config(me: &str, nodes: &[&'static str]) -> NodeConfig {
         "/sim".into(),
     );
     config.advertise_rpc = Some(format!("{me}:{RPC_PORT}"));
+    config.secret = Some(sim_secret());
     config.peers = nodes
         .iter()
         .filter(|n| **n != me)
@@ -160,7 +168,7 @@ pub fn host_with(
 
 /// A simulated client's connection to one node.
 pub fn client_of(node: &str) -> PeerClient {
-    let hello = Hello::client("ringkv");
+    let hello = Greeting::client("ringkv", ClusterKey::from_secret(&sim_secret()));
     PeerClient::new(
         id(node),
         format!("{node}:{RPC_PORT}"),

@@ -282,7 +282,14 @@ pub fn actor_of(port: u16, fresh_key: &str) -> String {
     let key =
         ringkv_core::key::ObjectKey::new("actors", fresh_key.as_bytes().to_vec().into(), 1024)
             .unwrap();
-    let context = ringkv_core::context::decode_context(token, 8192, key.position()).unwrap();
+    let context = ringkv_core::context::decode_context(
+        token,
+        8192,
+        key.position(),
+        // The clusters these tests start run without a secret.
+        &ringkv_core::auth::ClusterKey::open(),
+    )
+    .unwrap();
     let actors: Vec<String> = context
         .entries()
         .iter()
@@ -290,6 +297,12 @@ pub fn actor_of(port: u16, fresh_key: &str) -> String {
         .collect();
     assert_eq!(actors.len(), 1, "{actors:?}");
     actors[0].clone()
+}
+
+/// The cluster secret file of the dev cluster [`start_dev`] started in
+/// `dir` with HTTP ports from `http_base`: a node joining it needs the file.
+pub fn dev_secret_file(dir: &Path, http_base: u16) -> std::path::PathBuf {
+    dir.join(format!("attempt-{http_base}")).join("secret")
 }
 
 /// Starts `ringkv dev` with `nodes` nodes on ports picked free (HTTP ports
