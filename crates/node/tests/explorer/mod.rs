@@ -415,8 +415,12 @@ async fn settle_and_check(s: &Scenario, h: &Shared, registry: &Registry) -> Resu
 /// What every running node sees: its layout versions and each node's
 /// gossiped stamps (for failure messages).
 fn describe(registry: &Registry) -> String {
-    let nodes: Vec<(&str, Arc<NodeState>)> =
-        registry.lock().unwrap().iter().map(|(k, v)| (*k, v.clone())).collect();
+    let nodes: Vec<(&str, Arc<NodeState>)> = registry
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (*k, v.clone()))
+        .collect();
     nodes
         .iter()
         .map(|(name, n)| {
