@@ -1,0 +1,55 @@
+//! Inputs that once broke a decoder, fed to the same checks as the fuzz
+//! targets. Each names what broke and where it was fixed.
+
+use bytes::Bytes;
+use ringkv_core::layout::Layout;
+use ringkv_core::layout_history::{HistoryWire, LayoutWire};
+use ringkv_core::protocol::GossipClose;
+use ringkv_decoder_checks::seeds::{gossip_close, layouts};
+use ringkv_decoder_checks::{gossip, layouts as layout_checks, postcard_bytes};
+
+/// Layout version 1's encoding with its version set to `version` (the
+/// version is the first field: one varint byte after the format byte).
+fn layout_at_version(version: u64) -> Bytes {
+    let mut bytes = layouts().0.encode();
+    assert_eq!(bytes[1], 1, "version 1 is one varint byte");
+    let mut varint = Vec::new();
+    let mut v = version;
+    while v >= 0x80 {
+        varint.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    varint.push(v as u8);
+    bytes.splice(1..2, varint);
+    let layout = Layout::decode(&bytes).expect("still a valid layout");
+    assert_eq!(layout.version(), version);
+    Bytes::from(bytes)
+}
+
+/// A peer's history whose only layout is at the last possible version, and
+/// which says everything before it is retired. Merging it walked the chain
+/// one version past `u64::MAX` (an overflow panic in debug builds).
+#[test]
+fn a_history_at_the_last_version_merges_without_overflow() {
+    let wire = HistoryWire {
+        entries: vec![LayoutWire {
+            layout: layout_at_version(u64::MAX),
+            parent: 0,
+        }],
+        oldest: u64::MAX,
+        removed: Vec::new(),
+    };
+    let close = GossipClose {
+        history: wire.clone(),
+        ..gossip_close()
+    };
+    let mut input = vec![2];
+    input.extend(postcard_bytes(&close));
+    assert!(gossip::gossip(&input), "the close decodes and merges");
+    let mut input = vec![1];
+    input.extend(postcard_bytes(&wire));
+    assert!(
+        layout_checks::layout_history(&input),
+        "the history decodes and merges"
+    );
+}
