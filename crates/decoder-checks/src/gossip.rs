@@ -72,6 +72,10 @@ fn answer_open(table: &mut Membership, layouts: &mut LayoutHistory, open: &Gossi
         );
         return;
     }
+    // The node refuses an open over its bounds whole (`GossipOpen::validate`).
+    if open.validate().is_err() {
+        return;
+    }
     let _ = table.on_syn(&open.syn).expect("a valid SYN merges");
     layouts.merge(Vec::new(), open.oldest, &open.removed);
     let _ = HistoryWire::of(layouts, |s| !open.layouts.contains(s));
