@@ -53,3 +53,14 @@ fn a_history_at_the_last_version_merges_without_overflow() {
         "the history decodes and merges"
     );
 }
+
+/// Found by the `rpc_frame` fuzz target: a frame split over two reads made
+/// the buffer reserve 131,254 bytes for 73 received (two read-aheads, one
+/// of them doubled by `BytesMut`). Not a decoder bug: the check's bound was
+/// tighter than `FrameDecoder` promises (a constant factor of what arrived
+/// plus one read-ahead); the input stays as a regression of both.
+#[test]
+fn a_frame_split_over_two_reads_reserves_a_bounded_read_ahead() {
+    let input = include_bytes!("rpc_frame_two_reads_reserve.bin");
+    let _ = ringkv_decoder_checks::rpc::rpc_frame(input);
+}
