@@ -64,3 +64,12 @@ fn a_frame_split_over_two_reads_reserves_a_bounded_read_ahead() {
     let input = include_bytes!("rpc_frame_two_reads_reserve.bin");
     let _ = ringkv_decoder_checks::rpc::rpc_frame(input);
 }
+
+/// Found by the `stream` fuzz target: a cursor whose successor is the
+/// partition's end gives an empty scan (`first == end`), which is valid
+/// (nothing left); the check had demanded `first < end`.
+#[test]
+fn a_cursor_just_below_the_partition_end_is_an_empty_scan() {
+    let input = include_bytes!("stream_cursor_just_below_end.bin");
+    let _ = ringkv_decoder_checks::stream::stream(input);
+}
