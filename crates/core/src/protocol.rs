@@ -21,8 +21,10 @@ use crate::auth::{Nonce, Proof, NONCE_BYTES};
 use crate::failure::ReplicaFailure;
 use crate::key::ObjectKey;
 use crate::layout::Member;
-use crate::layout_history::{ChangeError, HistoryWire, LayoutChange, LayoutStamp};
-use crate::membership::{GossipAck, GossipAck2, GossipSyn, NodeRecord};
+use crate::layout_history::{
+    ChangeError, HistoryWire, LayoutChange, LayoutStamp, MAX_ACTIVE_VERSIONS, MAX_REMOVED,
+};
+use crate::membership::{GossipAck, GossipAck2, GossipError, GossipSyn, NodeRecord};
 use crate::quorum::QuorumError;
 use crate::replication::RequestQuorum;
 use crate::settings::ClusterSettings;
@@ -256,6 +258,25 @@ pub struct GossipOpen {
     pub removed: Vec<NodeId>,
 }
 
+impl GossipOpen {
+    /// Bounds what a peer controls before anything is merged: the SYN
+    /// ([`GossipSyn::validate`]), at most [`MAX_REMOVED`] removed nodes (as
+    /// in a [`HistoryWire`]) and at most twice [`MAX_ACTIVE_VERSIONS`]
+    /// layout stamps.
+    pub fn validate(&self) -> Result<(), GossipError> {
+        self.syn.validate()?;
+        let too_many = |list, count, limit| GossipError::TooMany { list, count, limit };
+        if self.removed.len() > MAX_REMOVED {
+            return Err(too_many("removed", self.removed.len(), MAX_REMOVED));
+        }
+        let layouts_limit = MAX_ACTIVE_VERSIONS * 2;
+        if self.layouts.len() > layouts_limit {
+            return Err(too_many("layouts", self.layouts.len(), layouts_limit));
+        }
+        Ok(())
+    }
+}
+
 /// The receiver's answer: newer membership entries, the layouts the
 /// initiator lacks (whole), and the stamps of those it wants.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -442,5 +463,36 @@ mod tests {
             none.to_string(),
             "no replica could coordinate the request: no node to forward it to"
         );
+    }
+
+    #[test]
+    fn a_gossip_open_is_bounded_in_removed_nodes_and_layout_stamps() {
+        let open = |removed: usize, layouts: usize| GossipOpen {
+            syn: GossipSyn::default(),
+            layouts: (1..=layouts as u64)
+                .map(|version| LayoutStamp { version, digest: 0 })
+                .collect(),
+            oldest: 1,
+            removed: (0..removed).map(|i| n(&format!("r{i}"))).collect(),
+        };
+        assert_eq!(
+            open(MAX_REMOVED, 2 * MAX_ACTIVE_VERSIONS).validate(),
+            Ok(())
+        );
+        assert_eq!(
+            open(MAX_REMOVED + 1, 0).validate(),
+            Err(GossipError::TooMany {
+                list: "removed",
+                count: MAX_REMOVED + 1,
+                limit: MAX_REMOVED
+            })
+        );
+        assert!(matches!(
+            open(0, 2 * MAX_ACTIVE_VERSIONS + 1).validate(),
+            Err(GossipError::TooMany {
+                list: "layouts",
+                ..
+            })
+        ));
     }
 }

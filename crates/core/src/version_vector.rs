@@ -221,4 +221,20 @@ mod tests {
         assert!(VersionVector::from_entries(vec![(n("a"), 0)]).is_err());
         assert_eq!(vv(&[("b", 1), ("a", 1)]).entries()[0].0, n("a"));
     }
+
+    #[test]
+    fn a_clock_past_max_clock_entries_is_refused_when_built_or_decoded() {
+        let entries = |count: usize| -> Vec<(NodeId, u64)> {
+            (0..count).map(|i| (n(&format!("n{i}")), 1)).collect()
+        };
+        let full = VersionVector::from_entries(entries(MAX_CLOCK_ENTRIES)).unwrap();
+        assert_eq!(full.len(), MAX_CLOCK_ENTRIES);
+        let over = VersionVector::from_entries(entries(MAX_CLOCK_ENTRIES + 1));
+        assert!(over.unwrap_err().contains("limit is 1024"));
+        // The same bound holds for bytes from a peer or a disk.
+        let wire = postcard::to_allocvec(&entries(MAX_CLOCK_ENTRIES + 1)).unwrap();
+        assert!(postcard::from_bytes::<VersionVector>(&wire).is_err());
+        let wire = postcard::to_allocvec(&full).unwrap();
+        assert_eq!(postcard::from_bytes::<VersionVector>(&wire), Ok(full));
+    }
 }

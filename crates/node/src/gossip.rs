@@ -179,6 +179,7 @@ pub async fn answer_open(
     state: &ClusterState,
     open: GossipOpen,
 ) -> Result<GossipReply, ReplicaError> {
+    open.validate().map_err(|_| ReplicaError::BadGossip)?;
     let outcome = state.with(|membership, history| {
         let Ok((ack, events)) = membership.on_syn(&open.syn) else {
             return (Err(ReplicaError::BadGossip), false);

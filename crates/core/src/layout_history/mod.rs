@@ -251,7 +251,12 @@ impl LayoutHistory {
                 Some(entry) => chain.push(entry),
                 None => break,
             }
-            version += 1;
+            // A peer may send a layout at the last version: the chain ends
+            // there (no later version can exist).
+            let Some(next) = version.checked_add(1) else {
+                break;
+            };
+            version = next;
         }
         if chain.is_empty() {
             // Nothing at the oldest version: keep what we had rather than

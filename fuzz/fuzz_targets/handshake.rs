@@ -1,0 +1,7 @@
+//! Fuzz target `handshake`: see `ringkv_decoder_checks::rpc::handshake` for the input
+//! format and what is asserted.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    let _ = ringkv_decoder_checks::rpc::handshake(data);
+});

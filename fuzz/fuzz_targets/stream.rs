@@ -1,0 +1,7 @@
+//! Fuzz target `stream`: see `ringkv_decoder_checks::stream::stream` for the input
+//! format and what is asserted.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    let _ = ringkv_decoder_checks::stream::stream(data);
+});
