@@ -7,6 +7,7 @@
 //! limit and survives the storage-key encoding.
 
 use crate::select;
+use ringkv_core::auth::ClusterKey;
 use ringkv_core::context::{decode_context, encode_context};
 use ringkv_core::key::ObjectKey;
 use ringkv_node::http::path::{
@@ -22,13 +23,15 @@ pub fn context_token(data: &[u8]) -> bool {
     let limit = CONTEXT_LIMITS[usize::from(selector) % CONTEXT_LIMITS.len()];
     let text = String::from_utf8_lossy(body);
     let position = crate::seeds::KEY_POSITION;
-    let Ok(clock) = decode_context(&text, limit, position) else {
+    // The open key: its MAC is public, so the fuzzer can reach the clock.
+    let key = ClusterKey::open();
+    let Ok(clock) = decode_context(&text, limit, position, &key) else {
         return false;
     };
     assert!(text.trim().len() <= limit, "a token over the limit decoded");
-    let token = encode_context(&clock, position);
+    let token = encode_context(&clock, position, &key);
     assert_eq!(
-        decode_context(&token, usize::MAX, position),
+        decode_context(&token, usize::MAX, position, &key),
         Ok(clock),
         "decode(encode(clock)) != clock"
     );

@@ -265,7 +265,8 @@ pub fn seeds(target: &str) -> Vec<Vec<u8>> {
             let clock = object().clock().clone();
             vec![with_selector(
                 0,
-                encode_context(&clock, KEY_POSITION).into_bytes(),
+                encode_context(&clock, KEY_POSITION, &ringkv_core::auth::ClusterKey::open())
+                    .into_bytes(),
             )]
         }
         "http_path" => vec![
