@@ -71,6 +71,10 @@ pub enum ReplicaFailure {
     /// A forwarding target answered that it holds no replica of the key.
     #[error("holds no replica of the key (do the nodes agree on membership?)")]
     NotCoordinator,
+    /// A stand-in answered a read that counts homes only (R + W > N): its
+    /// copy was merged into the answer but does not count toward R.
+    #[error("a stand-in, not a home: merged but not counted")]
+    StandIn,
 }
 
 impl ReplicaFailure {
@@ -92,6 +96,7 @@ impl ReplicaFailure {
             ReplicaFailure::Malformed => "malformed",
             ReplicaFailure::Overloaded => "overloaded",
             ReplicaFailure::NotCoordinator => "not_coordinator",
+            ReplicaFailure::StandIn => "stand_in",
         }
     }
 
@@ -116,7 +121,8 @@ impl ReplicaFailure {
             | ReplicaFailure::ConnectionLost
             | ReplicaFailure::Replica(_)
             | ReplicaFailure::UnexpectedAnswer
-            | ReplicaFailure::Malformed => false,
+            | ReplicaFailure::Malformed
+            | ReplicaFailure::StandIn => false,
         }
     }
 }

@@ -64,7 +64,7 @@ fn evidence(failure: &ReplicaFailure) -> Evidence {
         | F::HandshakeRefused(_) => Evidence::Unreachable,
         F::Timeout { .. } | F::ConnectionLost => Evidence::Silent,
         F::Replica(_) | F::Overloaded | F::UnexpectedAnswer | F::Malformed => Evidence::Degraded,
-        F::QuorumUnreachable | F::NotAsked | F::NotCoordinator => Evidence::None,
+        F::QuorumUnreachable | F::NotAsked | F::NotCoordinator | F::StandIn => Evidence::None,
     }
 }
 

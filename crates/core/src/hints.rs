@@ -27,7 +27,7 @@ use crate::codec::{self, CodecError};
 use crate::siblings::Siblings;
 use crate::NodeId;
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 
 /// Format byte of stored hint records.
 pub const HINT_FORMAT_V1: u8 = 1;
@@ -167,7 +167,7 @@ pub struct Held {
 /// `hints` keyspace by the node (rebuilt by a scan on start).
 #[derive(Debug, Clone, Default)]
 pub struct HintBook {
-    held: HashMap<NodeId, Held>,
+    held: BTreeMap<NodeId, Held>,
 }
 
 impl HintBook {

@@ -151,9 +151,10 @@ impl AntiEntropy {
         // the same time, so the second finds it repaired (equal roots).
         let mut next = rotation_offset(&self.id);
         let mut verify = 0usize;
-        let mut resume: HashMap<(u32, NodeId), u16> = HashMap::new();
+        let mut resume: HashMap<(u32, NodeId), u16> = HashMap::new(); // order-free: looked up by pair
         loop {
             tokio::select! {
+                biased;
                 _ = stop.cancelled() => return,
                 _ = tokio::time::sleep(self.interval) => {}
             }
@@ -195,6 +196,7 @@ impl AntiEntropy {
             tokio::pin!(exchanges);
             loop {
                 let done = tokio::select! {
+                    biased;
                     _ = stop.cancelled() => return,
                     done = exchanges.next() => done,
                 };
@@ -208,6 +210,7 @@ impl AntiEntropy {
                 let moved = report.bytes_sent + report.bytes_received;
                 while let Err(wait_ms) = bucket.take(moved, self.now_ms()) {
                     tokio::select! {
+                        biased;
                         _ = stop.cancelled() => return,
                         _ = tokio::time::sleep(Duration::from_millis(wait_ms)) => {}
                     }

@@ -142,6 +142,7 @@ async fn join(
             Duration::from_millis(config.connect_timeout_ms),
         );
         let answer = tokio::select! {
+            biased;
             _ = stop.cancelled() => return Ok(None),
             a = client.call(request.clone(), timeout) => a,
         };
@@ -178,6 +179,7 @@ async fn join(
             }
         }
         tokio::select! {
+            biased;
             _ = stop.cancelled() => return Ok(None),
             _ = tokio::time::sleep(Duration::from_millis(JOIN_RETRY_MS)) => {}
         }

@@ -59,6 +59,7 @@ impl Gossip {
             // a little jitter so rounds of different nodes do not align.
             let jitter = rng.u64(0..=self.interval.as_millis() as u64 / 10);
             tokio::select! {
+                biased;
                 _ = stop.cancelled() => return,
                 _ = tokio::time::sleep(self.interval + Duration::from_millis(jitter)) => {}
             }

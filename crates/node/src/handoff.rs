@@ -71,6 +71,7 @@ impl Handoff {
             TokenBucket::new(self.store.limits().delivery_bytes_per_sec, self.now_ms());
         loop {
             tokio::select! {
+                biased;
                 _ = stop.cancelled() => return,
                 _ = tokio::time::sleep(self.interval) => {}
             }
@@ -127,6 +128,7 @@ impl Handoff {
                 };
                 while let Err(wait_ms) = bucket.take(hint.raw.len() as u64, self.now_ms()) {
                     tokio::select! {
+                        biased;
                         _ = stop.cancelled() => return TurnEnd::Stopped,
                         _ = tokio::time::sleep(Duration::from_millis(wait_ms)) => {}
                     }

@@ -63,11 +63,14 @@ pub struct TreeChange {
     new: Option<u64>,
 }
 
+/// Trees by partition.
+type Trees = HashMap<u32, PartitionTree>; // order-free: looked up by partition; only summed
+
 /// The trees of every partition this node stores keys of.
 pub struct PartitionTrees {
     partitions: u32,
     settings: ClusterSettings,
-    trees: Mutex<HashMap<u32, PartitionTree>>,
+    trees: Mutex<Trees>,
 }
 
 impl PartitionTrees {
@@ -142,7 +145,7 @@ impl PartitionTrees {
         partition_of(storage_position(storage_key), self.partitions)
     }
 
-    fn lock(&self) -> MutexGuard<'_, HashMap<u32, PartitionTree>> {
+    fn lock(&self) -> MutexGuard<'_, Trees> {
         self.trees.lock().unwrap_or_else(|p| p.into_inner())
     }
 

@@ -33,6 +33,7 @@ pub async fn run(
 ) {
     loop {
         tokio::select! {
+            biased;
             _ = stop.cancelled() => return,
             _ = tokio::time::sleep(interval) => {}
         }

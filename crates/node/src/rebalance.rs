@@ -67,6 +67,7 @@ impl Rebalance {
                 }
             }
             tokio::select! {
+                biased;
                 _ = stop.cancelled() => {
                     if let Some(old) = running.take() {
                         old.stop.cancel();

@@ -164,6 +164,7 @@ impl Streamer {
         stop: &CancellationToken,
     ) -> Result<StreamOutcome, StreamError> {
         let result = tokio::select! {
+            biased;
             result = self.stream(plan, progress) => result,
             _ = stop.cancelled() => Err(StreamError::Stopped),
         };
@@ -222,6 +223,7 @@ impl Streamer {
             let wake = machine.poll_timeout();
             let wake_at = self.origin + Duration::from_millis(wake.unwrap_or(0));
             tokio::select! {
+                biased;
                 Some(event) = pending.next(), if !pending.is_empty() => match event {
                     Event::Fetched(pull, answer) => machine.on_fetched(&pull, answer, self.now_ms()),
                     Event::Applied(pull, outcome) => machine.on_applied(&pull, outcome, self.now_ms()),

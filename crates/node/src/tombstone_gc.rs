@@ -64,6 +64,7 @@ impl TombstoneCollector {
         let mut cursor: Vec<u8> = Vec::new();
         loop {
             tokio::select! {
+                biased;
                 _ = stop.cancelled() => return,
                 _ = tokio::time::sleep(self.interval) => {}
             }

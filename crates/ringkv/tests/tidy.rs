@@ -5,6 +5,10 @@
 //!   files, sockets, threads or ambient randomness.
 //! - Every Rust source file opens with a `//!` module doc.
 //! - No source file grows past 600 lines (one concept per file).
+//! - The node replays exactly in the simulation: every `tokio::select!` is
+//!   `biased` (the default picks a branch at random, seeded from the OS),
+//!   and a `HashMap` is used only where its (per-run random) order cannot
+//!   matter, said with an `order-free` comment.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -129,5 +133,37 @@ fn every_source_file_has_a_module_doc_and_stays_small() {
             "{} has {lines} lines; split it by concept",
             file.display()
         );
+    }
+}
+
+#[test]
+fn the_node_makes_no_choice_at_random() {
+    let mut files = Vec::new();
+    rust_files(&workspace().join("crates/node/src"), &mut files);
+    rust_files(&workspace().join("crates/core/src"), &mut files);
+    for file in files {
+        let text = std::fs::read_to_string(&file).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        for (i, line) in lines.iter().enumerate() {
+            if line.trim_end().ends_with("select! {") && !line.trim_start().starts_with("//") {
+                assert!(
+                    lines.get(i + 1).is_some_and(|l| l.trim() == "biased;"),
+                    "{}:{}: a select! that is not `biased;` picks a branch at random, so a simulation seed would not replay",
+                    file.display(),
+                    i + 1
+                );
+            }
+        }
+        for kind in ["HashMap<", "HashSet<"] {
+            for (i, line) in lines.iter().enumerate() {
+                let allowed = line.contains("order-free") || line.contains("BuildHasherDefault");
+                assert!(
+                    !line.contains(kind) || allowed || line.trim_start().starts_with("//"),
+                    "{}:{}: a {kind}...> iterates in a random order; use a BTree collection, or mark a map whose order never matters with `// order-free: why`",
+                    file.display(),
+                    i + 1
+                );
+            }
+        }
     }
 }

@@ -148,15 +148,29 @@ pub fn plan(
     let targets = sloppy_targets(preference_list, replication.n, known_down);
     let replicas = local_first(&targets.nodes, Some(&local));
     match request.operation {
-        Operation::Read => Plan::Read(ReadPlan {
-            replicas,
-            local: Some(local),
-            stand_ins: targets.stand_ins,
-            r: replication.r,
-            monotonic: replication.r + replication.w > replication.n,
-            speculate_after_ms: timeouts.read_speculation_ms,
-            timeout_ms: timeouts.request_timeout_ms,
-        }),
+        Operation::Read => {
+            let monotonic = replication.r + replication.w > replication.n;
+            // A monotonic read counts homes only, so the homes a stand-in
+            // replaced are still asked, last: being judged down is a guess.
+            let replicas = if monotonic {
+                let replaced = targets.stand_ins.iter().map(|(_, home)| home.clone());
+                local_first(
+                    &replicas.into_iter().chain(replaced).collect::<Vec<_>>(),
+                    None,
+                )
+            } else {
+                replicas
+            };
+            Plan::Read(ReadPlan {
+                replicas,
+                local: Some(local),
+                stand_ins: targets.stand_ins,
+                r: replication.r,
+                monotonic,
+                speculate_after_ms: timeouts.read_speculation_ms,
+                timeout_ms: timeouts.request_timeout_ms,
+            })
+        }
         Operation::Write => Plan::Write(WritePlan {
             replicas,
             local: Some(local),
@@ -221,7 +235,11 @@ mod tests {
         let Plan::Read(read) = plan(me, &prefs, &read_req, &t, &down) else {
             panic!("a home coordinates its reads");
         };
-        assert_eq!(read.replicas, ids(&["n2", "n3", "n4"]), "n4 stands in");
+        assert_eq!(
+            read.replicas,
+            ids(&["n2", "n3", "n4", "n1"]),
+            "n4 stands in; a monotonic read asks the home it replaced last"
+        );
         assert_eq!(
             read.stand_ins,
             vec![(ids(&["n4"])[0].clone(), ids(&["n1"])[0].clone())]

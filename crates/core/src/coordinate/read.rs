@@ -25,7 +25,15 @@
 //!   repaired *before* the answer, and the answer waits for its
 //!   acknowledgement. Then all R counted replicas hold M, so a later read
 //!   of R' replicas with R + R' > N meets at least one of them and cannot
-//!   miss M, whatever happens to the write that produced it. A repair that
+//!   miss M, whatever happens to the write that produced it. That argument
+//!   needs homes on both sides, so a monotonic read counts homes only: a
+//!   stand-in is still asked (its hint is merged into M, so writes that
+//!   reached only stand-ins are seen) but does not count toward R
+//!   ([`ReplicaFailure::StandIn`]), and the homes it replaced are asked
+//!   after it. (Cassandra never counts hints toward a read's consistency
+//!   level; Riak's PR does the same on request.) The fault explorer found
+//!   the gap this closes: a read that counted a stand-in returned a value
+//!   a later read of homes only did not see. A repair that
 //!   fails fails the read (503: retry), rather than return a value a later
 //!   quorum read might not see. Without `monotonic`, repairs go out after
 //!   the answer and never delay it.
@@ -163,7 +171,8 @@ impl ReadMachine {
         if !was_asked || self.replies.iter().any(|r| r.node == *from) {
             return;
         }
-        let counted = !self.decided() && reply.is_ok();
+        let counts = self.counts(from);
+        let counted = !self.decided() && reply.is_ok() && counts;
         if !self.decided() {
             match &reply {
                 Ok(found) => {
@@ -173,7 +182,11 @@ impl ReadMachine {
                             None => self.merged = Some(found.clone()),
                         }
                     }
-                    self.tally.ack(from);
+                    if counts {
+                        self.tally.ack(from);
+                    } else {
+                        self.tally.fail(from, ReplicaFailure::StandIn);
+                    }
                 }
                 Err(why) => {
                     self.tally.fail(from, why.clone());
@@ -281,6 +294,12 @@ impl ReadMachine {
     /// The home `node` stands in for, if it is a stand-in.
     pub fn home_of(&self, node: &NodeId) -> Option<&NodeId> {
         super::sloppy::home_of(&self.stand_ins, node)
+    }
+
+    /// Whether a reply from `node` may count toward R: a monotonic read
+    /// counts homes only.
+    fn counts(&self, node: &NodeId) -> bool {
+        !self.monotonic || self.home_of(node).is_none()
     }
 
     /// Answers if the tally is decided; otherwise asks enough replicas that

@@ -30,7 +30,7 @@ use ringkv_core::codec::{encode_request, request_frame, EncodedRequest};
 use ringkv_core::limits::MAX_FRAME_BYTES;
 use ringkv_core::protocol::{HandshakeRefusal, Message, Request, Response};
 use ringkv_core::NodeId;
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -41,7 +41,9 @@ use tokio_util::sync::CancellationToken;
 /// Frames queued for one connection before callers wait (backpressure).
 const SEND_QUEUE: usize = 4096;
 
-type Pending = Mutex<HashMap<u64, oneshot::Sender<Response>>>;
+/// Calls awaiting their answer, by request id; ordered, so a lost connection
+/// fails them in the order they were sent (and a simulation replays exactly).
+type Pending = Mutex<BTreeMap<u64, oneshot::Sender<Response>>>;
 
 /// One open connection.
 struct Connection {
@@ -302,7 +304,7 @@ impl PeerClient {
         let (queue, rx) = mpsc::channel(SEND_QUEUE);
         let conn = Arc::new(Connection {
             queue,
-            pending: Arc::new(Mutex::new(HashMap::new())),
+            pending: Arc::new(Mutex::new(BTreeMap::new())),
             next_id: AtomicU64::new(1),
             closed: CancellationToken::new(),
             opened: Instant::now(),

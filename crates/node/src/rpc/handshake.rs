@@ -279,7 +279,7 @@ fn check_before_proof(hello: &Hello, identity: &Identity) -> Result<(), Handshak
 /// not once per attempt. Bounded by [`MAX_REFUSALS_REMEMBERED`].
 #[derive(Default)]
 pub struct RefusalLog {
-    logged: Mutex<HashMap<Option<NodeId>, HandshakeRefusal>>,
+    logged: Mutex<HashMap<Option<NodeId>, HandshakeRefusal>>, // order-free: looked up by peer
 }
 
 impl RefusalLog {

@@ -29,6 +29,10 @@ pub struct SetKey {
     pub reads: Vec<SetRead>,
     /// Clients writing this key.
     pub writers: usize,
+    /// Reads that missed an element their own client had written and seen
+    /// acknowledged (sloppy quorum, or R + W <= N, allows it): the write
+    /// that follows such a read may add one sibling.
+    pub stale_reads: usize,
 }
 
 /// A register: one client's chain of writes, each with the context the
