@@ -3,12 +3,16 @@
 //! [`rpc_frame`] runs arbitrary bytes through the node's [`FrameDecoder`]
 //! (split into two reads at a point the input picks, as TCP may) and every
 //! frame it yields through [`decode_message`]. [`handshake`] decodes a
-//! first frame as the server does before it trusts the peer, and compares
-//! a decoded [`Hello`] with this node's settings and founders the way the
-//! refusal is built.
+//! first frame as the server does before it trusts the peer, compares a
+//! decoded [`Hello`] with this node's settings and founders the way the
+//! refusal is built, and runs protocol 5's challenge and proofs (a
+//! [`HelloReply::Challenge`], a [`Message::HelloProof`]) through the proof
+//! checks under an open and a secured cluster key: whatever the bytes
+//! claim, a check answers match or mismatch.
 
 use crate::{assert_round_trip, select};
 use bytes::BytesMut;
+use ringkv_core::auth::{ClusterKey, ClusterSecret, Nonce, NONCE_BYTES};
 use ringkv_core::codec::{decode_message, encode_message, encode_request, request_frame};
 use ringkv_core::layout::Member;
 use ringkv_core::limits::MAX_FRAME_BYTES;
@@ -109,9 +113,47 @@ pub fn handshake(data: &[u8]) -> bool {
         return false;
     };
     match &message {
-        Message::Hello(hello) => judge(hello),
+        Message::Hello(hello) => {
+            judge(hello);
+            // The answering node proves the secret over the hello's nonce.
+            for key in keys() {
+                let theirs = hello.from.as_ref();
+                let ours = NodeId::new("n1").expect("valid");
+                let proof = key.server_proof(&hello.cluster, &ours, &hello.nonce, &SERVER_NONCE);
+                let _ =
+                    key.verify_client(&hello.cluster, theirs, &SERVER_NONCE, &hello.nonce, &proof);
+            }
+        }
         Message::HelloReply(HelloReply::Welcome { node }) => {
             let _ = NodeId::new(node.as_str()).expect("a decoded node id is valid");
+        }
+        Message::HelloReply(HelloReply::Challenge { node, nonce, proof }) => {
+            // The connecting side checks the proof over its own nonce; a
+            // forged proof is a mismatch, never a panic.
+            for key in keys() {
+                let forged = key
+                    .verify_server("ringkv", node, &CLIENT_NONCE, nonce, proof)
+                    .is_ok();
+                let genuine = key.server_proof("ringkv", node, &CLIENT_NONCE, nonce);
+                assert!(
+                    key.verify_server("ringkv", node, &CLIENT_NONCE, nonce, &genuine)
+                        .is_ok(),
+                    "a genuine proof verifies"
+                );
+                assert!(
+                    !forged || *proof == genuine,
+                    "only the genuine proof verifies"
+                );
+            }
+        }
+        Message::HelloProof { proof } => {
+            for key in keys() {
+                let ok = key
+                    .verify_client("ringkv", None, &SERVER_NONCE, &CLIENT_NONCE, proof)
+                    .is_ok();
+                let genuine = key.client_proof("ringkv", None, &SERVER_NONCE, &CLIENT_NONCE);
+                assert!(!ok || *proof == genuine, "only the genuine proof verifies");
+            }
         }
         _ => {}
     }
@@ -119,6 +161,16 @@ pub fn handshake(data: &[u8]) -> bool {
     // either fits or is a typed error.
     let _ = encode_within(&message, MAX_HANDSHAKE_FRAME_BYTES);
     true
+}
+
+/// The nonces the checks pretend each side sent.
+const SERVER_NONCE: Nonce = [7; NONCE_BYTES];
+const CLIENT_NONCE: Nonce = [9; NONCE_BYTES];
+
+/// An open key and a secured one.
+fn keys() -> [ClusterKey; 2] {
+    let secret = ClusterSecret::new(b"a cluster secret of enough bytes").expect("long enough");
+    [ClusterKey::open(), ClusterKey::from_secret(&secret)]
 }
 
 /// What the server computes from a hello before it answers.

@@ -156,6 +156,23 @@ pub fn messages() -> Vec<Message> {
     ]
 }
 
+/// Protocol 5's challenge and proof, with genuine open-mode proofs (so a
+/// mutation that keeps them valid is explored too).
+pub fn handshake_messages() -> Vec<Message> {
+    let key = ringkv_core::auth::ClusterKey::open();
+    let (client_nonce, server_nonce) = ([9; 16], [7; 16]);
+    vec![
+        Message::HelloReply(HelloReply::Challenge {
+            node: node("n1"),
+            nonce: server_nonce,
+            proof: key.server_proof("ringkv", &node("n1"), &client_nonce, &server_nonce),
+        }),
+        Message::HelloProof {
+            proof: key.client_proof("ringkv", None, &server_nonce, &client_nonce),
+        },
+    ]
+}
+
 pub fn gossip_open() -> GossipOpen {
     let history = history();
     GossipOpen {
@@ -246,7 +263,15 @@ pub fn seeds(target: &str) -> Vec<Vec<u8>> {
             with_selector(1, framed(&encoded)),
             with_selector(9, framed(&encoded[..2])),
         ],
-        "handshake" => encoded[..2].to_vec(),
+        "handshake" => encoded[..2]
+            .iter()
+            .cloned()
+            .chain(
+                handshake_messages()
+                    .iter()
+                    .map(|m| encode_message(m).expect("encodes")),
+            )
+            .collect(),
         "gossip" => vec![
             with_selector(0, postcard(&gossip_open())),
             with_selector(1, postcard(&gossip_reply())),
