@@ -14,7 +14,7 @@
 //! *Boundary:* reads only, through the nodes' HTTP API, after every client
 //! stopped (so the history is complete).
 
-use super::workload::{read_set, History};
+use super::workload::{read_set, History, KeyHistory};
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -63,21 +63,31 @@ fn check_once(nodes: &[SocketAddr], history: &History, keys: usize) -> Wrong {
                 wrong.failed_reads.push(format!("{key} through n{}", i + 1));
                 continue;
             };
-            for element in written.acked.difference(&read.elements) {
-                wrong
-                    .lost
-                    .push(format!("{key}: {element} through n{}", i + 1));
-            }
-            for element in &read.elements {
-                if !written.acked.contains(element) && !written.unknown.contains(element) {
-                    wrong
-                        .phantom
-                        .push(format!("{key}: {element} through n{}", i + 1));
-                }
-            }
+            let (before, after) = (format!("{key}: "), format!(" through n{}", i + 1));
+            judge(&before, &after, &written, &read.elements, &mut wrong);
         }
     }
     wrong
+}
+
+/// Compares one read's elements with what was written: acknowledged ones
+/// missing are lost, ones never written are phantoms, unknown ones may be
+/// either way. `before` and `after` frame each complaint.
+fn judge(
+    before: &str,
+    after: &str,
+    written: &KeyHistory,
+    read: &BTreeSet<String>,
+    wrong: &mut Wrong,
+) {
+    for element in written.acked.difference(read) {
+        wrong.lost.push(format!("{before}{element}{after}"));
+    }
+    for element in read {
+        if !written.acked.contains(element) && !written.unknown.contains(element) {
+            wrong.phantom.push(format!("{before}{element}{after}"));
+        }
+    }
 }
 
 /// The failure: what is still missing, and each node's own copy of the
@@ -125,5 +135,37 @@ fn local_copy(node: SocketAddr, key: &str, acked: &BTreeSet<String>) -> String {
             acked.difference(&read.elements).collect::<Vec<_>>()
         ),
         None => "read failed".to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set(elements: &[&str]) -> BTreeSet<String> {
+        elements.iter().map(|e| e.to_string()).collect()
+    }
+
+    #[test]
+    fn a_missing_ack_is_lost_an_unwritten_element_is_a_phantom_and_unknowns_are_free() {
+        let written = KeyHistory {
+            acked: set(&["c0-1", "c1-1"]),
+            unknown: set(&["c0-2", "c1-2"]),
+        };
+        let mut wrong = Wrong::default();
+        judge(
+            "k: ",
+            "",
+            &written,
+            &set(&["c0-1", "c1-1", "c0-2"]),
+            &mut wrong,
+        );
+        assert!(
+            wrong.lost.is_empty() && wrong.phantom.is_empty(),
+            "{wrong:?}"
+        );
+        judge("k: ", "", &written, &set(&["c0-1", "c9-9"]), &mut wrong);
+        assert_eq!(wrong.lost, vec!["k: c1-1"]);
+        assert_eq!(wrong.phantom, vec!["k: c9-9"]);
     }
 }
