@@ -18,7 +18,7 @@
 
 mod common;
 
-use common::{http, wait_healthy, Cluster, Node};
+use common::{eventually, http, wait_healthy, Cluster, Node};
 use ringkv_core::key::ObjectKey;
 use ringkv_core::NodeId;
 use ringkv_node::{NodeConfig, PeerConfig};
@@ -71,25 +71,6 @@ fn local(node: &Node, bucket: &str, key: &str) -> (u16, String) {
     )
     .unwrap();
     (r.status, r.text())
-}
-
-/// Polls `check` (which returns what is still wrong, empty when done) until
-/// it returns nothing, or fails after `within` with the last complaints.
-fn eventually(within: Duration, what: &str, mut check: impl FnMut() -> Vec<String>) {
-    let deadline = Instant::now() + within;
-    loop {
-        let wrong = check();
-        if wrong.is_empty() {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{what}: not done after {within:?}; {} left, e.g. {:?}",
-            wrong.len(),
-            &wrong[..wrong.len().min(5)]
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
 }
 
 /// The sum of every series of counter `name` with `target="<target>"`, over

@@ -77,6 +77,7 @@ fn requests_past_the_in_flight_limit_get_503_overloaded() {
             "--connect-timeout-ms=2000".into(),
         ],
         child: None,
+        place: common::Place::loopback(),
     };
     node.start();
     assert!(node.wait_started(), "node started");

@@ -2,12 +2,15 @@
 //!
 //! Ports come from the OS (bind to port 0, then release), data lives in a
 //! temporary directory, and every process is killed when its handle drops,
-//! so a failing test leaves nothing running.
+//! so a failing test leaves nothing running. A node may instead run inside a
+//! network namespace the test made ([`Place`]); the chaos test does that to
+//! cut links with firewall rules.
 
 #![allow(dead_code)]
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
@@ -31,22 +34,68 @@ pub struct Node {
     pub data_dir: PathBuf,
     pub args: Vec<String>,
     pub child: Option<Child>,
+    pub place: Place,
+}
+
+/// Where a node runs: its host address, the network namespace it runs in
+/// (none: the test's own) and the file its log goes to (none: the test's
+/// stderr).
+#[derive(Clone, Debug)]
+pub struct Place {
+    pub host: IpAddr,
+    pub netns: Option<PathBuf>,
+    pub log: Option<PathBuf>,
+}
+
+impl Place {
+    /// Loopback, in the test's own namespace, logging to its stderr.
+    pub fn loopback() -> Place {
+        Place {
+            host: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            netns: None,
+            log: None,
+        }
+    }
 }
 
 impl Node {
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.http)
+        format!("http://{}", self.http_addr())
+    }
+
+    /// The node's client HTTP address.
+    pub fn http_addr(&self) -> SocketAddr {
+        SocketAddr::new(self.place.host, self.http)
     }
 
     pub fn start(&mut self) {
-        let child = Command::new(BIN)
+        let mut command = Command::new(BIN);
+        command
             .args(&self.args)
             .env("RINGKV_LOG", "warn")
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("start ringkv serve");
-        self.child = Some(child);
+            .stdout(Stdio::null());
+        if let Some(log) = &self.place.log {
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(log)
+                .expect("open node log");
+            command.stderr(file);
+        }
+        if let Some(netns) = &self.place.netns {
+            enter_netns_on_exec(&mut command, netns);
+        }
+        self.child = Some(command.spawn().expect("start ringkv serve"));
+    }
+
+    /// Sends `signal` (e.g. `libc::SIGSTOP`) to the running process.
+    pub fn signal(&self, signal: libc::c_int) {
+        let child = self.child.as_ref().expect("node is running");
+        // SAFETY: kill(2) on our own child's pid, which we have not reaped.
+        unsafe {
+            libc::kill(child.id() as libc::pid_t, signal);
+        }
     }
 
     /// SIGKILL, as a crash would.
@@ -81,6 +130,25 @@ impl Node {
 impl Drop for Node {
     fn drop(&mut self) {
         self.kill();
+    }
+}
+
+/// Makes `command` run in the network namespace at `netns` (a file under
+/// `/run/netns`), and die with the thread that spawned it (so a test killed
+/// before its guards ran leaves no node behind).
+pub fn enter_netns_on_exec(command: &mut Command, netns: &Path) {
+    let file = std::fs::File::open(netns).expect("open network namespace");
+    // SAFETY: only async-signal-safe calls (setns, prctl) between fork and
+    // exec; `file` stays open in the child until exec (close-on-exec).
+    unsafe {
+        command.pre_exec(move || {
+            use std::os::fd::AsRawFd;
+            if libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong);
+            Ok(())
+        });
     }
 }
 
@@ -140,6 +208,7 @@ pub fn plan(n: usize, dir: &Path, extra: impl Fn(usize) -> Vec<String>) -> Vec<N
                 data_dir,
                 args,
                 child: None,
+                place: Place::loopback(),
             }
         })
         .collect()
@@ -157,7 +226,15 @@ impl Node {
                     return false;
                 }
             }
-            if http(self.http, "GET", "/v1/health", &[], b"").is_ok_and(|r| r.status == 200) {
+            let health = http_at(
+                self.http_addr(),
+                HTTP_TIMEOUT,
+                "GET",
+                "/v1/health",
+                &[],
+                b"",
+            );
+            if health.is_ok_and(|r| r.status == 200) {
                 return true;
             }
             std::thread::sleep(Duration::from_millis(50));
@@ -205,6 +282,9 @@ impl Reply {
     }
 }
 
+/// How long [`http`] waits to connect, and for each read.
+pub const HTTP_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// One HTTP/1.1 request over a fresh connection (`Connection: close`), so
 /// tests see exactly the bytes and status the server sends.
 pub fn http(
@@ -214,8 +294,23 @@ pub fn http(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> std::io::Result<Reply> {
-    let mut s = TcpStream::connect(("127.0.0.1", port))?;
-    s.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    http_at(addr, HTTP_TIMEOUT, method, target, headers, body)
+}
+
+/// [`http`] to any address, waiting at most `timeout` to connect, to write
+/// and for each read.
+pub fn http_at(
+    addr: SocketAddr,
+    timeout: Duration,
+    method: &str,
+    target: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> std::io::Result<Reply> {
+    let mut s = TcpStream::connect_timeout(&addr, timeout)?;
+    s.set_read_timeout(Some(timeout))?;
+    s.set_write_timeout(Some(timeout))?;
     let mut req = format!("{method} {target} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));
@@ -246,6 +341,25 @@ pub fn http(
         headers,
         body: rest.to_vec(),
     })
+}
+
+/// Polls `check` (which returns what is still wrong, empty when done) until
+/// it returns nothing, or fails after `within` with the last complaints.
+pub fn eventually(within: Duration, what: &str, mut check: impl FnMut() -> Vec<String>) {
+    let deadline = Instant::now() + within;
+    loop {
+        let wrong = check();
+        if wrong.is_empty() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: not done after {within:?}; {} left, e.g. {:?}",
+            wrong.len(),
+            &wrong[..wrong.len().min(5)]
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
 
 /// The size of a directory tree in bytes.
