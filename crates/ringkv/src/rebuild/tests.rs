@@ -1,3 +1,6 @@
+//! Tests of the rebuild module: aside naming, the refusal text, moving a
+//! store aside, and `open_store` refusing damage and starting fresh.
+
 use super::*;
 
 #[test]

@@ -1,3 +1,6 @@
+//! Tests of the open-failure classification (one case per fjall error
+//! kind seen when flipping bytes) and of panic payload text.
+
 use super::*;
 use fjall::{Error as F, LsmError as L};
 use std::io::{Error as Io, ErrorKind};
