@@ -115,7 +115,8 @@ impl ReplicaFailure {
             | ReplicaFailure::Overloaded
             | ReplicaFailure::NotCoordinator
             | ReplicaFailure::Replica(ReplicaError::ShuttingDown)
-            | ReplicaFailure::Replica(ReplicaError::Overloaded) => true,
+            | ReplicaFailure::Replica(ReplicaError::Overloaded)
+            | ReplicaFailure::Replica(ReplicaError::Refilling) => true,
             ReplicaFailure::Timeout { .. }
             | ReplicaFailure::QuorumUnreachable
             | ReplicaFailure::ConnectionLost

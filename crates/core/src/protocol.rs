@@ -43,7 +43,9 @@ use std::fmt;
 /// Version 5: the handshake proves the cluster secret
 /// ([`crate::auth`]): hello nonce, [`HelloReply::Challenge`],
 /// [`Message::HelloProof`].
-pub const PROTOCOL_VERSION: u16 = 5;
+/// Version 6: [`ReplicaError::Refilling`] (a rebuilt replica refuses reads
+/// until it has refilled its partitions).
+pub const PROTOCOL_VERSION: u16 = 6;
 
 /// First frame on every connection, sent by the connecting side.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -356,6 +358,11 @@ pub enum ReplicaError {
     /// A chunk request the replica cannot answer as asked.
     #[error("the replica refused the chunk request: {0}")]
     BadChunkRequest(ChunkRequestError),
+    /// Refused before doing anything: the replica was rebuilt on a fresh
+    /// store and is still refilling its partitions from its peers, so its
+    /// copy does not count toward a read quorum (`ringkv serve --rebuild`).
+    #[error("the replica is refilling after a rebuild and does not answer reads yet")]
+    Refilling,
 }
 
 /// A client operation, as coordinated by a node.

@@ -144,6 +144,13 @@ pub fn begin(
     })
 }
 
+/// Whether any life ever began on this store (its epoch is recorded). A
+/// store that existed on disk but has no epoch lost its own state: fjall
+/// dropped the journal from a damaged batch on (see `ringkv serve`).
+pub fn has_lived(storage: &dyn Storage) -> Result<bool, StorageError> {
+    Ok(storage.get(Keyspace::Meta, EPOCH_KEY)?.is_some())
+}
+
 /// Ends a life cleanly: everything is synced, so the next start may keep the epoch.
 pub fn end(storage: &dyn Storage) -> Result<(), StorageError> {
     let mut batch = WriteBatch::new();
@@ -183,12 +190,14 @@ mod tests {
     fn a_crash_keeps_the_actor_on_the_same_boot_and_moves_on_after_a_reboot() {
         let mem = MemStorage::new();
         let n1 = NodeId::new("n1").unwrap();
+        assert!(!has_lived(&mem).unwrap());
         let begin = |mem: &MemStorage, fresh, boot: Option<&str>| {
             let b = begin(mem, &n1, fresh, boot).unwrap();
             (b.actor.as_str().to_string(), b.start)
         };
         let s = |a: &str, st| (a.to_string(), st);
         assert_eq!(begin(&mem, 500, Some("A")), s("n1~500", Start::Fresh));
+        assert!(has_lived(&mem).unwrap());
         end(&mem).unwrap();
         assert_eq!(begin(&mem, 900, Some("B")), s("n1~500", Start::Clean));
         // No end(): the process died; the OS (boot B) kept every write.

@@ -46,6 +46,7 @@ pub mod partition_trees;
 pub mod probe;
 pub mod read_gate;
 pub mod rebalance;
+pub mod refill;
 pub mod replica;
 pub mod rpc;
 pub mod storage_lanes;

@@ -249,6 +249,12 @@ pub async fn run_with(
         "anti-entropy trees rebuilt from storage"
     );
     let replica = Arc::new(LocalReplica::new(actor, committer.clone(), Arc::new(trees)));
+    let refilling = crate::refill::is_pending(&**committer.storage())
+        .map_err(|e| StartError::Storage(format!("cannot read the refill marker: {e}")))?;
+    if refilling {
+        replica.set_refilling(true);
+        tracing::warn!(node = %config.id, "this node's store was rebuilt and is refilling from its peers: it refuses reads (coordinators take R from the other replicas) until every partition it holds has arrived");
+    }
     let coordinator = Coordinator {
         id: config.id.clone(),
         view: cluster.view.clone(),
@@ -347,18 +353,28 @@ pub async fn run_with(
         },
     };
     let gossip_task = tokio::spawn(gossip.run(background_stop.clone()));
+    let streamer = Arc::new(crate::streaming::Streamer {
+        replica: replica.clone(),
+        view: cluster.view.clone(),
+        metrics: metrics.clone(),
+        limits: config.streaming,
+        max_siblings: config.limits.max_siblings,
+        origin,
+    });
     let rebalance = crate::rebalance::Rebalance {
         state: cluster.clone(),
-        streamer: Arc::new(crate::streaming::Streamer {
-            replica: replica.clone(),
-            view: cluster.view.clone(),
-            metrics: metrics.clone(),
-            limits: config.streaming,
-            max_siblings: config.limits.max_siblings,
-            origin,
-        }),
+        streamer: streamer.clone(),
     };
     let rebalance_task = tokio::spawn(rebalance.run(pulls_seen, background_stop.clone()));
+    let refill_task = refilling.then(|| {
+        let refill = crate::refill::Refill {
+            state: cluster.clone(),
+            streamer,
+            replica: replica.clone(),
+            gossip_interval: Duration::from_millis(config.gossip_interval_ms),
+        };
+        tokio::spawn(refill.run(background_stop.clone()))
+    });
     let state = Arc::new(NodeState {
         background: background_stop.clone(),
         tasks: TaskTracker::new(),
@@ -433,6 +449,9 @@ pub async fn run_with(
     let _ = collector_task.await;
     let _ = gossip_task.await;
     let _ = rebalance_task.await;
+    if let Some(task) = refill_task {
+        let _ = task.await;
+    }
     state.tasks.close();
     state.tasks.wait().await;
     // Let replica writes and coordinations already running finish (each is

@@ -48,6 +48,7 @@ use ringkv_core::siblings::Siblings;
 use ringkv_core::version_vector::VersionVector;
 use ringkv_core::NodeId;
 use ringkv_storage::{Keyspace, Storage, StorageError, WriteBatch};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// This node's replica store.
@@ -57,6 +58,9 @@ pub struct LocalReplica {
     committer: Arc<Committer>,
     /// The anti-entropy trees every data write moves.
     trees: Arc<PartitionTrees>,
+    /// Set while a rebuilt store refills ([`crate::refill`]): reads are
+    /// refused with [`ReplicaError::Refilling`] (writes and merges are not).
+    refilling: AtomicBool,
 }
 
 /// Why the local replica could not serve a read or a merge.
@@ -296,7 +300,18 @@ impl LocalReplica {
             actor: Arc::new(actor),
             committer,
             trees,
+            refilling: AtomicBool::new(false),
         }
+    }
+
+    /// Starts (`true`) or ends refusing reads while a rebuilt store refills.
+    pub fn set_refilling(&self, refilling: bool) {
+        self.refilling.store(refilling, Ordering::SeqCst);
+    }
+
+    /// Whether reads are refused because the store is refilling.
+    pub fn is_refilling(&self) -> bool {
+        self.refilling.load(Ordering::SeqCst)
     }
 
     /// The anti-entropy trees of the keys this replica stores.
@@ -319,6 +334,9 @@ impl LocalReplica {
 
     /// Reads the local copy of a key, on the read lane.
     pub async fn read(&self, key: &ObjectKey) -> Result<Option<Siblings>, ReplicaError> {
+        if self.is_refilling() {
+            return Err(ReplicaError::Refilling);
+        }
         let storage = self.committer.storage().clone();
         let storage_key = key.storage_key();
         match self
@@ -335,6 +353,9 @@ impl LocalReplica {
     /// run inline (a non-blocking engine, or the read gate admits it);
     /// `None` means: use [`LocalReplica::read`] or [`LocalReplica::read_detached`].
     pub fn read_now(&self, key: &ObjectKey) -> Option<Result<Option<Siblings>, ReplicaError>> {
+        if self.is_refilling() {
+            return Some(Err(ReplicaError::Refilling));
+        }
         let storage = &**self.committer.storage();
         let found = self
             .lanes()
@@ -353,6 +374,9 @@ impl LocalReplica {
         key: &ObjectKey,
         done: impl FnOnce(Result<Option<Siblings>, ReplicaError>) + Send + 'static,
     ) {
+        if self.is_refilling() {
+            return done(Err(ReplicaError::Refilling));
+        }
         let committer = self.committer.clone();
         let storage_key = key.storage_key();
         let done = Arc::new(Mutex::new(Some(done)));

@@ -12,6 +12,7 @@ mod admin_cmd;
 mod bench;
 mod dev;
 mod kv_cmd;
+mod rebuild;
 mod serve;
 
 use clap::{Parser, Subcommand};

@@ -11,7 +11,6 @@ use ringkv_core::NodeId;
 use ringkv_node::commit::FsyncPolicy;
 use ringkv_node::net::TcpNetwork;
 use ringkv_node::{Edges, NodeConfig, PeerConfig};
-use ringkv_storage::{FjallStorage, Storage};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -38,6 +37,11 @@ pub struct ServeArgs {
     /// Where this node keeps its data.
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
+    /// Set the store in --data-dir aside (into damaged-<unix-secs>/) and
+    /// start on a fresh one refilled from the other replicas; for a damaged
+    /// disk. A flag only, never in the config file.
+    #[arg(long)]
+    pub rebuild: bool,
     /// Another node: ID=HOST:PORT[,capacity=C][,zone=Z]; repeat for each peer.
     #[arg(long = "peer")]
     pub peers: Vec<String>,
@@ -341,6 +345,7 @@ pub fn load_secret(
 }
 
 pub async fn run(args: ServeArgs) -> Result<()> {
+    let rebuild = args.rebuild;
     let config = build_config(args)?;
     if config.secret.is_none() {
         tracing::warn!(
@@ -350,7 +355,10 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating {}", config.data_dir.display()))?;
     let dir = config.data_dir.clone();
-    let storage = tokio::task::spawn_blocking(move || ringkv_storage_open(&dir)).await??;
+    let command = crate::rebuild::rebuild_command(&std::env::args().collect::<Vec<_>>());
+    let storage =
+        tokio::task::spawn_blocking(move || crate::rebuild::open_store(&dir, rebuild, &command))
+            .await??;
     let edges = Edges {
         network: Arc::new(TcpNetwork),
         storage,
@@ -377,12 +385,6 @@ fn boot_id() -> Option<String> {
     let id = std::fs::read_to_string(BOOT_ID_PATH).ok()?;
     let id = id.trim();
     (!id.is_empty()).then(|| id.to_string())
-}
-
-fn ringkv_storage_open(dir: &std::path::Path) -> Result<Arc<dyn Storage>> {
-    let engine =
-        FjallStorage::open(dir).with_context(|| format!("opening storage in {}", dir.display()))?;
-    Ok(Arc::new(engine))
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@
 //! its inputs and must never copy an unbounded key into an error message
 //! (keys are shown as a bounded hex prefix).
 
+use crate::damage::DamageKind;
 use crate::keyspace::Keyspace;
 
 /// How many key bytes a [`StorageError::Corrupt`] shows (as hex) at most.
@@ -22,6 +23,17 @@ pub enum StorageError {
         key_hex: String,
         /// Which check failed (version, length or checksum).
         reason: String,
+    },
+    /// Opening the store found its files damaged (see [`crate::damage`]):
+    /// the node must not start on them.
+    #[error("the data directory {dir} is damaged ({}): {found}", kind.files())]
+    Damaged {
+        /// The directory opened.
+        dir: String,
+        /// Which kind of file the failure points at.
+        kind: DamageKind,
+        /// The engine's own words.
+        found: String,
     },
     /// The underlying engine (fjall or the filesystem) failed; the string
     /// says which operation and carries the engine's own message.

@@ -33,6 +33,7 @@
 //! payload.
 
 use crate::batch::{Op, WriteBatch};
+use crate::damage::{classify_open_error, DamageKind};
 use crate::error::StorageError;
 use crate::journal_sync::JournalSync;
 use crate::keyspace::Keyspace;
@@ -65,12 +66,33 @@ impl FjallStorage {
     /// Opens (creating if needed) the database in `dir`, recovering any
     /// journal left by a crash. Fails with `Engine` if the directory is
     /// already open (in this or another process) or cannot be read.
+    ///
+    /// Files that do not check out are [`StorageError::Damaged`] (see
+    /// [`crate::damage`]), also when fjall panics on them: a panic while
+    /// opening is caught here and reported as damage, never propagated.
     pub fn open(dir: &Path) -> Result<Self, StorageError> {
-        let db = Database::builder(dir)
-            .cache_size(FJALL_CACHE_BYTES)
-            .manual_journal_persist(false)
-            .open()
-            .map_err(|e| StorageError::engine(&format!("open {}", dir.display()), e))?;
+        let opened = std::panic::catch_unwind(|| {
+            Database::builder(dir)
+                .cache_size(FJALL_CACHE_BYTES)
+                .manual_journal_persist(false)
+                .open()
+        });
+        let damaged = |kind, found: String| StorageError::Damaged {
+            dir: dir.display().to_string(),
+            kind,
+            found,
+        };
+        let db = match opened {
+            Ok(Ok(db)) => db,
+            Ok(Err(e)) => match classify_open_error(&e) {
+                Some(kind) => return Err(damaged(kind, e.to_string())),
+                None => return Err(StorageError::engine(&format!("open {}", dir.display()), e)),
+            },
+            Err(payload) => {
+                let text = crate::damage::panic_text(&*payload);
+                return Err(damaged(DamageKind::Panicked, text));
+            }
+        };
         let [data, hints, meta] = Keyspace::ALL.map(|ks| open_keyspace(&db, ks));
         Ok(Self {
             keyspaces: [data?, hints?, meta?],
@@ -123,7 +145,14 @@ fn open_keyspace(db: &Database, ks: Keyspace) -> Result<fjall::Keyspace, Storage
         }
     };
     db.keyspace(ks.name(), options)
-        .map_err(|e| StorageError::engine(&format!("open keyspace {}", ks.name()), e))
+        .map_err(|e| match classify_open_error(&e) {
+            Some(kind) => StorageError::Damaged {
+                dir: format!("keyspace {}", ks.name()),
+                kind,
+                found: e.to_string(),
+            },
+            None => StorageError::engine(&format!("open keyspace {}", ks.name()), e),
+        })
 }
 
 impl Storage for FjallStorage {

@@ -34,6 +34,7 @@
 //! networking; it stores opaque bytes.
 
 mod batch;
+pub mod damage;
 mod error;
 mod fjall_engine;
 mod journal_sync;
@@ -44,6 +45,7 @@ pub mod record;
 mod storage;
 
 pub use batch::WriteBatch;
+pub use damage::{classify_open_error, DamageKind};
 pub use error::{StorageError, MAX_ERROR_KEY_BYTES};
 pub use fjall_engine::{FjallStorage, FJALL_CACHE_BYTES, SMALL_MEMTABLE_BYTES};
 pub use keyspace::Keyspace;

@@ -148,6 +148,37 @@ impl LayoutHistory {
         out
     }
 
+    /// What a node rebuilt on a fresh store (`ringkv serve --rebuild`) must
+    /// pull before it answers reads again: every partition `me` holds
+    /// (among the first `width` of the preference list) in any active
+    /// version, from every other replica of that partition in any active
+    /// version that is not removed. Pulling from all of them (not one
+    /// partner, as [`LayoutHistory::transfers`] does) is what gives the
+    /// rebuilt node every write a quorum acknowledged: such a write may
+    /// have reached only this node's lost store and one other replica.
+    pub fn refill_transfers(&self, me: &NodeId, width: usize) -> Vec<Transfer> {
+        let newest = &self.newest().layout;
+        let mut out = Vec::new();
+        for p in 0..newest.partitions() {
+            let holders: Vec<Vec<NodeId>> = self.layouts().map(|l| replicas(l, p, width)).collect();
+            if !holders.iter().any(|h| h.contains(me)) {
+                continue;
+            }
+            let mut sources: Vec<NodeId> = holders
+                .into_iter()
+                .flatten()
+                .filter(|n| n != me && !self.is_removed(n))
+                .collect();
+            sources.sort();
+            sources.dedup();
+            out.push(Transfer {
+                partition: p,
+                sources,
+            });
+        }
+        out
+    }
+
     /// Where `id` stands (see [`NodeState`]).
     pub fn state_of(&self, id: &NodeId) -> NodeState {
         if self.is_removed(id) {

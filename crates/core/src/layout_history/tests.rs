@@ -362,3 +362,47 @@ fn pairing_keeps_every_write_on_w_of_the_new_replicas() {
         assert_eq!(history.entries().len(), 1);
     }
 }
+
+#[test]
+fn a_rebuilt_node_refills_every_partition_it_holds_from_every_other_replica() {
+    let history = history_of(&["a", "b", "c"]);
+    // N = 3 of 3 nodes: every node holds every partition.
+    let refill = history.refill_transfers(&id("c"), 3);
+    assert_eq!(refill.len(), 16);
+    for t in &refill {
+        assert_eq!(
+            t.sources,
+            vec![id("a"), id("b")],
+            "partition {}",
+            t.partition
+        );
+    }
+    // Width 2 of 4 nodes: only the partitions it holds, each from the
+    // one other replica.
+    let mut history = history_of(&["a", "b", "c", "d"]);
+    let narrow = history.refill_transfers(&id("d"), 2);
+    let layout = history.newest().layout.clone();
+    let held: Vec<u32> = (0..16)
+        .filter(|p| layout.replicas(*p, 2).any(|n| *n == id("d")))
+        .collect();
+    assert_eq!(narrow.iter().map(|t| t.partition).collect::<Vec<_>>(), held);
+    for t in &narrow {
+        assert_eq!(t.sources.len(), 1, "the one other replica of width 2");
+        assert!(!t.sources.contains(&id("d")));
+    }
+    // During a change, holders of the older version are sources too, and a
+    // removed node never is.
+    history
+        .apply(&[LayoutChange::Remove(id("a"))], PARAMS)
+        .unwrap();
+    for t in history.refill_transfers(&id("d"), 3) {
+        assert!(!t.sources.contains(&id("a")), "removed: {t:?}");
+        assert!(!t.sources.is_empty());
+    }
+    assert!(
+        history_of(&["a", "b", "c"])
+            .refill_transfers(&id("z"), 3)
+            .is_empty(),
+        "a stranger holds nothing"
+    );
+}

@@ -32,7 +32,7 @@ use base64::Engine;
 use ringkv_core::auth::ClusterKey;
 use ringkv_core::context::{decode_context, encode_context};
 use ringkv_core::key::ObjectKey;
-use ringkv_core::protocol::{ClientRequest, ClientResponse, OpError};
+use ringkv_core::protocol::{ClientRequest, ClientResponse, OpError, ReplicaError};
 use ringkv_core::replication::RequestQuorum;
 use ringkv_core::siblings::Siblings;
 use ringkv_core::version_vector::VersionVector;
@@ -58,16 +58,23 @@ pub async fn get(State(state): Shared, uri: Uri, headers: HeaderMap) -> Response
             position: key.position(),
             key: &state.cluster_key,
         };
-        let object =
-            if query.local {
-                // This node's own copy, no coordination: for operators and tests
-                // inspecting each replica.
-                state.coordinator.replica.read(&key).await.map_err(|e| {
-                    ApiError::from(OpError::Internal(format!("local read failed: {e}")))
+        let object = if query.local {
+            // This node's own copy, no coordination: for operators and tests
+            // inspecting each replica.
+            state
+                .coordinator
+                .replica
+                .read(&key)
+                .await
+                .map_err(|e| match e {
+                    ReplicaError::Refilling => {
+                        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "refilling", e.to_string())
+                    }
+                    e => ApiError::from(OpError::Internal(format!("local read failed: {e}"))),
                 })?
-            } else {
-                read(&state, key, query.quorum).await?
-            };
+        } else {
+            read(&state, key, query.quorum).await?
+        };
         // A value past its TTL reads as deleted (D5).
         let object = object.map(|o| o.as_seen_at((state.coordinator.wall_clock)()));
         let wants_json = headers

@@ -249,3 +249,26 @@ async fn a_batch_merge_is_one_write_holding_every_changed_key_and_the_meta_recor
     shutdown.cancel();
     task.await.unwrap();
 }
+
+#[tokio::test]
+async fn a_refilling_replica_refuses_reads_on_every_path_but_still_merges() {
+    let (replica, _shutdown, _task) = replica_on(Arc::new(MemStorage::new()));
+    replica.set_refilling(true);
+    replica
+        .merge(&key(), written_by("n2", "v"), 64)
+        .await
+        .expect("merges are accepted while refilling");
+    assert_eq!(replica.read(&key()).await, Err(ReplicaError::Refilling));
+    assert_eq!(replica.read_now(&key()), Some(Err(ReplicaError::Refilling)));
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    replica.read_detached(&key(), move |found| {
+        let _ = tx.send(found);
+    });
+    assert_eq!(rx.await.unwrap(), Err(ReplicaError::Refilling));
+    replica.set_refilling(false);
+    assert_eq!(
+        replica.read(&key()).await,
+        Ok(Some(written_by("n2", "v"))),
+        "the merged copy is served once the refill is done"
+    );
+}
