@@ -1,7 +1,7 @@
 //! The seeded fault explorer: one seed picks a cluster (3–7 nodes), N, R and
 //! W, skewed clocks, link latency and a fault schedule (partitions in
 //! halves, through a bridge node or around one node; power losses that drop
-//! unsynced writes; restarts; a join or a decommission during the load);
+//! a seeded random subset of the unsynced batches; restarts; a join or a decommission during the load);
 //! clients run the set, register and delete workloads meanwhile; then
 //! everything heals and the invariants in [`checks`] are checked against
 //! what the clients saw ([`history`]).
@@ -126,7 +126,8 @@ pub fn run(seed: u64) -> Run {
         let i = (step % 10) as usize;
         match step / 10 {
             1 => {
-                disks[i].crash();
+                let seed = scenario.power_loss_seed_of(i, disks[i].crashes());
+                disks[i].crash_keeping(seed);
                 sim.crash(NAMES[i]);
             }
             2 => sim.bounce(NAMES[i]),

@@ -39,7 +39,21 @@ impl Node {
     }
 
     pub fn start(&mut self) {
-        let child = Command::new(BIN)
+        self.start_under(&[]);
+    }
+
+    /// Starts the node as the last argument of `wrapper` (e.g. a tracer:
+    /// `["strace", ...]`); the handle's child is then the wrapper.
+    pub fn start_under(&mut self, wrapper: &[String]) {
+        let mut command = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(BIN);
+                c
+            }
+            None => Command::new(BIN),
+        };
+        let child = command
             .args(&self.args)
             .env("RINGKV_LOG", "warn")
             .stdin(Stdio::null())
@@ -184,6 +198,8 @@ pub fn wait_healthy(port: u16) {
 #[derive(Debug)]
 pub struct Reply {
     pub status: u16,
+    /// The client's port on the connection the request went over.
+    pub local_port: u16,
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
 }
@@ -216,6 +232,7 @@ pub fn http(
 ) -> std::io::Result<Reply> {
     let mut s = TcpStream::connect(("127.0.0.1", port))?;
     s.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let local_port = s.local_addr()?.port();
     let mut req = format!("{method} {target} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));
@@ -243,6 +260,7 @@ pub fn http(
     let rest = &raw[split + 4..];
     Ok(Reply {
         status,
+        local_port,
         headers,
         body: rest.to_vec(),
     })
