@@ -17,10 +17,10 @@
 //! other the disks are honest but the nodes acknowledge before syncing
 //! (`fsync = periodic`, a sync a minute).
 //!
-//! Under `fsync = always` a simulated sync runs in the same instant as the
-//! write it covers, so the honest disks hold few or no unsynced batches at
-//! the cut; the `periodic` companion is where `crash_keeping`'s random
-//! subsets decide what survives (it prints how many batches each disk kept).
+//! Each simulated fsync takes [`SYNC_MS`] of simulated time
+//! (`MemStorage::with_simulated_sync_ms`), so the puts in flight leave
+//! unsynced batches on the disks at the cut and `crash_keeping`'s random
+//! subsets decide which survive (each run prints how many there were).
 //!
 //! Replay a seed with `RINGKV_SIM_SEED=<seed> cargo test -p ringkv-node --test sim_power_loss`.
 
@@ -45,6 +45,8 @@ const NODES: [&str; 3] = ["n1", "n2", "n3"];
 const ACKED_PUTS: usize = 30;
 /// Puts still in flight when the power goes (outcome unknown, not checked).
 const IN_FLIGHT_PUTS: usize = 6;
+/// How long each simulated fsync takes, so writes wait unsynced meanwhile.
+const SYNC_MS: u64 = 5;
 
 /// What one run saw.
 #[derive(Debug, Default)]
@@ -123,6 +125,7 @@ fn run(
 
 /// The acknowledged puts; returns after every node lost power and restarted.
 async fn write_then_cut_power(clients: &[PeerClient], steps: &Steps) -> Vec<(String, String)> {
+    wait_up(clients).await;
     // The cluster answers once every node is up and sees the others.
     sim_cluster::eventually(30, "the first W = 3 put succeeds", || async {
         put(&clients[0], "warm-up", VersionVector::new(), "x")
@@ -155,6 +158,18 @@ async fn write_then_cut_power(clients: &[PeerClient], steps: &Steps) -> Vec<(Str
     acked
 }
 
+/// Waits until every node answers a ping.
+async fn wait_up(clients: &[PeerClient]) {
+    for node in clients {
+        sim_cluster::eventually(30, "the node answers a ping", || async {
+            node.call(Request::Ping, Duration::from_secs(1))
+                .await
+                .is_ok()
+        })
+        .await;
+    }
+}
+
 /// A put whose outcome nobody waits for or checks.
 async fn unchecked_put(node: &PeerClient, i: usize) {
     let request = Request::Coordinate {
@@ -175,14 +190,7 @@ async fn check(
     clients: &[PeerClient],
     acked: &[(String, String)],
 ) -> (Vec<String>, Vec<(String, &'static str)>) {
-    for node in clients {
-        sim_cluster::eventually(30, "the node answers after the restart", || async {
-            node.call(Request::Ping, Duration::from_secs(1))
-                .await
-                .is_ok()
-        })
-        .await;
-    }
+    wait_up(clients).await;
     let all = RequestQuorum {
         r: Some(3),
         ..RequestQuorum::default()
@@ -221,15 +229,11 @@ async fn read_all(node: &PeerClient, k: &str, all: RequestQuorum) -> Option<Sibl
 }
 
 fn honest_disks() -> [MemStorage; 3] {
-    [MemStorage::new(), MemStorage::new(), MemStorage::new()]
+    [(); 3].map(|_| MemStorage::new().with_simulated_sync_ms(SYNC_MS))
 }
 
 fn lying_disks() -> [MemStorage; 3] {
-    [
-        MemStorage::with_lying_sync(),
-        MemStorage::with_lying_sync(),
-        MemStorage::with_lying_sync(),
-    ]
+    [(); 3].map(|_| MemStorage::with_lying_sync().with_simulated_sync_ms(SYNC_MS))
 }
 
 #[test]

@@ -39,6 +39,9 @@ use std::time::Duration;
 
 const NAMES: [&str; 8] = ["n1", "n2", "n3", "n4", "n5", "n6", "n7", "n8"];
 const PARTITIONS: u32 = 16;
+/// How long a simulated fsync takes: writes wait unsynced meanwhile, so a
+/// power loss can land between a write and its sync.
+const SYNC_MS: u64 = 10;
 
 type Shared = Arc<Mutex<History>>;
 type Registry = Arc<Mutex<BTreeMap<&'static str, Arc<NodeState>>>>;
@@ -62,7 +65,9 @@ pub fn run(seed: u64) -> Run {
         .simulation_duration(Duration::from_secs(600))
         .build();
     let founders: Vec<&'static str> = NAMES[..scenario.nodes].to_vec();
-    let disks: Vec<MemStorage> = (0..NAMES.len()).map(|_| MemStorage::new()).collect();
+    let disks: Vec<MemStorage> = (0..NAMES.len())
+        .map(|_| MemStorage::new().with_simulated_sync_ms(SYNC_MS))
+        .collect();
     let on_start: OnStartOf = {
         let registry = registry.clone();
         Arc::new(move |name| {
@@ -127,7 +132,11 @@ pub fn run(seed: u64) -> Run {
         match step / 10 {
             1 => {
                 let seed = scenario.power_loss_seed_of(i, disks[i].crashes());
-                disks[i].crash_keeping(seed);
+                let lost = disks[i].crash_keeping(seed);
+                history.lock().unwrap().log(format!(
+                    "power loss {}: kept batches {:?} of {} unsynced",
+                    NAMES[i], lost.kept, lost.unsynced
+                ));
                 sim.crash(NAMES[i]);
             }
             2 => sim.bounce(NAMES[i]),

@@ -74,10 +74,12 @@ pub fn parse(trace: &str) -> Vec<Syscall> {
     calls
 }
 
-/// `PID SECONDS.MICROS rest` → (pid, microseconds, rest).
+/// `PID SECONDS.MICROS rest` → (pid, microseconds, rest). strace pads the
+/// pid column to a fixed width, so fields may be separated by more than one
+/// space.
 fn split_prefix(line: &str) -> Option<(u32, u64, &str)> {
     let (tid, rest) = line.trim_start().split_once(' ')?;
-    let (at, text) = rest.split_once(' ')?;
+    let (at, text) = rest.trim_start().split_once(' ')?;
     Some((tid.parse().ok()?, micros(at)?, text))
 }
 
@@ -184,6 +186,16 @@ garbage line
             (1_700_000_000_000_100, 1_700_000_000_000_900)
         );
         assert!(sync.ok);
+    }
+
+    #[test]
+    fn a_padded_pid_column_parses() {
+        let calls = parse("5918  1796192836.529100 fdatasync(3</d/0.jnl>) = 0 <0.000031>\n");
+        assert_eq!(calls.len(), 1, "{calls:?}");
+        assert_eq!(
+            (calls[0].tid, calls[0].start_us),
+            (5918, 1_796_192_836_529_100)
+        );
     }
 
     #[test]

@@ -65,6 +65,8 @@ struct State {
     crashes: u64,
     /// `sync` returns `Ok` without making anything durable (a test fault).
     lying_sync: bool,
+    /// What [`Storage::simulated_sync_ms`] answers.
+    sync_ms: u64,
 }
 
 impl State {
@@ -172,6 +174,14 @@ impl MemStorage {
         engine
     }
 
+    /// This engine, telling callers that a sync takes `sync_ms` of their
+    /// (simulated) time ([`Storage::simulated_sync_ms`]), so that unsynced
+    /// writes exist between steps of a simulation. Clones share it.
+    pub fn with_simulated_sync_ms(self, sync_ms: u64) -> Self {
+        self.lock().sync_ms = sync_ms;
+        self
+    }
+
     /// Simulates a power loss and restart: every write since the last
     /// `sync` returned is forgotten; everything synced is kept.
     pub fn crash(&self) {
@@ -264,6 +274,10 @@ impl Storage for MemStorage {
 
     fn sync_blocks(&self) -> bool {
         false
+    }
+
+    fn simulated_sync_ms(&self) -> u64 {
+        self.lock().sync_ms
     }
 
     fn scan_skipping_corrupt(

@@ -277,3 +277,14 @@ fn a_lying_sync_makes_nothing_durable() {
         "an honest sync keeps it"
     );
 }
+
+#[test]
+fn the_simulated_sync_latency_is_zero_unless_set_and_shared_by_clones() {
+    assert_eq!(MemStorage::new().simulated_sync_ms(), 0);
+    let s = MemStorage::with_lying_sync().with_simulated_sync_ms(7);
+    assert_eq!(s.clone().simulated_sync_ms(), 7);
+    put(&s, "k", "v");
+    s.sync().expect("sync");
+    s.crash();
+    assert_eq!(get(&s, "k"), None, "setting a latency keeps the lie");
+}
