@@ -259,6 +259,12 @@ impl Committer {
             return;
         }
         let started = tokio::time::Instant::now();
+        let simulated_ms = self.storage.simulated_sync_ms();
+        if simulated_ms > 0 {
+            // A simulated disk's fsync latency (0 for real engines): writes
+            // made meanwhile stay unsynced, and are covered by this sync.
+            tokio::time::sleep(Duration::from_millis(simulated_ms)).await;
+        }
         let storage = self.storage.clone();
         let result = match self.lanes.sync(move || storage.sync()).await {
             Ok(synced) => synced,

@@ -11,8 +11,11 @@
 //!   database per node directory, one fjall keyspace per [`Keyspace`].
 //! - [`MemStorage`], a deterministic in-memory engine for tests and the
 //!   cluster simulation. It tracks what was synced and what was only
-//!   written, and [`MemStorage::crash`] forgets the latter, the way a power
-//!   cut would.
+//!   written; [`MemStorage::crash`] forgets the latter, the way a power
+//!   cut would, and [`MemStorage::crash_keeping`] keeps a seeded subset of
+//!   the unsynced batches, the way a disk that wrote some pages would.
+//!   [`MemStorage::with_lying_sync`] is the fault that lets tests fail: an
+//!   engine whose `sync` makes nothing durable.
 //!
 //! Writing and syncing are separate on purpose: a node can apply many
 //! batches and pay for one fsync before acknowledging them all. A write is
@@ -50,5 +53,5 @@ pub use error::{StorageError, MAX_ERROR_KEY_BYTES};
 pub use fjall_engine::{FjallStorage, FJALL_CACHE_BYTES, SMALL_MEMTABLE_BYTES};
 pub use keyspace::Keyspace;
 pub use limits::{MAX_STORAGE_KEY_BYTES, MAX_STORAGE_VALUE_BYTES};
-pub use mem_engine::MemStorage;
+pub use mem_engine::{MemStorage, PowerLoss};
 pub use storage::{CorruptRecord, Scanned, Storage};

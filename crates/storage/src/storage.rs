@@ -37,6 +37,16 @@ pub trait Storage: Send + Sync + 'static {
     /// for the in-memory engine, whose calls callers may make inline.
     fn sync_blocks(&self) -> bool;
 
+    /// How long a `sync` of a simulated disk takes, in the caller's
+    /// (simulated) time: a caller that makes non-blocking calls inline
+    /// waits this long before each `sync`, so writes stay unsynced for a
+    /// while, as on a real disk, and a simulated power loss can land
+    /// between a write and its sync. 0 (the default) for real engines,
+    /// whose `sync` takes real time by itself.
+    fn simulated_sync_ms(&self) -> u64 {
+        0
+    }
+
     /// Ordered scan of keys in `[start, end)` (`end` None = to the end of
     /// the keyspace), at most `limit` pairs, checksums verified.
     ///

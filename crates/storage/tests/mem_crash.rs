@@ -1,8 +1,10 @@
 //! Crash semantics of the in-memory engine, checked against a two-view model.
 //!
-//! The model keeps `current` and `durable` maps: writes change `current`,
-//! `sync` copies `current` to `durable`, and `crash` copies `durable` back.
-//! After every step the engine's full contents must equal `current`.
+//! The model keeps `current` and `durable` maps and the unsynced writes in
+//! order: writes change `current`, `sync` copies `current` to `durable`,
+//! `crash` copies `durable` back, and `crash_keeping` applies the unsynced
+//! writes its report says it kept, in order, to `durable` and then copies it
+//! back. After every step the engine's full contents must equal `current`.
 
 mod common;
 
@@ -13,6 +15,8 @@ use ringkv_storage::{Keyspace, MemStorage, Storage, WriteBatch};
 use std::collections::BTreeMap;
 
 type Model = BTreeMap<(usize, Vec<u8>), Vec<u8>>;
+/// One unsynced write: its key and new value (None = deleted).
+type Unsynced = ((usize, Vec<u8>), Option<Vec<u8>>);
 
 #[derive(Debug, Clone)]
 enum Step {
@@ -20,6 +24,7 @@ enum Step {
     Delete(usize, u8),
     Sync,
     Crash,
+    CrashKeeping(u64),
 }
 
 fn step() -> impl Strategy<Value = Step> {
@@ -28,6 +33,7 @@ fn step() -> impl Strategy<Value = Step> {
         2 => (0usize..3, 0u8..6).prop_map(|(ks, k)| Step::Delete(ks, k)),
         1 => Just(Step::Sync),
         1 => Just(Step::Crash),
+        1 => any::<u64>().prop_map(Step::CrashKeeping),
     ]
 }
 
@@ -45,10 +51,11 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
 
     #[test]
-    fn crash_forgets_exactly_the_unsynced_writes(steps in vec(step(), 1..60)) {
+    fn power_loss_keeps_exactly_the_synced_and_the_kept_writes(steps in vec(step(), 1..60)) {
         let s = MemStorage::new();
         let mut current = Model::new();
         let mut durable = Model::new();
+        let mut unsynced: Vec<Unsynced> = Vec::new(); // oldest first
         for step in steps {
             match step {
                 Step::Put(ks, k, v) => {
@@ -56,20 +63,37 @@ proptest! {
                     b.put(Keyspace::ALL[ks], [k], [v]);
                     s.write(b).expect("write");
                     current.insert((ks, vec![k]), vec![v]);
+                    unsynced.push(((ks, vec![k]), Some(vec![v])));
                 }
                 Step::Delete(ks, k) => {
                     let mut b = WriteBatch::new();
                     b.delete(Keyspace::ALL[ks], [k]);
                     s.write(b).expect("write");
                     current.remove(&(ks, vec![k]));
+                    unsynced.push(((ks, vec![k]), None));
                 }
                 Step::Sync => {
                     s.sync().expect("sync");
                     durable = current.clone();
+                    unsynced.clear();
                 }
                 Step::Crash => {
                     s.crash();
                     current = durable.clone();
+                    unsynced.clear();
+                }
+                Step::CrashKeeping(seed) => {
+                    let report = s.crash_keeping(seed);
+                    prop_assert_eq!(report.unsynced, unsynced.len());
+                    for position in report.kept {
+                        let (key, value) = unsynced[position].clone();
+                        match value {
+                            Some(v) => durable.insert(key, v),
+                            None => durable.remove(&key),
+                        };
+                    }
+                    current = durable.clone();
+                    unsynced.clear();
                 }
             }
             prop_assert_eq!(contents(&s), current.clone(), "after {:?}", step);

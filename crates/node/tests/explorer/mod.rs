@@ -1,7 +1,7 @@
 //! The seeded fault explorer: one seed picks a cluster (3–7 nodes), N, R and
 //! W, skewed clocks, link latency and a fault schedule (partitions in
 //! halves, through a bridge node or around one node; power losses that drop
-//! unsynced writes; restarts; a join or a decommission during the load);
+//! a seeded random subset of the unsynced batches; restarts; a join or a decommission during the load);
 //! clients run the set, register and delete workloads meanwhile; then
 //! everything heals and the invariants in [`checks`] are checked against
 //! what the clients saw ([`history`]).
@@ -39,6 +39,9 @@ use std::time::Duration;
 
 const NAMES: [&str; 8] = ["n1", "n2", "n3", "n4", "n5", "n6", "n7", "n8"];
 const PARTITIONS: u32 = 16;
+/// How long a simulated fsync takes: writes wait unsynced meanwhile, so a
+/// power loss can land between a write and its sync.
+const SYNC_MS: u64 = 10;
 
 type Shared = Arc<Mutex<History>>;
 type Registry = Arc<Mutex<BTreeMap<&'static str, Arc<NodeState>>>>;
@@ -62,7 +65,9 @@ pub fn run(seed: u64) -> Run {
         .simulation_duration(Duration::from_secs(600))
         .build();
     let founders: Vec<&'static str> = NAMES[..scenario.nodes].to_vec();
-    let disks: Vec<MemStorage> = (0..NAMES.len()).map(|_| MemStorage::new()).collect();
+    let disks: Vec<MemStorage> = (0..NAMES.len())
+        .map(|_| MemStorage::new().with_simulated_sync_ms(SYNC_MS))
+        .collect();
     let on_start: OnStartOf = {
         let registry = registry.clone();
         Arc::new(move |name| {
@@ -126,7 +131,12 @@ pub fn run(seed: u64) -> Run {
         let i = (step % 10) as usize;
         match step / 10 {
             1 => {
-                disks[i].crash();
+                let seed = scenario.power_loss_seed_of(i, disks[i].crashes());
+                let lost = disks[i].crash_keeping(seed);
+                history.lock().unwrap().log(format!(
+                    "power loss {}: kept batches {:?} of {} unsynced",
+                    NAMES[i], lost.kept, lost.unsynced
+                ));
                 sim.crash(NAMES[i]);
             }
             2 => sim.bounce(NAMES[i]),

@@ -45,7 +45,8 @@ pub enum Fault {
     Isolate(usize),
     /// Heal every cut.
     Heal,
-    /// Power loss of node `i` (unsynced writes lost), restarted later.
+    /// Power loss of node `i` (a random subset of its unsynced batches
+    /// lost, chosen by [`Scenario::power_loss_seed`]), restarted later.
     Crash(usize),
     /// Restart a crashed node.
     Restart(usize),
@@ -73,6 +74,9 @@ pub struct Scenario {
     pub set_keys: usize,
     /// Operations each client makes.
     pub ops_per_client: usize,
+    /// Seeds which unsynced batches a power loss keeps
+    /// (`MemStorage::crash_keeping`), mixed with the node and its crash count.
+    pub power_loss_seed: u64,
 }
 
 impl Scenario {
@@ -148,7 +152,14 @@ impl Scenario {
             set_clients: d.range(1, 3) as usize,
             set_keys: d.range(1, 3) as usize,
             ops_per_client: d.range(8, 20) as usize,
+            // A draw of its own, so adding it changed no other choice.
+            power_loss_seed: Draw::new(seed ^ 0x0B1A_C0C7).next(),
         }
+    }
+
+    /// The seed of the power loss of node `i` that is its `crashes`-th.
+    pub fn power_loss_seed_of(&self, i: usize, crashes: u64) -> u64 {
+        self.power_loss_seed ^ (i as u64) ^ crashes.rotate_left(32)
     }
 
     /// Whether a value a quorum read returned can never be hidden from a

@@ -69,7 +69,20 @@ impl Node {
     }
 
     pub fn start(&mut self) {
-        let mut command = Command::new(BIN);
+        self.start_under(&[]);
+    }
+
+    /// Starts the node as the last argument of `wrapper` (e.g. a tracer:
+    /// `["strace", ...]`); the handle's child is then the wrapper.
+    pub fn start_under(&mut self, wrapper: &[String]) {
+        let mut command = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(BIN);
+                c
+            }
+            None => Command::new(BIN),
+        };
         command
             .args(&self.args)
             .env("RINGKV_LOG", "warn")
@@ -261,6 +274,8 @@ pub fn wait_healthy(port: u16) {
 #[derive(Debug)]
 pub struct Reply {
     pub status: u16,
+    /// The client's port on the connection the request went over.
+    pub local_port: u16,
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
 }
@@ -311,6 +326,7 @@ pub fn http_at(
     let mut s = TcpStream::connect_timeout(&addr, timeout)?;
     s.set_read_timeout(Some(timeout))?;
     s.set_write_timeout(Some(timeout))?;
+    let local_port = s.local_addr()?.port();
     let mut req = format!("{method} {target} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));
@@ -338,6 +354,7 @@ pub fn http_at(
     let rest = &raw[split + 4..];
     Ok(Reply {
         status,
+        local_port,
         headers,
         body: rest.to_vec(),
     })
