@@ -1,7 +1,9 @@
 //! The seeded fault explorer: one seed picks a cluster (3–7 nodes), N, R and
 //! W, skewed clocks, link latency and a fault schedule (partitions in
 //! halves, through a bridge node or around one node; power losses that drop
-//! a seeded random subset of the unsynced batches; restarts; a join or a decommission during the load);
+//! a seeded random subset of the unsynced batches; restarts; a failed
+//! fsync, followed by a power loss and a restart; a wall clock jumping
+//! back or forward; a join or a decommission during the load);
 //! clients run the set, register and delete workloads meanwhile; then
 //! everything heals and the invariants in [`checks`] are checked against
 //! what the clients saw ([`history`]).
@@ -12,8 +14,9 @@
 //!
 //! Faults the network here cannot make: TCP connections deliver in order
 //! and exactly once, so message drop, duplication and reordering inside a
-//! connection are not explored (lost connections, retries and read repairs
-//! resending objects are).
+//! connection are not explored here (lost connections, retries and read
+//! repairs resending objects are); the message-level explorer
+//! (`crates/core/tests/message_explorer.rs`) explores them.
 
 pub mod checks;
 pub mod client;
@@ -33,7 +36,7 @@ use ringkv_node::NodeConfig;
 use ringkv_storage::MemStorage;
 use scenario::{Fault, Scenario};
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -45,6 +48,8 @@ const SYNC_MS: u64 = 10;
 
 type Shared = Arc<Mutex<History>>;
 type Registry = Arc<Mutex<BTreeMap<&'static str, Arc<NodeState>>>>;
+/// Each node's wall clock offset from the simulation's, in ms.
+type Clocks = Arc<Vec<Arc<AtomicI64>>>;
 
 /// What one seed did: its trace, and the first invariant it broke.
 pub struct Run {
@@ -92,8 +97,17 @@ pub fn run(seed: u64) -> Run {
             }
         }) as Arc<dyn Fn(&mut NodeConfig)>
     };
+    // Each node's wall clock offset: its skew, moved by clock jumps.
+    let clocks: Clocks = Arc::new(
+        (0..NAMES.len())
+            .map(|i| {
+                Arc::new(AtomicI64::new(
+                    scenario.skews_ms.get(i).copied().unwrap_or(0),
+                ))
+            })
+            .collect(),
+    );
     for (i, name) in founders.iter().enumerate() {
-        let skew = scenario.skews_ms[i];
         host_with(
             &mut sim,
             name,
@@ -101,22 +115,23 @@ pub fn run(seed: u64) -> Run {
             disks[i].clone(),
             configure.clone(),
             on_start.clone(),
-            skew,
+            clocks[i].clone(),
         );
     }
     let done = Arc::new(AtomicUsize::new(0));
     let clients = spawn_workloads(&mut sim, &scenario, &history, &done);
     let steps = Steps::default();
     {
-        let (s, h, r, f, st) = (
+        let (s, h, r, f, st, c) = (
             scenario.clone(),
             history.clone(),
             registry.clone(),
             failure.clone(),
             steps.clone(),
+            clocks.clone(),
         );
         sim.client("nemesis", async move {
-            nemesis(&s, &st, &h).await;
+            nemesis(&s, &st, &h, &c).await;
             while done.load(Ordering::SeqCst) < clients {
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
@@ -140,6 +155,7 @@ pub fn run(seed: u64) -> Run {
                 sim.crash(NAMES[i]);
             }
             2 => sim.bounce(NAMES[i]),
+            4 => disks[i].fail_next_syncs(1),
             _ => host_with(
                 sim,
                 NAMES[founders_len],
@@ -147,7 +163,7 @@ pub fn run(seed: u64) -> Run {
                 disks[founders_len].clone(),
                 configure.clone(),
                 on_start.clone(),
-                0,
+                clocks[founders_len].clone(),
             ),
         }
     });
@@ -333,7 +349,7 @@ async fn delete_client(s: &Scenario, h: &Shared) {
 }
 
 /// Applies the fault schedule, then heals every cut.
-async fn nemesis(s: &Scenario, steps: &Steps, h: &Shared) {
+async fn nemesis(s: &Scenario, steps: &Steps, h: &Shared, clocks: &Clocks) {
     tokio::time::sleep(Duration::from_secs(2)).await;
     let started = tokio::time::Instant::now();
     let names = &NAMES[..s.nodes];
@@ -357,6 +373,10 @@ async fn nemesis(s: &Scenario, steps: &Steps, h: &Shared) {
             Fault::Crash(i) => steps.ask(10 + *i as u8).await,
             Fault::Restart(i) => steps.ask(20 + *i as u8).await,
             Fault::Join => steps.ask(30).await,
+            Fault::FailSync(i) => steps.ask(40 + *i as u8).await,
+            Fault::ClockJump { node, by_ms } => {
+                clocks[*node].fetch_add(*by_ms, Ordering::SeqCst);
+            }
             Fault::Decommission(i) => {
                 let change = Request::ChangeLayout(LayoutChange::Decommission(id(names[*i])));
                 let answer = client::call(names[(*i + 1) % s.nodes], change).await;

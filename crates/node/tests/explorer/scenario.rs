@@ -54,6 +54,11 @@ pub enum Fault {
     Join,
     /// Node `i` is decommissioned.
     Decommission(usize),
+    /// Node `i`'s next fsync fails (EIO): it must stop acknowledging
+    /// writes; a power loss and a restart follow.
+    FailSync(usize),
+    /// Node `node`'s wall clock jumps by `by_ms` (either way).
+    ClockJump { node: usize, by_ms: i64 },
 }
 
 /// Everything one seed decides.
@@ -140,6 +145,30 @@ impl Scenario {
         if let Some(i) = crashed {
             faults.push((at + 500, Fault::Restart(i)));
         }
+        // Drawn apart, so adding them changed no other choice.
+        let mut e = Draw::new(seed ^ 0x5EED_FA17);
+        let last = at.max(1000);
+        if e.below(100) < 40 {
+            let node = e.below(nodes as u64) as usize;
+            let by_ms = e.range(1_000, 120_000) as i64 * if e.below(2) == 0 { 1 } else { -1 };
+            faults.push((e.range(500, last), Fault::ClockJump { node, by_ms }));
+        }
+        let untouched: Vec<usize> = (0..nodes)
+            .filter(|i| {
+                !faults.iter().any(|(_, f)| {
+                    matches!(f, Fault::Crash(j) | Fault::Restart(j) | Fault::Decommission(j) if j == i)
+                })
+            })
+            .collect();
+        if !untouched.is_empty() && e.below(100) < 30 {
+            let i = untouched[e.below(untouched.len() as u64) as usize];
+            let t = e.range(500, last);
+            let power_loss = t + e.range(500, 2000);
+            faults.push((t, Fault::FailSync(i)));
+            faults.push((power_loss, Fault::Crash(i)));
+            faults.push((power_loss + 500, Fault::Restart(i)));
+        }
+        faults.sort_by_key(|(t, _)| *t);
         Scenario {
             seed,
             nodes,

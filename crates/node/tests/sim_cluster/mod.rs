@@ -17,7 +17,7 @@ use ringkv_node::rpc::Greeting;
 use ringkv_node::rpc::PeerClient;
 use ringkv_node::{Edges, NodeConfig, PeerConfig};
 use ringkv_storage::MemStorage;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -118,12 +118,13 @@ pub fn host(
         storage,
         Arc::new(configure),
         on_start,
-        0,
+        Arc::new(AtomicI64::new(0)),
     );
 }
 
-/// [`host`], with any `configure` and the node's wall clock `skew_ms` off
-/// the simulation's (clock skew).
+/// [`host`], with any `configure` and the node's wall clock off the
+/// simulation's by `skew` ms (clock skew), which the test may change while
+/// the node runs (a clock jump).
 pub fn host_with(
     sim: &mut turmoil::Sim<'_>,
     name: &'static str,
@@ -131,7 +132,7 @@ pub fn host_with(
     storage: MemStorage,
     configure: Arc<dyn Fn(&mut NodeConfig)>,
     on_start: OnStartOf,
-    skew_ms: i64,
+    skew: Arc<AtomicI64>,
 ) {
     let all: Vec<&'static str> = if founders.contains(&name) {
         founders.to_vec()
@@ -143,16 +144,18 @@ pub fn host_with(
         let all = all.clone();
         let on_start = on_start(name);
         let configure = configure.clone();
+        let skew = skew.clone();
         async move {
             let started = tokio::time::Instant::now();
             // A new boot exactly when the test cut the power.
             let boot_id = format!("{name}-boot-{}", storage.crashes());
-            let base = 1_800_000_000_000i64 + skew_ms;
+            let base = 1_800_000_000_000i64;
             let edges = Edges {
                 network: Arc::new(SimNetwork),
                 storage: Arc::new(storage),
                 wall_clock: Arc::new(move || {
-                    (base + started.elapsed().as_millis() as i64).max(0) as u64
+                    let skew_ms = skew.load(Ordering::Relaxed);
+                    (base + skew_ms + started.elapsed().as_millis() as i64).max(0) as u64
                 }),
                 serve_http: false,
                 boot_id: Some(boot_id),

@@ -65,6 +65,9 @@ struct State {
     crashes: u64,
     /// `sync` returns `Ok` without making anything durable (a test fault).
     lying_sync: bool,
+    /// How many of the next `sync` calls fail (a test fault: an fsync
+    /// error), making nothing durable.
+    failing_syncs: u32,
     /// What [`Storage::simulated_sync_ms`] answers.
     sync_ms: u64,
 }
@@ -174,6 +177,12 @@ impl MemStorage {
         engine
     }
 
+    /// A test fault: the next `count` syncs fail with an engine error and
+    /// make nothing durable (an fsync that returned EIO). Clones share it.
+    pub fn fail_next_syncs(&self, count: u32) {
+        self.lock().failing_syncs = count;
+    }
+
     /// This engine, telling callers that a sync takes `sync_ms` of their
     /// (simulated) time ([`Storage::simulated_sync_ms`]), so that unsynced
     /// writes exist between steps of a simulation. Clones share it.
@@ -266,6 +275,12 @@ impl Storage for MemStorage {
         let state = &mut *guard;
         if state.lying_sync {
             return Ok(());
+        }
+        if state.failing_syncs > 0 {
+            state.failing_syncs -= 1;
+            return Err(StorageError::Engine(
+                "sync: simulated fsync failure (EIO)".into(),
+            ));
         }
         State::settle(&mut state.dirty, &state.current, &mut state.durable);
         state.unsynced.clear();

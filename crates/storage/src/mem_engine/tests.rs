@@ -288,3 +288,17 @@ fn the_simulated_sync_latency_is_zero_unless_set_and_shared_by_clones() {
     s.crash();
     assert_eq!(get(&s, "k"), None, "setting a latency keeps the lie");
 }
+
+#[test]
+fn a_failing_sync_errs_makes_nothing_durable_and_then_passes() {
+    let s = MemStorage::new();
+    put(&s, "k", "v");
+    s.fail_next_syncs(1);
+    assert!(s.clone().sync().is_err(), "the failed fsync is reported");
+    s.crash();
+    assert_eq!(get(&s, "k"), None, "nothing became durable");
+    put(&s, "k", "v");
+    s.sync().expect("only the next sync failed");
+    s.crash();
+    assert_eq!(get(&s, "k").as_deref(), Some("v"));
+}
