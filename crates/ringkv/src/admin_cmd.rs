@@ -160,6 +160,12 @@ fn render_status(s: &Value) -> String {
             ""
         }
     );
+    if s["refilling"].as_bool() == Some(true) {
+        out.push_str(&format!(
+            "{} was rebuilt (serve --rebuild) and is refilling its partitions from its peers: it refuses reads until done\n",
+            text(&s["node"])
+        ));
+    }
     out.push_str(&format!(
         "{:<10} {:<8} {:<5} {:>6}  {:<21} {:<21} {:<6} TRANSFER\n",
         "NODE", "STATE", "UP", "SHARE", "RPC", "HTTP", "ZONE"

@@ -204,7 +204,17 @@ fn a_damaged_node_refuses_to_start_and_rebuild_refills_it_from_its_peers() {
         quorum_reads_all(p3, "n3 while refilling");
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            if local_count(p3) == KEYS {
+            // `/v1/cluster` says refilling until a complete pass: once it
+            // says done, every key is local (read in this order, no race).
+            let refilling = http(p3, "GET", "/v1/cluster", &[], b"").unwrap().json()["refilling"]
+                .as_bool()
+                .expect("/v1/cluster says whether the node is refilling");
+            let local = local_count(p3);
+            assert!(
+                refilling || local == KEYS,
+                "{kind}: done refilling with {local} of {KEYS} keys"
+            );
+            if local == KEYS && !refilling {
                 break;
             }
             assert!(

@@ -139,6 +139,9 @@ pub async fn cluster(State(state): State<Arc<NodeState>>) -> Response {
         "buckets": view.settings.buckets,
         "nodes": listed,
         "fsync": config.fsync.to_string(),
+        // Started with `serve --rebuild` and still pulling its partitions:
+        // it refuses reads until then (`crate::refill`).
+        "refilling": state.coordinator.replica.is_refilling(),
         // Anti-entropy per partition, read repairs and tombstones reaped.
         "repairs": state.metrics.repairs(),
         "hints": {
