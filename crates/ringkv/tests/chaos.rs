@@ -171,6 +171,19 @@ fn acknowledged_set_elements_survive_kills_pauses_and_partitions() {
         history.acked() > 0,
         "{summary}: no put was acknowledged at all"
     );
+    match checks::replicas_converge(&nodes, &history, KEYS, 3) {
+        Ok(took) => eprintln!(
+            "chaos: replicas agree {:.1} s after healing (handoff and anti-entropy alone)",
+            took.as_secs_f64()
+        ),
+        Err(report) => {
+            let kept = keep_logs(&cluster, config.seed);
+            panic!(
+                "{summary}\n{report}\nreplay: {}\nnode logs: {kept}\nfaults:\n{log}",
+                config.replay()
+            );
+        }
+    }
     match checks::settle(&nodes, &history, KEYS) {
         Ok(took) => eprintln!("chaos: converged {:.1} s after healing", took.as_secs_f64()),
         Err(report) => {

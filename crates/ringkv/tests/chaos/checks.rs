@@ -11,6 +11,12 @@
 //!   be right, so it fails at once.
 //! - An element whose put had an unknown outcome may or may not be there.
 //!
+//! - Before any quorum read (whose blocking repair would fix replicas
+//!   itself), [`replicas_converge`] waits until each key's copies on the
+//!   nodes (`?local=true`) agree, number at least N, and hold every
+//!   acknowledged element: hinted handoff and anti-entropy alone must get
+//!   there.
+//!
 //! *Boundary:* reads only, through the nodes' HTTP API, after every client
 //! stopped (so the history is complete).
 
@@ -28,6 +34,62 @@ struct Wrong {
     lost: Vec<String>,
     phantom: Vec<String>,
     failed_reads: Vec<String>,
+}
+
+/// Polls (local reads only, so no read repair helps) until every key has
+/// at least `n` copies on the nodes, all equal and holding every
+/// acknowledged element; `Ok(time it took)`, or `Err(what differs)`.
+pub fn replicas_converge(
+    nodes: &[SocketAddr],
+    history: &History,
+    keys: usize,
+    n: usize,
+) -> Result<Duration, String> {
+    let started = Instant::now();
+    loop {
+        let mut differ = Vec::new();
+        for k in 0..keys {
+            let key = format!("set{k}");
+            let acked = history
+                .keys
+                .get(&key)
+                .map(|h| h.acked.clone())
+                .unwrap_or_default();
+            let copies: Vec<(usize, BTreeSet<String>)> = nodes
+                .iter()
+                .enumerate()
+                .filter_map(|(i, &node)| {
+                    read_set(node, &key, "?local=true").map(|r| (i, r.elements))
+                })
+                .filter(|(_, elements)| !elements.is_empty())
+                .collect();
+            let agree = copies.windows(2).all(|w| w[0].1 == w[1].1);
+            let complete = copies.iter().all(|(_, e)| acked.is_subset(e));
+            if copies.len() < n.min(nodes.len()) || !agree || !complete {
+                let sizes: Vec<String> = copies
+                    .iter()
+                    .map(|(i, e)| {
+                        format!(
+                            "n{}: {} (lacks {})",
+                            i + 1,
+                            e.len(),
+                            acked.difference(e).count()
+                        )
+                    })
+                    .collect();
+                differ.push(format!("{key}: {sizes:?}"));
+            }
+        }
+        if differ.is_empty() {
+            return Ok(started.elapsed());
+        }
+        if started.elapsed() > CONVERGE_WITHIN {
+            return Err(format!(
+                "replicas did not converge through hinted handoff and anti-entropy within {CONVERGE_WITHIN:?}: {differ:?}"
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
 }
 
 /// Polls until every key reads right through every node; `Ok(time it
