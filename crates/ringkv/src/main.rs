@@ -13,6 +13,7 @@ mod bench;
 mod dev;
 mod kv_cmd;
 mod rebuild;
+mod seal;
 mod serve;
 
 use clap::{Parser, Subcommand};

@@ -6,7 +6,9 @@
 //! (`StorageError::Damaged`) or that opened without this node's own state
 //! although it existed on disk (fjall dropped the journal from a damaged
 //! batch on: see `ringkv_storage::damage`) stops the start with a message
-//! naming the directory, the kind of file and the exact command to run.
+//! naming the directory, the kind of file and the exact command to run. So
+//! does a store that lost the seal of its last clean stop
+//! ([`crate::seal`]): its journal dropped batches.
 //!
 //! **Rebuild.** Everything in the data directory except earlier
 //! `damaged-*` directories is moved (renamed, never copied or deleted)
@@ -21,6 +23,7 @@
 //! Boundary: file moves and messages only; what a rebuilt node does once
 //! running is the node crate's.
 
+use crate::seal::Sealed;
 use anyhow::{bail, Context, Result};
 use ringkv_storage::{DamageKind, FjallStorage, Storage, StorageError};
 use std::path::{Path, PathBuf};
@@ -152,6 +155,14 @@ pub fn open_store(dir: &Path, rebuild: bool, command: &str) -> Result<Arc<dyn St
     if existed && !lived {
         let found = format!(
             "the store opened but this node's own state is gone: {} dropped every batch from a damaged one on",
+            DamageKind::Journal.files()
+        );
+        bail!("{}", refusal(dir, &found, command));
+    }
+    if let Sealed::Broken { file, store } = crate::seal::check(&engine, dir)? {
+        let found = format!(
+            "the store opened without the seal of its last clean stop (seal {file}, found {}): {} dropped every batch from a damaged one on",
+            store.map_or("none".to_string(), |s| s.to_string()),
             DamageKind::Journal.files()
         );
         bail!("{}", refusal(dir, &found, command));

@@ -361,7 +361,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
             .await??;
     let edges = Edges {
         network: Arc::new(TcpNetwork),
-        storage,
+        storage: storage.clone(),
         wall_clock: ringkv_node::system_clock(),
         serve_http: true,
         boot_id: boot_id(),
@@ -372,7 +372,12 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         terminated().await;
         trigger.cancel();
     });
+    let dir = config.data_dir.clone();
     ringkv_node::run(config, edges, shutdown, None).await?;
+    // Stopped cleanly: seal the store, so the next start can tell a journal
+    // that lost batches (crate::seal).
+    let at_ms = ringkv_node::system_clock()();
+    tokio::task::spawn_blocking(move || crate::seal::seal(&*storage, &dir, at_ms)).await??;
     Ok(())
 }
 
