@@ -202,7 +202,7 @@ pub fn bearer_token(header: &[u8]) -> Result<&[u8], BearerError> {
     let header = header.trim_ascii();
     const SCHEME: &[u8] = b"bearer";
     let (scheme, rest) = header.split_at(header.len().min(SCHEME.len()));
-    if !scheme.eq_ignore_ascii_case(SCHEME) || !rest.first().is_some_and(|&b| b == b' ') {
+    if !scheme.eq_ignore_ascii_case(SCHEME) || !rest.starts_with(b" ") {
         return Err(BearerError::NotBearer);
     }
     let token = rest.trim_ascii_start();
