@@ -588,18 +588,11 @@ mod tests {
         }
         args.max_error_rate = 1.0;
         assert!(args.validate().is_ok());
+        let refused = |a: &BenchArgs, flag| a.validate().unwrap_err().to_string().contains(flag);
         args.concurrency = MAX_CONCURRENCY + 1;
-        assert!(args
-            .validate()
-            .unwrap_err()
-            .to_string()
-            .contains("--concurrency"));
+        assert!(refused(&args, "--concurrency"));
         args.concurrency = MAX_CONCURRENCY;
         args.value_size = MAX_VALUE_SIZE_BYTES + 1;
-        assert!(args
-            .validate()
-            .unwrap_err()
-            .to_string()
-            .contains("--value-size"));
+        assert!(refused(&args, "--value-size"));
     }
 }

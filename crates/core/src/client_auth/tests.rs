@@ -1,3 +1,6 @@
+//! Tokens file limits, digest-only storage, bearer header parsing and the
+//! let-in decision, table-driven.
+
 use super::*;
 
 const GOOD: &str = "a-client-token-0123456789";

@@ -127,6 +127,7 @@ async fn accept_loop(
             return;
         };
         let (stream, peer) = tokio::select! {
+            biased;
             _ = tx.closed() => return,
             accepted = tcp.accept() => match accepted {
                 Ok(accepted) => accepted,

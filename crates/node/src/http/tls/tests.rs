@@ -1,3 +1,5 @@
+//! Loading the TLS files: a good pair loads, every bad file is named.
+
 use super::*;
 
 /// The test TLS files (made by `crates/ringkv/tests/data/make_tls.sh`).
