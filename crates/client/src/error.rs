@@ -31,6 +31,9 @@ pub enum ClientError {
     BadResponse(String),
     #[error("bad node URL {0:?}: expected http://host:port")]
     BadUrl(String),
+    /// A client token that cannot travel in a header (not visible ASCII).
+    #[error("the client token holds characters a header cannot carry")]
+    BadToken,
 }
 
 /// A request that got no HTTP answer from `node`.

@@ -17,7 +17,7 @@ use base64::Engine;
 use bytes::Bytes;
 use error::{classify, classify_exchange, error_of};
 use http_body_util::{BodyExt, Full};
-use hyper::header::{HeaderValue, ACCEPT};
+use hyper::header::{HeaderValue, ACCEPT, AUTHORIZATION};
 use hyper::{Method, Request, StatusCode};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
@@ -89,6 +89,8 @@ pub struct Client {
     http: hyper_util::client::legacy::Client<LenientConnector, Full<Bytes>>,
     connect_timeout: Duration,
     request_timeout: Duration,
+    /// `Bearer <token>`, marked sensitive so it is never printed.
+    authorization: Option<HeaderValue>,
 }
 
 impl Client {
@@ -117,7 +119,23 @@ impl Client {
             http,
             connect_timeout,
             request_timeout,
+            authorization: None,
         })
+    }
+
+    /// This client sending `Authorization: Bearer <token>` with every
+    /// request, for a node started with client tokens (`None`: no header).
+    pub fn with_token(mut self, token: Option<&str>) -> Result<Self, ClientError> {
+        self.authorization = match token {
+            None => None,
+            Some(token) => {
+                let mut value = HeaderValue::from_str(&format!("Bearer {}", token.trim()))
+                    .map_err(|_| ClientError::BadToken)?;
+                value.set_sensitive(true);
+                Some(value)
+            }
+        };
+        Ok(self)
     }
 
     /// The node's base URL.
@@ -166,6 +184,9 @@ impl Client {
             .method(method)
             .uri(url)
             .header(ACCEPT, "application/json");
+        if let Some(authorization) = &self.authorization {
+            request = request.header(AUTHORIZATION, authorization.clone());
+        }
         if let Some(context) = context {
             let value = HeaderValue::from_str(context)
                 .map_err(|_| ClientError::BadResponse("context is not header text".into()))?;

@@ -51,6 +51,7 @@
 
 pub mod anti_entropy;
 pub mod auth;
+pub mod client_auth;
 pub mod codec;
 pub mod context;
 pub mod coordinate;

@@ -5,14 +5,21 @@
 //! A decoded clock re-encodes to a token that decodes to the same clock.
 //! [`http_path`]: the request target as text. A parsed key is within the
 //! limit and survives the storage-key encoding.
+//! [`http_headers`]: a header value's bytes, as `Authorization` (client
+//! tokens) and as `Accept`. A token taken from a header is within the
+//! limits, and a request passes exactly when it names the configured token.
 
 use crate::select;
 use ringkv_core::auth::ClusterKey;
+use ringkv_core::client_auth::{bearer_token, ClientTokens, MAX_TOKEN_BYTES};
 use ringkv_core::context::{decode_context, encode_context};
 use ringkv_core::key::ObjectKey;
+use ringkv_node::http::client_auth::authorize;
+use ringkv_node::http::kv::wants_json;
 use ringkv_node::http::path::{
     parse_get_query, parse_key, parse_put_query, parse_query, parse_quorum,
 };
+use ringkv_node::http_header::{HeaderMap, HeaderValue, ACCEPT, AUTHORIZATION};
 
 /// Context token limits tried: the default, the smallest allowed, none.
 const CONTEXT_LIMITS: [usize; 3] = [8 * 1024, 64, usize::MAX];
@@ -66,4 +73,38 @@ pub fn http_path(data: &[u8]) -> bool {
     let _ = parse_put_query(query);
     let _ = parse_quorum(query);
     parsed
+}
+
+/// Returns whether the bytes, as an `Authorization` header, let a request
+/// in under the one configured token ([`crate::seeds::CLIENT_TOKEN`]).
+pub fn http_headers(data: &[u8]) -> bool {
+    let token = bearer_token(data);
+    if let Ok(token) = token {
+        assert!(
+            !token.is_empty() && token.len() <= MAX_TOKEN_BYTES,
+            "a token outside the limits was taken from a header"
+        );
+        assert!(
+            token.iter().all(u8::is_ascii_graphic),
+            "a token with spaces or controls"
+        );
+    }
+    // What hyper would not accept as a header value never reaches the node.
+    let Ok(value) = HeaderValue::from_bytes(data) else {
+        return false;
+    };
+    let mut headers = HeaderMap::new();
+    headers.insert(AUTHORIZATION, value.clone());
+    headers.insert(ACCEPT, value);
+    let _ = wants_json(&headers);
+    let tokens = ClientTokens::parse(crate::seeds::CLIENT_TOKEN.as_bytes())
+        .expect("the seed token is valid");
+    assert_eq!(authorize(None, &headers), Ok(()), "no tokens, no refusal");
+    let passed = authorize(Some(&tokens), &headers).is_ok();
+    assert_eq!(
+        passed,
+        token == Ok(crate::seeds::CLIENT_TOKEN.as_bytes()),
+        "let in without the configured token, or refused with it"
+    );
+    passed
 }

@@ -26,17 +26,21 @@ use ringkv_core::NodeId;
 use std::sync::Arc;
 
 /// Every fuzz target, by name (one file each in `fuzz/fuzz_targets/`).
-pub const TARGETS: [&str; 9] = [
+pub const TARGETS: [&str; 10] = [
     "rpc_frame",
     "handshake",
     "gossip",
     "layout_history",
     "context_token",
     "http_path",
+    "http_headers",
     "storage_record",
     "stream",
     "anti_entropy",
 ];
+
+/// The one client token the `http_headers` check configures.
+pub const CLIENT_TOKEN: &str = "fuzz-client-token-0123456789";
 
 /// The key position context tokens are decoded against.
 pub const KEY_POSITION: u64 = 0x0123_4567_89ab_cdef;
@@ -297,6 +301,10 @@ pub fn seeds(target: &str) -> Vec<Vec<u8>> {
         "http_path" => vec![
             b"/v1/kv/carts/alice%2Fbob?r=1&w=2&pw=1".to_vec(),
             b"/v1/kv/b/%FF%00?local=true&ttl=30".to_vec(),
+        ],
+        "http_headers" => vec![
+            format!("Bearer {CLIENT_TOKEN}").into_bytes(),
+            format!("bearer \t {CLIENT_TOKEN}  ").into_bytes(),
         ],
         "storage_record" => {
             let stored = encode_object(&object()).expect("encodes");

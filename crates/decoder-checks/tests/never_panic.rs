@@ -14,13 +14,14 @@ use ringkv_decoder_checks::seeds::{seeds, TARGETS};
 use ringkv_decoder_checks::{anti_entropy, client, gossip, layouts, rpc, stored, stream};
 
 /// Each fuzz target's check, in [`TARGETS`] order.
-const CHECKS: [fn(&[u8]) -> bool; 9] = [
+const CHECKS: [fn(&[u8]) -> bool; 10] = [
     rpc::rpc_frame,
     rpc::handshake,
     gossip::gossip,
     layouts::layout_history,
     client::context_token,
     client::http_path,
+    client::http_headers,
     stored::storage_record,
     stream::stream,
     anti_entropy::anti_entropy,

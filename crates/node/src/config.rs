@@ -18,6 +18,7 @@ use crate::rpc::server::{
 };
 use ringkv_core::anti_entropy::ExchangeLimits;
 use ringkv_core::auth::{ClusterKey, ClusterSecret};
+use ringkv_core::client_auth::ClientTokens;
 use ringkv_core::hints::HintLimits;
 use ringkv_core::layout::{compute_layout, Layout, LayoutParams, Member, DEFAULT_PARTITIONS};
 use ringkv_core::limits::Limits;
@@ -62,6 +63,21 @@ pub struct NodeConfig {
     pub secret: Option<ClusterSecret>,
     /// Client HTTP address.
     pub http: SocketAddr,
+    /// A file of client tokens, one per line (see
+    /// [`ringkv_core::client_auth`]), read at start into `http_tokens` by
+    /// the binary. Unset: the HTTP API lets in every client.
+    #[serde(default)]
+    pub http_tokens_file: Option<PathBuf>,
+    /// The accepted client tokens (digests); `Some`: every endpoint but
+    /// `/v1/health` needs `Authorization: Bearer <token>`.
+    #[serde(skip)]
+    pub http_tokens: Option<ClientTokens>,
+    /// PEM certificate chain and private key: serve the HTTP API over TLS
+    /// (both or neither).
+    #[serde(default)]
+    pub http_tls_cert: Option<PathBuf>,
+    #[serde(default)]
+    pub http_tls_key: Option<PathBuf>,
     /// Node-to-node RPC address to listen on, `host:port`.
     pub rpc: String,
     /// The RPC address other nodes reach this one at, as gossiped (when
@@ -200,6 +216,10 @@ impl NodeConfig {
             secret_file: None,
             secret: None,
             http,
+            http_tokens_file: None,
+            http_tokens: None,
+            http_tls_cert: None,
+            http_tls_key: None,
             rpc,
             advertise_rpc: None,
             data_dir,
@@ -362,6 +382,9 @@ impl NodeConfig {
                 m.id
             ));
         }
+        if self.http_tls_cert.is_some() != self.http_tls_key.is_some() {
+            return Err("http_tls_cert and http_tls_key go together: give both or neither".into());
+        }
         if self.gossip_interval_ms == 0 {
             return Err("gossip_interval_ms must be positive".into());
         }
@@ -454,6 +477,10 @@ mod tests {
             .unwrap_err()
             .contains("streaming.bytes_per_sec"));
         cfg.streaming = StreamLimits::default();
+        cfg.http_tls_cert = Some("/tmp/cert.pem".into());
+        assert!(cfg.validate().unwrap_err().contains("http_tls_key"));
+        cfg.http_tls_key = Some("/tmp/key.pem".into());
+        cfg.validate().unwrap();
         cfg.id = NodeId::new("n1~2").unwrap();
         assert!(cfg
             .validate()

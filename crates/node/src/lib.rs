@@ -54,5 +54,7 @@ pub mod streaming;
 pub mod tombstone_gc;
 pub mod view;
 
+/// The header types the HTTP layer's parsers take, for checks outside the node.
+pub use axum::http::header as http_header;
 pub use config::{NodeConfig, PeerConfig};
 pub use node::{run, run_with, system_clock, Edges, OnStart, StartError};

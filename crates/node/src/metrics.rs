@@ -92,6 +92,7 @@ pub struct Metrics {
     sync_seconds: Histogram,
     rpc_connections_refused: Counter,
     rpc_handshakes_refused: Family<ReasonLabels, Counter>,
+    http_auth_refused: Family<ReasonLabels, Counter>,
     hints_stored: Family<TargetLabels, Counter>,
     hints_delivered: Family<TargetLabels, Counter>,
     hints_skipped: Family<TargetLabels, Counter>,
@@ -179,6 +180,12 @@ impl Metrics {
             "rpc_handshakes_refused",
             "RPC handshakes this node refused, by reason (wrong_secret, secret_mode, settings, ...)",
             rpc_handshakes_refused.clone(),
+        );
+        let http_auth_refused = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "http_auth_refused",
+            "HTTP requests refused for want of a valid client token, by reason (missing, malformed, wrong)",
+            http_auth_refused.clone(),
         );
         let hints_stored = Family::<TargetLabels, Counter>::default();
         registry.register(
@@ -290,6 +297,7 @@ impl Metrics {
             registry,
             rpc_connections_refused,
             rpc_handshakes_refused,
+            http_auth_refused,
             requests,
             latency,
             quorum_failures,
@@ -335,6 +343,13 @@ impl Metrics {
     /// Records a handshake this node refused, by the reason's label.
     pub fn rpc_handshake_refused(&self, reason: &'static str) {
         self.rpc_handshakes_refused
+            .get_or_create(&ReasonLabels { reason })
+            .inc();
+    }
+
+    /// Records an HTTP request refused for its client token, by reason.
+    pub fn http_auth_refused(&self, reason: &'static str) {
+        self.http_auth_refused
             .get_or_create(&ReasonLabels { reason })
             .inc();
     }
@@ -493,6 +508,7 @@ mod tests {
         m.replica_call_failed("connect_refused");
         m.rpc_connection_refused();
         m.rpc_handshake_refused("wrong_secret");
+        m.http_auth_refused("wrong");
         m.hint_stored("n2");
         m.hint_delivered("n2");
         m.hint_skipped("n3");
@@ -521,6 +537,7 @@ mod tests {
             "ringkv_replica_call_failures_total{kind=\"connect_refused\"} 1",
             "ringkv_rpc_connections_refused_total 1",
             "ringkv_rpc_handshakes_refused_total{reason=\"wrong_secret\"} 1",
+            "ringkv_http_auth_refused_total{reason=\"wrong\"} 1",
             "ringkv_hints_stored_total{target=\"n2\"} 1",
             "ringkv_hints_delivered_total{target=\"n2\"} 1",
             "ringkv_hints_skipped_total{target=\"n3\"} 1",

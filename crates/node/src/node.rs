@@ -53,6 +53,8 @@ pub enum StartError {
         addr: String,
         source: std::io::Error,
     },
+    #[error("cannot serve HTTP over TLS: {0}")]
+    HttpTls(#[from] crate::http::tls::TlsError),
 }
 
 /// The state shared by every request a node serves.
@@ -132,6 +134,12 @@ pub async fn run_with(
     on_start: Option<OnStart>,
 ) -> Result<(), StartError> {
     config.validate().map_err(StartError::Config)?;
+    let http_tls = match (&config.http_tls_cert, &config.http_tls_key) {
+        (Some(cert), Some(key)) if edges.serve_http => {
+            Some(crate::http::tls::server_config(cert, key)?)
+        }
+        _ => None,
+    };
     let crate::actor::Begun { actor, start } = crate::actor::begin(
         &*edges.storage,
         &config.id,
@@ -436,7 +444,9 @@ pub async fn run_with(
     tracing::info!(node = %config.id, http = %config.http, rpc = %config.rpc, fsync = %config.fsync, "node started");
 
     match http {
-        Some(listener) => crate::http::serve(listener, state.clone(), shutdown.clone()).await,
+        Some(listener) => {
+            crate::http::serve(listener, http_tls, state.clone(), shutdown.clone()).await
+        }
         None => shutdown.cancelled().await,
     }
     tracing::info!(node = %config.id, "shutting down: HTTP drained, stopping RPC and syncing storage");

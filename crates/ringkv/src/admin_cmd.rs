@@ -32,6 +32,10 @@ pub struct NodeArg {
     /// Node to talk to: its HTTP address (any node will do).
     #[arg(long, default_value = "http://127.0.0.1:8001", env = "RINGKV_NODE")]
     pub node: String,
+    /// Client token for a node started with --http-tokens-file (sent as
+    /// `Authorization: Bearer`); not needed with `ringkv dev`.
+    #[arg(long, env = "RINGKV_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
     /// Print the node's JSON answer instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -66,11 +70,11 @@ pub enum AdminCommand {
 pub async fn run(args: AdminArgs) -> Result<()> {
     match args.command {
         AdminCommand::Status(t) => {
-            let status = fetch(&t.node, "/v1/cluster").await?;
+            let status = fetch(&t, "/v1/cluster").await?;
             print(&t, &status, render_status)
         }
         AdminCommand::Ring(t) => {
-            let ring = fetch(&t.node, "/v1/cluster/ring").await?;
+            let ring = fetch(&t, "/v1/cluster/ring").await?;
             print(&t, &ring, render_ring)
         }
         AdminCommand::Join { node_id, target } => change(&target, "join", &node_id).await,
@@ -81,12 +85,16 @@ pub async fn run(args: AdminArgs) -> Result<()> {
     }
 }
 
-fn client(node: &str) -> Result<Client> {
-    Client::new(node).with_context(|| format!("node address {node:?}"))
+fn client(target: &NodeArg) -> Result<Client> {
+    let node = &target.node;
+    Client::new(node)
+        .and_then(|c| c.with_token(target.token.as_deref()))
+        .with_context(|| format!("node address {node:?}"))
 }
 
-async fn fetch(node: &str, path: &str) -> Result<Value> {
-    client(node)?
+async fn fetch(target: &NodeArg, path: &str) -> Result<Value> {
+    let node = &target.node;
+    client(target)?
         .admin_get(path)
         .await
         .with_context(|| format!("asking {node} for {path}"))
@@ -94,7 +102,7 @@ async fn fetch(node: &str, path: &str) -> Result<Value> {
 
 async fn change(target: &NodeArg, op: &str, node_id: &str) -> Result<()> {
     let path = format!("/v1/admin/{op}/{}", encode_segment(node_id));
-    let answer = client(&target.node)?
+    let answer = client(target)?
         .admin_post(&path)
         .await
         .map_err(|e| anyhow!("{op} {node_id} through {}: {e}", target.node))?;

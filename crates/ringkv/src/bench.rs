@@ -46,6 +46,10 @@ pub struct BenchArgs {
     /// Node URL; repeat to spread load over several nodes.
     #[arg(long = "node", default_value = "http://127.0.0.1:8001")]
     pub nodes: Vec<String>,
+    /// Client token for a node started with --http-tokens-file (sent as
+    /// `Authorization: Bearer`); not needed with `ringkv dev`.
+    #[arg(long, env = "RINGKV_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
     /// Requests to send in total.
     #[arg(long, default_value_t = 100_000)]
     pub ops: u64,
@@ -132,6 +136,7 @@ fn kind_of(e: &ClientError) -> String {
         ClientError::Transport(m) => format!("connection error ({m})"),
         ClientError::BadResponse(_) => "unexpected response".to_string(),
         ClientError::BadUrl(_) => "bad node URL".to_string(),
+        ClientError::BadToken => "bad client token".to_string(),
     }
 }
 
@@ -392,7 +397,7 @@ pub async fn run(args: BenchArgs) -> Result<()> {
     let clients = args
         .nodes
         .iter()
-        .map(|n| Client::new(n))
+        .map(|n| Client::new(n)?.with_token(args.token.as_deref()))
         .collect::<Result<Vec<_>, _>>()?;
     check_health(&args.nodes, &clients, HEALTH_CHECK_TIMEOUT).await?;
     let workers = worker_count(args.concurrency, args.keys, args.writes());
@@ -563,6 +568,7 @@ mod tests {
     fn options_out_of_range_are_refused() {
         let mut args = BenchArgs {
             nodes: vec!["http://127.0.0.1:1".into()],
+            token: None,
             ops: 1,
             concurrency: 1,
             value_size: 1,
@@ -582,18 +588,11 @@ mod tests {
         }
         args.max_error_rate = 1.0;
         assert!(args.validate().is_ok());
+        let refused = |a: &BenchArgs, flag| a.validate().unwrap_err().to_string().contains(flag);
         args.concurrency = MAX_CONCURRENCY + 1;
-        assert!(args
-            .validate()
-            .unwrap_err()
-            .to_string()
-            .contains("--concurrency"));
+        assert!(refused(&args, "--concurrency"));
         args.concurrency = MAX_CONCURRENCY;
         args.value_size = MAX_VALUE_SIZE_BYTES + 1;
-        assert!(args
-            .validate()
-            .unwrap_err()
-            .to_string()
-            .contains("--value-size"));
+        assert!(refused(&args, "--value-size"));
     }
 }

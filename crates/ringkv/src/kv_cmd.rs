@@ -23,6 +23,10 @@ pub struct Target {
     /// Node to talk to: its HTTP address (any node coordinates any request).
     #[arg(long, default_value = "http://127.0.0.1:8001", env = "RINGKV_NODE")]
     pub node: String,
+    /// Client token for a node started with --http-tokens-file (sent as
+    /// `Authorization: Bearer`); not needed with `ringkv dev`.
+    #[arg(long, env = "RINGKV_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -79,8 +83,12 @@ pub struct DeleteArgs {
 
 /// A client error as a person needs it: the address, the cause and the fix.
 pub fn explain(e: ClientError) -> anyhow::Error {
-    let ClientError::Transport(t) = e else {
-        return e.into();
+    let t = match e {
+        ClientError::Transport(t) => t,
+        ClientError::Status { status: 401, .. } => {
+            return anyhow::anyhow!("{e}; pass the client token with --token or RINGKV_TOKEN")
+        }
+        e => return e.into(),
     };
     let node = &t.node;
     let fix = match &t.kind {
@@ -188,7 +196,7 @@ fn render(found: &Fetched) -> String {
 
 pub async fn get(args: GetArgs) -> Result<()> {
     let t = &args.target;
-    let client = Client::new(&t.node)?;
+    let client = Client::new(&t.node)?.with_token(t.token.as_deref())?;
     let json = client
         .get_json(&t.bucket, t.key.as_bytes(), args.r)
         .await
@@ -275,7 +283,7 @@ fn value_of(args: &PutArgs) -> Result<Bytes> {
 pub async fn put(args: PutArgs) -> Result<()> {
     let value = value_of(&args)?;
     let t = &args.target;
-    let client = Client::new(&t.node)?;
+    let client = Client::new(&t.node)?.with_token(t.token.as_deref())?;
     let context = client
         .put(
             &t.bucket,
@@ -292,7 +300,7 @@ pub async fn put(args: PutArgs) -> Result<()> {
 
 pub async fn delete(args: DeleteArgs) -> Result<()> {
     let t = &args.target;
-    let client = Client::new(&t.node)?;
+    let client = Client::new(&t.node)?.with_token(t.token.as_deref())?;
     let context = client
         .delete_with(
             &t.bucket,

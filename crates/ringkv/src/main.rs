@@ -11,6 +11,7 @@
 mod admin_cmd;
 mod bench;
 mod dev;
+mod http_access;
 mod kv_cmd;
 mod rebuild;
 mod seal;

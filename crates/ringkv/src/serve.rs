@@ -73,6 +73,17 @@ pub struct ServeArgs {
     /// secret get in; anyone who reaches the RPC port can).
     #[arg(long)]
     pub secret_file: Option<PathBuf>,
+    /// File of client tokens, one per line (16..=512 visible ASCII
+    /// characters; `#` comments): every HTTP endpoint but /v1/health then
+    /// needs `Authorization: Bearer <token>`. Off by default.
+    #[arg(long)]
+    pub http_tokens_file: Option<PathBuf>,
+    /// PEM certificate chain: serve the HTTP API over TLS (with --http-tls-key).
+    #[arg(long, requires = "http_tls_key")]
+    pub http_tls_cert: Option<PathBuf>,
+    /// PEM private key of --http-tls-cert.
+    #[arg(long, requires = "http_tls_cert")]
+    pub http_tls_key: Option<PathBuf>,
     /// `always` (default: acknowledge after fsync) or `periodic:<ms>`.
     #[arg(long)]
     pub fsync: Option<FsyncPolicy>,
@@ -224,6 +235,12 @@ pub fn build_config(args: ServeArgs) -> Result<NodeConfig> {
     }
     let env = std::env::var_os(SECRET_ENV);
     config.secret = load_secret(config.secret_file.as_deref(), env.as_deref())?;
+    crate::http_access::apply(
+        &mut config,
+        args.http_tokens_file,
+        args.http_tls_cert,
+        args.http_tls_key,
+    )?;
     if let Some(f) = args.fsync {
         config.fsync = f;
     }

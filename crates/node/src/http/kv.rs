@@ -77,13 +77,18 @@ pub async fn get(State(state): Shared, uri: Uri, headers: HeaderMap) -> Response
         };
         // A value past its TTL reads as deleted (D5).
         let object = object.map(|o| o.as_seen_at((state.coordinator.wall_clock)()));
-        let wants_json = headers
-            .get(header::ACCEPT)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.contains("application/json"));
-        Ok(render(object, wants_json, token))
+        Ok(render(object, wants_json(&headers), token))
     })
     .await
+}
+
+/// Whether the client asked for the JSON form (`Accept` naming
+/// `application/json`); any other or unreadable `Accept` gets raw bytes.
+pub fn wants_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("application/json"))
 }
 
 pub async fn put(

@@ -6,18 +6,25 @@
 //! - `GET /v1/cluster`, `GET /v1/cluster/ring`,
 //!   `POST /v1/admin/{join,decommission,remove}/{node}` — [`membership`].
 //!
+//! With client tokens configured, every route but `/v1/health` needs
+//! `Authorization: Bearer <token>` ([`client_auth`]); with a certificate and
+//! key it is served over TLS ([`tls`]).
+//!
 //! This is the only layer that knows HTTP status codes: [`error`] maps the
 //! core's typed errors onto them, always as
 //! `{"error": {"code": "...", "message": "..."}}`.
 
 pub mod admin;
+pub mod client_auth;
 pub mod error;
 pub mod kv;
 pub mod membership;
 pub mod path;
+pub mod tls;
 
 use crate::node::NodeState;
 use axum::extract::DefaultBodyLimit;
+use axum::middleware;
 use axum::routing::{get, post};
 use axum::serve::ListenerExt;
 use axum::Router;
@@ -31,36 +38,57 @@ pub const CONTEXT_HEADER: &str = "x-ringkv-context";
 pub fn router(state: Arc<NodeState>) -> Router {
     // One byte over the limit still reaches the handler, which then answers 413 in JSON.
     let body_limit = state.config.limits.max_value_bytes + 1;
-    Router::new()
+    let guarded = Router::new()
         .route(
             "/v1/kv/{*rest}",
             get(kv::get).put(kv::put).delete(kv::delete),
         )
-        .route("/v1/health", get(admin::health))
         .route("/v1/cluster", get(membership::cluster))
         .route("/v1/cluster/ring", get(membership::ring))
         .route("/v1/admin/{op}/{node}", post(membership::change))
         .route("/metrics", get(admin::metrics))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            client_auth::require_token,
+        ));
+    Router::new()
+        .route("/v1/health", get(admin::health))
+        .merge(guarded)
         .fallback(admin::not_found)
         .method_not_allowed_fallback(admin::method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(state)
 }
 
-/// Serves HTTP until `shutdown` is cancelled, then lets in-flight requests finish.
+/// Serves HTTP (over TLS when `tls` is given) until `shutdown` is
+/// cancelled, then lets in-flight requests finish.
 pub async fn serve(
     listener: tokio::net::TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
     state: Arc<NodeState>,
     shutdown: CancellationToken,
 ) {
-    let listener = listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
     let app = router(state);
-    if let Err(e) = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await
-    {
+    let stopped = shutdown.cancelled_owned();
+    let served = match tls {
+        None => {
+            let listener = listener.tap_io(|tcp| {
+                let _ = tcp.set_nodelay(true);
+            });
+            axum::serve(listener, app)
+                .with_graceful_shutdown(stopped)
+                .await
+        }
+        Some(config) => match tls::TlsListener::new(listener, config) {
+            Ok(listener) => {
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(stopped)
+                    .await
+            }
+            Err(e) => Err(e),
+        },
+    };
+    if let Err(e) = served {
         tracing::error!(error = %e, "http server failed");
     }
 }
