@@ -110,6 +110,8 @@ impl State {
     /// unsynced ones) reach `durable` in write order, the rest are lost,
     /// and reads see `durable` again.
     fn power_loss(&mut self, keep: impl Fn(usize) -> bool) -> PowerLoss {
+        // A sync failure armed for the old boot's IO does not outlive it.
+        self.failing_syncs = 0;
         let unsynced = std::mem::take(&mut self.unsynced);
         let mut report = PowerLoss {
             unsynced: unsynced.len(),
@@ -178,7 +180,8 @@ impl MemStorage {
     }
 
     /// A test fault: the next `count` syncs fail with an engine error and
-    /// make nothing durable (an fsync that returned EIO). Clones share it.
+    /// make nothing durable (an fsync that returned EIO). Clones share it;
+    /// a power loss disarms it.
     pub fn fail_next_syncs(&self, count: u32) {
         self.lock().failing_syncs = count;
     }

@@ -301,4 +301,8 @@ fn a_failing_sync_errs_makes_nothing_durable_and_then_passes() {
     s.sync().expect("only the next sync failed");
     s.crash();
     assert_eq!(get(&s, "k").as_deref(), Some("v"));
+    s.fail_next_syncs(1);
+    s.crash();
+    s.sync()
+        .expect("a power loss disarms a sync failure of the old boot");
 }
