@@ -164,7 +164,33 @@ impl ClusterKey {
         )
     }
 
-    /// The answering node's proof, over the connecting side's nonce first.
+    /// The MAC of the answering node's proof: over the connecting side's
+    /// nonce first.
+    fn server_mac(
+        &self,
+        cluster: &str,
+        server: &NodeId,
+        client_nonce: &Nonce,
+        server_nonce: &Nonce,
+    ) -> HmacSha256 {
+        let id = server.as_str().as_bytes();
+        self.handshake_mac("server", cluster, id, client_nonce, server_nonce)
+    }
+
+    /// The MAC of the connecting side's proof (`client` is `None` for a
+    /// client that is not a node): over the answering node's nonce first.
+    fn client_mac(
+        &self,
+        cluster: &str,
+        client: Option<&NodeId>,
+        server_nonce: &Nonce,
+        client_nonce: &Nonce,
+    ) -> HmacSha256 {
+        let id = client_id(client);
+        self.handshake_mac("client", cluster, id, server_nonce, client_nonce)
+    }
+
+    /// The answering node's proof.
     pub fn server_proof(
         &self,
         cluster: &str,
@@ -172,13 +198,7 @@ impl ClusterKey {
         client_nonce: &Nonce,
         server_nonce: &Nonce,
     ) -> Proof {
-        let m = self.handshake_mac(
-            "server",
-            cluster,
-            server.as_str().as_bytes(),
-            client_nonce,
-            server_nonce,
-        );
+        let m = self.server_mac(cluster, server, client_nonce, server_nonce);
         m.finalize().into_bytes().into()
     }
 
@@ -191,18 +211,11 @@ impl ClusterKey {
         server_nonce: &Nonce,
         proof: &Proof,
     ) -> Result<(), ProofMismatch> {
-        let m = self.handshake_mac(
-            "server",
-            cluster,
-            server.as_str().as_bytes(),
-            client_nonce,
-            server_nonce,
-        );
+        let m = self.server_mac(cluster, server, client_nonce, server_nonce);
         m.verify_slice(proof).map_err(|_| ProofMismatch)
     }
 
-    /// The connecting side's proof (`client` is `None` for a client that is
-    /// not a node), over the answering node's nonce first.
+    /// The connecting side's proof.
     pub fn client_proof(
         &self,
         cluster: &str,
@@ -210,13 +223,7 @@ impl ClusterKey {
         server_nonce: &Nonce,
         client_nonce: &Nonce,
     ) -> Proof {
-        let m = self.handshake_mac(
-            "client",
-            cluster,
-            client_id(client),
-            server_nonce,
-            client_nonce,
-        );
+        let m = self.client_mac(cluster, client, server_nonce, client_nonce);
         m.finalize().into_bytes().into()
     }
 
@@ -229,13 +236,7 @@ impl ClusterKey {
         client_nonce: &Nonce,
         proof: &Proof,
     ) -> Result<(), ProofMismatch> {
-        let m = self.handshake_mac(
-            "client",
-            cluster,
-            client_id(client),
-            server_nonce,
-            client_nonce,
-        );
+        let m = self.client_mac(cluster, client, server_nonce, client_nonce);
         m.verify_slice(proof).map_err(|_| ProofMismatch)
     }
 
