@@ -44,18 +44,26 @@ impl JournalSync {
     }
 
     /// Makes every batch committed before this call durable.
+    ///
+    /// One `stat` per call finds out whether the journal rotated (fjall
+    /// creates `<id + 1>.jnl`); only then is the folder listed again. No
+    /// listing and no `open` per sync while the active journal stays.
     pub fn sync(&self) -> io::Result<()> {
-        let (id, path) = active_journal(&self.dir)?;
         let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
-        match open.as_ref() {
-            Some((open_id, file)) if *open_id == id => file.sync_data(),
+        let current = match open.take() {
+            Some((id, file)) if !self.journal_path(id + 1).try_exists()? => (id, file),
             _ => {
-                let file = File::open(&path)?;
-                file.sync_data()?;
-                *open = Some((id, file));
-                Ok(())
+                let (id, path) = active_journal(&self.dir)?;
+                (id, File::open(&path)?)
             }
-        }
+        };
+        let synced = current.1.sync_data();
+        *open = Some(current);
+        synced
+    }
+
+    fn journal_path(&self, id: u64) -> PathBuf {
+        self.dir.join(format!("{id}.jnl"))
     }
 }
 
@@ -103,10 +111,15 @@ mod tests {
         sync.sync().unwrap();
         std::fs::write(dir.path().join("11.jnl"), b"").unwrap();
         sync.sync().unwrap();
-        assert_eq!(
-            sync.open.lock().unwrap().as_ref().map(|(id, _)| *id),
-            Some(11),
-            "follows rotation"
-        );
+        let synced = || sync.open.lock().unwrap().as_ref().map(|(id, _)| *id);
+        assert_eq!(synced(), Some(11), "follows rotation");
+        // Two rotations between syncs: the listing finds the newest.
+        for name in ["12.jnl", "13.jnl"] {
+            std::fs::write(dir.path().join(name), b"").unwrap();
+        }
+        sync.sync().unwrap();
+        assert_eq!(synced(), Some(13), "follows two rotations");
+        sync.sync().unwrap();
+        assert_eq!(synced(), Some(13), "stays while no newer journal appears");
     }
 }
