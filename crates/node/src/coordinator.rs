@@ -9,11 +9,13 @@
 //! back:
 //!
 //! - `ReadLocal` reads this node's copy; `AwaitLocal` waits for the local
-//!   write's durability (group commit) in its own task.
-//! - `Send { to, hint_for }` calls the peer in its own task, so a replica
-//!   beyond the quorum still receives a write after the client has its
-//!   answer. A replicated object is encoded once per write (once more for
-//!   each stand-in, whose request names the home it holds a hint for).
+//!   write's durability (group commit).
+//! - `Send { to, hint_for }` calls the peer. The calls and the local wait
+//!   are polled by the request's own task ([`InFlight`]); whatever is left
+//!   when the request ends runs on in the background, so a replica beyond
+//!   the quorum still receives a write after the client has its answer. A
+//!   replicated object is encoded once per write (once more for each
+//!   stand-in, whose request names the home it holds a hint for).
 //! - `Repair { to, .. }` (read repair) sends the merged object as a replica
 //!   write, or merges it locally when `to` is this node. A read answers the
 //!   client as soon as its machine does; if late replies or repairs are
@@ -26,6 +28,7 @@
 //! A request reads the cluster view once at its start and uses that snapshot
 //! to the end.
 
+use crate::in_flight::InFlight;
 use crate::metrics::Metrics;
 use crate::replica::{LocalReplica, Written};
 use crate::rpc::{failure_of, RpcError};
@@ -44,9 +47,9 @@ use ringkv_core::protocol::{ClientRequest, ClientResponse, OpError, Request, Res
 use ringkv_core::siblings::Siblings;
 use ringkv_core::version_vector::VersionVector;
 use ringkv_core::NodeId;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 /// Milliseconds since the Unix epoch, injected so simulations control it.
@@ -77,6 +80,9 @@ struct Value {
 
 /// One peer's answer to a `Send`, as the driver hands it back.
 type Answer = (NodeId, Result<Response, ReplicaFailure>);
+
+/// A request's calls to replicas (and its wait for the local write).
+type Calls = InFlight<Answer>;
 
 /// The failed response of the same kind as `request`.
 fn failed(request: &ClientRequest, e: OpError) -> ClientResponse {
@@ -194,9 +200,6 @@ impl Coordinator {
         key: ObjectKey,
         plan: ReadPlan,
     ) -> Result<Option<Siblings>, OpError> {
-        let capacity = plan.replicas.len().max(1);
-        let (tx, answers) = mpsc::channel(capacity);
-        let (repair_tx, repairs) = mpsc::channel(capacity);
         let plain = encode_request(&Request::ReplicaRead {
             key: key.clone(),
             hint_for: None,
@@ -212,10 +215,8 @@ impl Coordinator {
             origin: self.origin,
             timeout: Duration::from_millis(plan.timeout_ms),
             plain,
-            tx,
-            answers,
-            repair_tx,
-            repairs,
+            reads: Calls::new(),
+            repairs: Calls::new(),
         };
         let mut machine = ReadMachine::new(plan, self.now_ms());
         let answer = read.run(&mut machine).await;
@@ -278,25 +279,30 @@ impl Coordinator {
             .map_err(|e| OpError::Internal(e.to_string()))
         };
         let request = encode(None)?;
-        let (tx, mut answers) = mpsc::channel(plan.replicas.len().max(1));
+        let mut calls = Calls::new();
         let timeout = Duration::from_millis(plan.timeout_ms);
         let mut machine = WriteMachine::new(plan, started);
         loop {
             while let Some(command) = machine.poll_command() {
                 match command {
                     WriteCommand::AwaitLocal => {
-                        let (replica, me, tx) = (self.replica.clone(), self.id.clone(), tx.clone());
-                        tokio::spawn(async move {
+                        let (replica, me) = (self.replica.clone(), self.id.clone());
+                        calls.push(async move {
                             let durable = replica.durable(ticket).await;
-                            let _ = tx.send((me, Ok(Response::ReplicaWrite(durable)))).await;
+                            (me, Ok(Response::ReplicaWrite(durable)))
                         });
                     }
-                    WriteCommand::Send { to, hint_for: None } => {
-                        send(view, to, &request, timeout, &tx, &self.metrics, self.origin)
-                    }
+                    WriteCommand::Send { to, hint_for: None } => calls.push(call(
+                        view,
+                        to,
+                        &request,
+                        timeout,
+                        &self.metrics,
+                        self.origin,
+                    )),
                     WriteCommand::Send { to, hint_for } => {
                         let hinted = encode(hint_for)?;
-                        send(view, to, &hinted, timeout, &tx, &self.metrics, self.origin)
+                        calls.push(call(view, to, &hinted, timeout, &self.metrics, self.origin))
                     }
                     WriteCommand::Answer(answer) => {
                         return answer.map(|()| clock).map_err(OpError::Quorum)
@@ -308,7 +314,7 @@ impl Coordinator {
             };
             tokio::select! {
                 biased;
-                Some((from, answer)) = answers.recv() => {
+                (from, answer) = calls.next() => {
                     let reply = answer.and_then(|r| match r {
                         Response::ReplicaWrite(done) => done.map_err(ReplicaFailure::Replica),
                         _ => Err(ReplicaFailure::UnexpectedAnswer),
@@ -335,7 +341,7 @@ impl Coordinator {
             Ok(e) => e,
             Err(e) => return failed(&request, OpError::Internal(e.to_string())),
         };
-        let (tx, mut answers) = mpsc::channel(1);
+        let mut calls = Calls::new();
         let deadline_ms = self.now_ms().saturating_add(plan.timeout_ms);
         let mut machine = ForwardMachine::new(plan, self.now_ms());
         loop {
@@ -344,7 +350,14 @@ impl Coordinator {
                     ForwardCommand::Send { to } => {
                         let left = deadline_ms.saturating_sub(self.now_ms()).max(1);
                         let timeout = Duration::from_millis(left);
-                        send(view, to, &encoded, timeout, &tx, &self.metrics, self.origin);
+                        calls.push(call(
+                            view,
+                            to,
+                            &encoded,
+                            timeout,
+                            &self.metrics,
+                            self.origin,
+                        ));
                     }
                     ForwardCommand::Answer(Ok(response)) => return response,
                     ForwardCommand::Answer(Err(e)) => return failed(&request, e),
@@ -358,7 +371,7 @@ impl Coordinator {
             };
             tokio::select! {
                 biased;
-                Some((from, answer)) = answers.recv() => {
+                (from, answer) = calls.next() => {
                     let reply = answer.and_then(|r| match r {
                         Response::Coordinate(response) => Ok(response),
                         _ => Err(ReplicaFailure::UnexpectedAnswer),
@@ -371,24 +384,22 @@ impl Coordinator {
     }
 }
 
-/// Calls `to` with an encoded request in its own task, records the
-/// outcome in the peer's health and hands it back on `answers`.
-fn send(
+/// Calls `to` with an encoded request; the call records its outcome in
+/// the peer's health and resolves to it.
+fn call(
     view: &ClusterView,
     to: NodeId,
     request: &EncodedRequest,
     timeout: Duration,
-    answers: &mpsc::Sender<Answer>,
     metrics: &Arc<Metrics>,
     origin: Instant,
-) {
-    let Some(peer) = view.peer(&to).cloned() else {
-        let _ = answers.try_send((to, Err(ReplicaFailure::NoAddress)));
-        return;
-    };
-    let (tx, request) = (answers.clone(), request.clone());
-    let metrics = metrics.clone();
-    tokio::spawn(async move {
+) -> impl Future<Output = Answer> + Send + 'static {
+    let peer = view.peer(&to).cloned();
+    let (request, metrics) = (request.clone(), metrics.clone());
+    async move {
+        let Some(peer) = peer else {
+            return (to, Err(ReplicaFailure::NoAddress));
+        };
         let outcome = peer
             .client
             .call_encoded(&request, timeout)
@@ -402,8 +413,8 @@ fn send(
                 metrics.replica_call_failed(f.kind());
             }
         }
-        let _ = tx.send((to, outcome)).await;
-    });
+        (to, outcome)
+    }
 }
 
 /// Drives one [`ReadMachine`]: until its answer for the client, then (in a
@@ -419,10 +430,10 @@ struct ReadDriver {
     timeout: Duration,
     /// `ReplicaRead` without a hint, encoded once.
     plain: EncodedRequest,
-    tx: mpsc::Sender<Answer>,
-    answers: mpsc::Receiver<Answer>,
-    repair_tx: mpsc::Sender<Answer>,
-    repairs: mpsc::Receiver<Answer>,
+    /// Replica reads in flight.
+    reads: Calls,
+    /// Read repairs in flight.
+    repairs: Calls,
 }
 
 impl ReadDriver {
@@ -437,8 +448,6 @@ impl ReadDriver {
             let mut read_local = false;
             while let Some(command) = machine.poll_command() {
                 match command {
-                    // Read the local copy after the sends are out, so the
-                    // peers work while this node reads.
                     ReadCommand::ReadLocal => read_local = true,
                     ReadCommand::Send { to, hint_for } => self.ask(to, hint_for),
                     ReadCommand::Repair {
@@ -450,10 +459,13 @@ impl ReadDriver {
                 }
             }
             if read_local {
-                let local = self.replica.read(&self.key).await;
-                let reply = local.map_err(ReplicaFailure::Replica);
-                machine.on_reply(&self.id, reply, self.now_ms());
-                continue;
+                // After the sends, so they are on the wire while this node
+                // reads: the calls are polled in the order they were pushed.
+                let (replica, key, me) = (self.replica.clone(), self.key.clone(), self.id.clone());
+                self.reads.push(async move {
+                    let found = replica.read(&key).await;
+                    (me, Ok(Response::ReplicaRead(found)))
+                });
             }
             let Some(at) = machine.poll_timeout() else {
                 return Err(OpError::Internal("read ended without an answer".into()));
@@ -461,14 +473,14 @@ impl ReadDriver {
             let at = self.origin + Duration::from_millis(at);
             tokio::select! {
                 biased;
-                Some((from, answer)) = self.answers.recv() => {
+                (from, answer) = self.reads.next() => {
                     let reply = answer.and_then(|r| match r {
                         Response::ReplicaRead(found) => found.map_err(ReplicaFailure::Replica),
                         _ => Err(ReplicaFailure::UnexpectedAnswer),
                     });
                     machine.on_reply(&from, reply, self.now_ms());
                 }
-                Some((from, outcome)) = self.repairs.recv() => {
+                (from, outcome) = self.repairs.next() => {
                     let done = outcome.and_then(|r| match r {
                         Response::ReplicaWrite(done) => done.map_err(ReplicaFailure::Replica),
                         _ => Err(ReplicaFailure::UnexpectedAnswer),
@@ -480,7 +492,7 @@ impl ReadDriver {
         }
     }
 
-    fn ask(&self, to: NodeId, hint_for: Option<NodeId>) {
+    fn ask(&mut self, to: NodeId, hint_for: Option<NodeId>) {
         let hinted;
         let request = match hint_for {
             None => &self.plain,
@@ -493,37 +505,33 @@ impl ReadDriver {
                     &hinted
                 }
                 Err(_) => {
-                    let _ = self.tx.try_send((to, Err(ReplicaFailure::Malformed)));
+                    self.reads
+                        .push(std::future::ready((to, Err(ReplicaFailure::Malformed))));
                     return;
                 }
             },
         };
-        let (metrics, origin) = (&self.metrics, self.origin);
-        send(
+        let asked = call(
             &self.view,
             to,
             request,
             self.timeout,
-            &self.tx,
-            metrics,
-            origin,
+            &self.metrics,
+            self.origin,
         );
+        self.reads.push(asked);
     }
 
     /// Sends `object` to `to` as a replica write (merged locally when `to`
     /// is this node); the outcome comes back on `repairs`.
-    fn repair(&self, to: NodeId, hint_for: Option<NodeId>, object: Siblings) {
+    fn repair(&mut self, to: NodeId, hint_for: Option<NodeId>, object: Siblings) {
         self.metrics.read_repair_sent();
         if to == self.id {
-            let (replica, key, tx) = (
-                self.replica.clone(),
-                self.key.clone(),
-                self.repair_tx.clone(),
-            );
+            let (replica, key) = (self.replica.clone(), self.key.clone());
             let max_siblings = self.max_siblings;
-            tokio::spawn(async move {
+            self.repairs.push(async move {
                 let merged = replica.merge(&key, object, max_siblings).await;
-                let _ = tx.send((to, Ok(Response::ReplicaWrite(merged)))).await;
+                (to, Ok(Response::ReplicaWrite(merged)))
             });
             return;
         }
@@ -534,21 +542,19 @@ impl ReadDriver {
         };
         match encode_request(&request) {
             Ok(encoded) => {
-                let (metrics, origin) = (&self.metrics, self.origin);
-                send(
+                let repaired = call(
                     &self.view,
                     to,
                     &encoded,
                     self.timeout,
-                    &self.repair_tx,
-                    metrics,
-                    origin,
+                    &self.metrics,
+                    self.origin,
                 );
+                self.repairs.push(repaired);
             }
             Err(_) => {
-                let _ = self
-                    .repair_tx
-                    .try_send((to, Err(ReplicaFailure::Malformed)));
+                self.repairs
+                    .push(std::future::ready((to, Err(ReplicaFailure::Malformed))));
             }
         }
     }

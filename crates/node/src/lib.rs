@@ -39,6 +39,7 @@ pub mod handler;
 pub mod handoff;
 pub mod hint_store;
 pub mod http;
+pub mod in_flight;
 pub mod metrics;
 pub mod net;
 pub mod node;
