@@ -24,10 +24,13 @@ use clap::Args;
 use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressState, ProgressStyle};
 use ringkv_client::{Client, ClientError};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+mod report;
+use report::{Failures, Summary};
 
 /// Most workers a run starts (each is a task with its own key table).
 const MAX_CONCURRENCY: u64 = 10_000;
@@ -81,6 +84,11 @@ pub struct BenchArgs {
     /// Hide the progress bar.
     #[arg(long)]
     pub quiet: bool,
+    /// Print the result as one JSON object on stdout (ops/s and p50, p99,
+    /// p99.9 and max in ms per operation, and failures by kind), for
+    /// scripts; progress and notes stay on stderr.
+    #[arg(long)]
+    pub json: bool,
 }
 
 impl BenchArgs {
@@ -140,12 +148,6 @@ fn kind_of(e: &ClientError) -> String {
     }
 }
 
-/// Failed requests by kind, each with its count and first message.
-#[derive(Default)]
-struct Failures {
-    by_kind: BTreeMap<String, (u64, String)>,
-}
-
 impl Failures {
     fn record(&mut self, e: &ClientError) {
         let entry = self
@@ -159,10 +161,6 @@ impl Failures {
         for (kind, (n, first)) in other.by_kind {
             self.by_kind.entry(kind).or_insert((0, first)).0 += n;
         }
-    }
-
-    fn total(&self) -> u64 {
-        self.by_kind.values().map(|(n, _)| n).sum()
     }
 }
 
@@ -360,38 +358,6 @@ fn progress_bar(args: &BenchArgs) -> ProgressBar {
     bar
 }
 
-fn report(name: &str, h: &Histogram<u64>, elapsed: Duration) {
-    if h.is_empty() {
-        return;
-    }
-    let ms = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
-    println!(
-        "{name:<5} {:>9} ok   {:>9.0} ops/s  p50 {:>7.2} ms  p99 {:>7.2} ms  p99.9 {:>7.2} ms  max {:>7.2} ms",
-        h.len(),
-        h.len() as f64 / elapsed.as_secs_f64(),
-        ms(0.5),
-        ms(0.99),
-        ms(0.999),
-        h.max() as f64 / 1000.0
-    );
-}
-
-/// Prints the failures by kind.
-fn report_failures(failures: &Failures, requests: u64) {
-    let failed = failures.total();
-    if failed == 0 {
-        println!("errors 0");
-        return;
-    }
-    println!(
-        "errors {failed} of {requests} requests ({:.2}%), by kind:",
-        failed as f64 * 100.0 / requests.max(1) as f64
-    );
-    for (kind, (n, first)) in &failures.by_kind {
-        println!("  {n:>9}  {kind}  (first: {first})");
-    }
-}
-
 pub async fn run(args: BenchArgs) -> Result<()> {
     args.validate()?;
     let clients = args
@@ -460,19 +426,23 @@ pub async fn run(args: BenchArgs) -> Result<()> {
     let elapsed = started.elapsed();
     bar.finish_and_clear();
     requests += args.ops;
-    let ok = reads.len() + writes.len();
-    println!(
-        "{ok} of {} ops ok in {:.2} s: {:.0} ops/s, successes only ({workers} workers, {}-byte values, {} keys, read ratio {})",
-        args.ops,
-        elapsed.as_secs_f64(),
-        ok as f64 / elapsed.as_secs_f64(),
-        args.value_size,
-        args.keys,
-        args.read_ratio
-    );
-    report("get", &reads, elapsed);
-    report("put", &writes, elapsed);
-    report_failures(&failures, requests);
+    let summary = Summary {
+        ops: args.ops,
+        elapsed,
+        workers,
+        value_size: args.value_size,
+        keys: args.keys,
+        read_ratio: args.read_ratio,
+        reads: &reads,
+        writes: &writes,
+        failures: &failures,
+        requests,
+    };
+    if args.json {
+        println!("{}", summary.to_json());
+    } else {
+        summary.print_text();
+    }
     let rate = failures.total() as f64 / requests.max(1) as f64;
     if rate > args.max_error_rate {
         bail!(
@@ -579,6 +549,7 @@ mod tests {
             w: None,
             max_error_rate: 0.0,
             quiet: true,
+            json: false,
         };
         assert!(args.validate().is_ok());
         for bad in [-0.1, 1.5, f64::NAN] {

@@ -80,6 +80,19 @@ fn failures_are_reported_by_kind_and_fail_the_run_unless_allowed() {
     );
     assert!(stderr.contains("--max-error-rate"), "{stderr}");
 
+    // The JSON report of a failing run carries its failures by kind.
+    let mut json = load.to_vec();
+    json.push("--json");
+    let (out, stdout, stderr) = bench(&json);
+    assert!(!out.status.success(), "{stdout}{stderr}");
+    let j: serde_json::Value =
+        serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{e}: {stdout}"));
+    assert_eq!(j["ok"], 0, "{j}");
+    assert!(j["put"].is_null(), "no successful put: {j}");
+    assert_eq!(j["errors"]["total"], 20, "{j}");
+    let kinds = j["errors"]["by_kind"].as_object().unwrap();
+    assert!(kinds.keys().all(|k| k.starts_with("HTTP 5")), "{j}");
+
     let mut tolerant = load.to_vec();
     tolerant.extend(["--max-error-rate", "1"]);
     let (out, stdout, stderr) = bench(&tolerant);
@@ -134,5 +147,57 @@ fn repeated_runs_leave_one_value_and_hot_keys_get_no_conflicts() {
     assert!(
         stdout.contains("errors 0") && !stdout.contains("409"),
         "{stdout}"
+    );
+}
+
+#[test]
+fn json_output_is_one_object_with_rates_quantiles_and_failures() {
+    let cluster = Cluster::start(3, &[]);
+    let node = cluster.nodes[0].url();
+    let load = [
+        "--node",
+        &node,
+        "--ops",
+        "200",
+        "--keys",
+        "20",
+        "--concurrency",
+        "4",
+        "--read-ratio",
+        "0.5",
+        "--json",
+    ];
+    let (out, stdout, stderr) = bench(&load);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    let j: serde_json::Value =
+        serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{e}: {stdout}"));
+    assert_eq!(j["ops"], 200);
+    assert_eq!(j["ok"], 200);
+    assert_eq!(j["errors"]["total"], 0);
+    let (gets, puts) = (&j["get"], &j["put"]);
+    assert_eq!(
+        gets["ok"].as_u64().unwrap() + puts["ok"].as_u64().unwrap(),
+        200,
+        "{j}"
+    );
+    for op in [gets, puts] {
+        assert!(op["ops_per_s"].as_f64().unwrap() > 0.0, "{j}");
+        let q = |k: &str| op[k].as_f64().unwrap();
+        assert!(q("p50_ms") > 0.0, "{j}");
+        assert!(
+            q("p50_ms") <= q("p99_ms") && q("p99_ms") <= q("p999_ms"),
+            "{j}"
+        );
+        assert!(q("p999_ms") <= q("max_ms"), "{j}");
+    }
+
+    // A cluster that does not answer gets no report at all.
+    drop(cluster);
+    let dead = format!("http://127.0.0.1:{}", free_port());
+    let (out, stdout, _) = bench(&["--node", &dead, "--json"]);
+    assert!(!out.status.success());
+    assert!(
+        stdout.trim().is_empty(),
+        "a refused start prints no report: {stdout}"
     );
 }
