@@ -6,7 +6,8 @@
 //! [`NodeId::with_epoch`]. They are short printable names (`n1`, `db-03`); the
 //! limits live here so that every place that parses one checks the same rules.
 
-use serde::{Deserialize, Serialize};
+use serde::de::{self, Visitor};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
 use std::sync::Arc;
 
@@ -14,8 +15,11 @@ use std::sync::Arc;
 pub const MAX_NODE_ID_BYTES: usize = 64;
 
 /// The name of a physical node.
-#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
+///
+/// On the wire it is a plain string. It is encoded from the shared `str`
+/// and decoded from a borrowed one, so neither direction makes a `String`
+/// on the way (they showed up as a tenth of a put's allocations).
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct NodeId(Arc<str>);
 
 /// Why a string is not a valid node id.
@@ -44,8 +48,10 @@ impl NodeId {
             return Err(NodeIdError::TooLong { len: base.len() });
         }
         let plain = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.');
-        let epoch_ok =
-            epoch.is_none_or(|e| e.parse::<u64>().is_ok_and(|n| n > 0 && e == n.to_string()));
+        // Canonical decimal above 0: digits only, no leading zero, fits u64.
+        let epoch_ok = epoch.is_none_or(|e| {
+            e.bytes().all(|b| b.is_ascii_digit()) && !e.starts_with('0') && e.parse::<u64>().is_ok()
+        });
         if !base.bytes().all(plain) || !epoch_ok {
             return Err(NodeIdError::BadCharacter(id.to_string()));
         }
@@ -89,6 +95,28 @@ impl TryFrom<String> for NodeId {
 impl From<NodeId> for String {
     fn from(id: NodeId) -> String {
         id.0.to_string()
+    }
+}
+
+impl Serialize for NodeId {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for NodeId {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct IdVisitor;
+        impl Visitor<'_> for IdVisitor {
+            type Value = NodeId;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a node id")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<NodeId, E> {
+                NodeId::new(v).map_err(E::custom)
+            }
+        }
+        deserializer.deserialize_str(IdVisitor)
     }
 }
 
@@ -141,8 +169,35 @@ mod tests {
         );
         assert_eq!(NodeId::new("n1~3"), Ok(a.clone()));
         assert_eq!(a.with_epoch(4).as_str(), "n1~4");
-        for bad in ["n1~", "~3", "n1~0", "n1~03", "n1~x", "n1~1~2", "a b~1"] {
+        for bad in [
+            "n1~",
+            "~3",
+            "n1~0",
+            "n1~03",
+            "n1~x",
+            "n1~1~2",
+            "a b~1",
+            "n1~+3",
+            "n1~-3",
+            "n1~18446744073709551616",
+        ] {
             assert!(NodeId::new(bad).is_err(), "{bad}");
         }
+        assert!(NodeId::new("n1~18446744073709551615").is_ok(), "u64::MAX");
+    }
+
+    #[test]
+    fn the_wire_form_is_a_plain_string_and_decoding_checks_it() {
+        let id = NodeId::new("n1~7").unwrap();
+        let wire = postcard::to_allocvec(&id).unwrap();
+        assert_eq!(wire, postcard::to_allocvec("n1~7").unwrap());
+        assert_eq!(postcard::from_bytes::<NodeId>(&wire), Ok(id.clone()));
+        let json = serde_json::to_string(&id).unwrap();
+        assert_eq!(json, "\"n1~7\"");
+        assert_eq!(serde_json::from_str::<NodeId>(&json).unwrap(), id);
+        let bad = postcard::to_allocvec("a b").unwrap();
+        assert!(postcard::from_bytes::<NodeId>(&bad).is_err());
+        let err = serde_json::from_str::<NodeId>("\"n1~0\"").unwrap_err();
+        assert!(err.to_string().contains("n1~0"), "{err}");
     }
 }

@@ -18,7 +18,7 @@
 
 use crate::limits::MAX_CLOCK_ENTRIES;
 use crate::NodeId;
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Serialize, Serializer};
 use std::cmp::Ordering;
 
 /// One write event: the `counter`-th write of a key coordinated by `node`.
@@ -29,10 +29,20 @@ pub struct Dot {
 }
 
 /// Highest counter seen per node; entries sorted by node, counters >= 1.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(try_from = "Vec<(NodeId, u64)>", into = "Vec<(NodeId, u64)>")]
+///
+/// On the wire it is its list of entries, checked when decoded.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Deserialize)]
+#[serde(try_from = "Vec<(NodeId, u64)>")]
 pub struct VersionVector {
     entries: Vec<(NodeId, u64)>,
+}
+
+/// Encodes the entries in place (serde's `into` would clone the vector on
+/// every encode, twice per object with the size pass).
+impl Serialize for VersionVector {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.entries.serialize(serializer)
+    }
 }
 
 /// How two version vectors relate causally.
@@ -235,6 +245,11 @@ mod tests {
         let wire = postcard::to_allocvec(&entries(MAX_CLOCK_ENTRIES + 1)).unwrap();
         assert!(postcard::from_bytes::<VersionVector>(&wire).is_err());
         let wire = postcard::to_allocvec(&full).unwrap();
+        assert_eq!(
+            wire,
+            postcard::to_allocvec(full.entries()).unwrap(),
+            "its entries"
+        );
         assert_eq!(postcard::from_bytes::<VersionVector>(&wire), Ok(full));
     }
 }

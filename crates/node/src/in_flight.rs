@@ -22,33 +22,37 @@ pub type Call<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
 /// The calls of one request that have not finished yet.
 pub struct InFlight<T: Send + 'static> {
-    calls: FuturesUnordered<Call<T>>,
+    /// Made at the first push: a `FuturesUnordered` allocates when created,
+    /// and many requests never use some of theirs (a read's repairs).
+    calls: Option<FuturesUnordered<Call<T>>>,
 }
 
 impl<T: Send + 'static> InFlight<T> {
     pub fn new() -> Self {
-        InFlight {
-            calls: FuturesUnordered::new(),
-        }
+        InFlight { calls: None }
     }
 
     /// Starts driving `call` (it makes progress whenever [`Self::next`] is
     /// awaited, or in the background once this is dropped).
     pub fn push(&mut self, call: impl Future<Output = T> + Send + 'static) {
-        self.calls.push(Box::pin(call));
+        self.calls
+            .get_or_insert_with(FuturesUnordered::new)
+            .push(Box::pin(call));
     }
 
     pub fn is_empty(&self) -> bool {
-        self.calls.is_empty()
+        self.calls.as_ref().is_none_or(FuturesUnordered::is_empty)
     }
 
     /// The next call to finish; pending forever while there is none, so it
     /// can sit in a `select!` next to a timer.
     pub async fn next(&mut self) -> T {
-        match self.calls.next().await {
-            Some(outcome) => outcome,
-            None => std::future::pending().await,
+        if let Some(calls) = self.calls.as_mut() {
+            if let Some(outcome) = calls.next().await {
+                return outcome;
+            }
         }
+        std::future::pending().await
     }
 }
 
@@ -60,10 +64,9 @@ impl<T: Send + 'static> Default for InFlight<T> {
 
 impl<T: Send + 'static> Drop for InFlight<T> {
     fn drop(&mut self) {
-        let calls = std::mem::take(&mut self.calls);
-        if calls.is_empty() {
+        let Some(calls) = self.calls.take().filter(|c| !c.is_empty()) else {
             return;
-        }
+        };
         // Outside a runtime (only while the whole node is being torn down)
         // the calls are dropped with it.
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
