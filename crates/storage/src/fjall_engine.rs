@@ -19,10 +19,14 @@
 //!   journal bytes to the OS before returning, so a process crash loses
 //!   nothing that `write` acknowledged; only a machine crash loses writes not
 //!   yet covered by `sync`, which is what the trait allows.
-//! - Block cache [`FJALL_CACHE_BYTES`] (64 MiB) shared by all keyspaces.
-//! - Memtables: fjall's 64 MiB default for `Data`; [`SMALL_MEMTABLE_BYTES`]
-//!   (8 MiB) for the small `Hints` and `Meta` keyspaces, so they hold less
-//!   memory and journal back.
+//! - Block cache [`FJALL_CACHE_BYTES`] (32 MiB) shared by all keyspaces.
+//! - Memtables: [`DATA_MEMTABLE_BYTES`] (32 MiB, half of fjall's default)
+//!   for `Data`; [`SMALL_MEMTABLE_BYTES`] (8 MiB) for the small `Hints` and
+//!   `Meta` keyspaces, so they hold less memory and journal back. With
+//!   fjall's 64 MiB memtable and cache, a node holding 1,000,000 keys
+//!   peaked near 300 MB resident (an active memtable and sealed ones
+//!   waiting for their flush); with 32 MiB each, about 215 MB. See the
+//!   README's performance section for the measurement.
 //! - Everything else (leveled compaction, LZ4 on the last level, bloom
 //!   filters, worker threads = min(cores, 4)) is fjall's default. Key-value
 //!   separation is off: values are usually small; revisit with measurements.
@@ -48,10 +52,14 @@ use std::path::Path;
 const KEY_TAG: u8 = 0x01;
 
 /// Block cache shared by all keyspaces, in bytes.
-pub const FJALL_CACHE_BYTES: u64 = 64 * 1024 * 1024;
+pub const FJALL_CACHE_BYTES: u64 = 32 * 1024 * 1024;
 
 /// Memtable size for the small `Hints` and `Meta` keyspaces, in bytes.
 pub const SMALL_MEMTABLE_BYTES: u64 = 8 * 1024 * 1024;
+
+/// Memtable size for the `Data` keyspace, in bytes: it bounds most of a
+/// node's memory under writes (sealed memtables stay until flushed).
+pub const DATA_MEMTABLE_BYTES: u64 = 32 * 1024 * 1024;
 
 /// The durable engine: a fjall database with one keyspace per [`Keyspace`].
 pub struct FjallStorage {
@@ -139,7 +147,7 @@ fn untagged(stored: &[u8]) -> Result<&[u8], String> {
 
 fn open_keyspace(db: &Database, ks: Keyspace) -> Result<fjall::Keyspace, StorageError> {
     let options = move || match ks {
-        Keyspace::Data => KeyspaceCreateOptions::default(),
+        Keyspace::Data => KeyspaceCreateOptions::default().max_memtable_size(DATA_MEMTABLE_BYTES),
         Keyspace::Hints | Keyspace::Meta => {
             KeyspaceCreateOptions::default().max_memtable_size(SMALL_MEMTABLE_BYTES)
         }

@@ -50,7 +50,9 @@ mod storage;
 pub use batch::WriteBatch;
 pub use damage::{classify_open_error, DamageKind};
 pub use error::{StorageError, MAX_ERROR_KEY_BYTES};
-pub use fjall_engine::{FjallStorage, FJALL_CACHE_BYTES, SMALL_MEMTABLE_BYTES};
+pub use fjall_engine::{
+    FjallStorage, DATA_MEMTABLE_BYTES, FJALL_CACHE_BYTES, SMALL_MEMTABLE_BYTES,
+};
 pub use keyspace::Keyspace;
 pub use limits::{MAX_STORAGE_KEY_BYTES, MAX_STORAGE_VALUE_BYTES};
 pub use mem_engine::{MemStorage, PowerLoss};
