@@ -29,7 +29,7 @@ echo "loaded $KEYS keys of $VSIZE-byte values in $(($(date +%s) - started)) s"
 raw=$(python3 -c "print(sum(len('k' + str(i)) + $VSIZE for i in range($KEYS)))")
 echo "raw data (keys + values): $raw bytes"
 for pid in $(pgrep -P "$dev"); do
-    id=$(tr '\0' ' ' </proc/"$pid"/cmdline | grep -o -- '--id [^ ]*' || true)
-    echo "$id: $(grep -E 'VmHWM|VmRSS' /proc/"$pid"/status | tr -s ' \t' ' ' | tr '\n' ' ')"
+    id=$(tr '\0' '\n' </proc/"$pid"/cmdline | grep -- '^--id=' | cut -d= -f2 || true)
+    echo "$id (pid $pid): $(grep -E 'VmHWM|VmRSS' /proc/"$pid"/status | tr -s ' \t' ' ' | tr '\n' ' ')"
 done
 for d in "$T"/dev/n*; do echo "$(basename "$d") on disk: $(du -sb "$d" | cut -f1) bytes"; done

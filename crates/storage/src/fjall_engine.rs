@@ -19,14 +19,17 @@
 //!   journal bytes to the OS before returning, so a process crash loses
 //!   nothing that `write` acknowledged; only a machine crash loses writes not
 //!   yet covered by `sync`, which is what the trait allows.
-//! - Block cache [`FJALL_CACHE_BYTES`] (32 MiB) shared by all keyspaces.
+//! - Block cache [`FJALL_CACHE_BYTES`] (16 MiB) shared by all keyspaces:
+//!   the OS page cache holds the tables too, so the block cache only saves
+//!   re-parsing hot blocks.
 //! - Memtables: [`DATA_MEMTABLE_BYTES`] (32 MiB, half of fjall's default)
 //!   for `Data`; [`SMALL_MEMTABLE_BYTES`] (8 MiB) for the small `Hints` and
 //!   `Meta` keyspaces, so they hold less memory and journal back. With
-//!   fjall's 64 MiB memtable and cache, a node holding 1,000,000 keys
-//!   peaked near 300 MB resident (an active memtable and sealed ones
-//!   waiting for their flush); with 32 MiB each, about 215 MB. See the
-//!   README's performance section for the measurement.
+//!   fjall's 64 MiB memtable and a 64 MiB cache, a node loaded with
+//!   1,000,000 keys peaked near 300 MB resident (an active memtable, sealed
+//!   ones waiting for their flush, a full cache); with 32 MiB each, 204–222
+//!   MB; with these settings, 182–201 MB. See the README's performance
+//!   section (`bench/peak_rss.sh`).
 //! - Everything else (leveled compaction, LZ4 on the last level, bloom
 //!   filters, worker threads = min(cores, 4)) is fjall's default. Key-value
 //!   separation is off: values are usually small; revisit with measurements.
@@ -52,7 +55,7 @@ use std::path::Path;
 const KEY_TAG: u8 = 0x01;
 
 /// Block cache shared by all keyspaces, in bytes.
-pub const FJALL_CACHE_BYTES: u64 = 32 * 1024 * 1024;
+pub const FJALL_CACHE_BYTES: u64 = 16 * 1024 * 1024;
 
 /// Memtable size for the small `Hints` and `Meta` keyspaces, in bytes.
 pub const SMALL_MEMTABLE_BYTES: u64 = 8 * 1024 * 1024;
